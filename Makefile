@@ -1,0 +1,33 @@
+# Two commands set up and run everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-learning install clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Short WPPG-I run on Pendulum-v1: writes runs/demo/{eval.csv,summary.json,...} and runs/demo/curve.png
+demo: $(STAMP)
+	$(BIN)/wppg train --algo wppg-i --env Pendulum-v1 --total-steps 8000 --learning-starts 1000 \
+		--preset cpu --eval-every 2000 --eval-episodes 5 --seed 0 --out runs/demo --overwrite
+	$(BIN)/wppg plot runs/demo --out runs/demo/curve.png
+	@cat runs/demo/summary.json
+
+## Unit tests, smoke runs and a short learning check (CPU, a few minutes)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## Longer learning checks (tens of minutes on CPU)
+test-learning: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs

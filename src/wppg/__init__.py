@@ -1,0 +1,3 @@
+"""Wasserstein proximal policy gradient in JAX."""
+
+__version__ = "0.1.0"
