@@ -1,3 +1,15 @@
-"""Wasserstein proximal policy gradient in JAX."""
+"""wppg: Wasserstein proximal policy gradient (WPPG, WPPG-I) and SAC in JAX.
+
+    agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, K=8)
+    agent.learn(20_000)
+    action = agent.predict(obs, deterministic=True)
+    agent.save("pendulum.npz"); agent = wppg.WPPG.load("pendulum.npz")
+"""
 
 __version__ = "0.1.0"
+
+from wppg.agent import SAC, WPPG, Agent  # noqa: E402
+from wppg.algorithms import SACConfig, WPPGConfig  # noqa: E402
+from wppg.trainer import TrainConfig  # noqa: E402
+
+__all__ = ["SAC", "WPPG", "Agent", "SACConfig", "TrainConfig", "WPPGConfig", "__version__"]

@@ -1,14 +1,180 @@
-"""Command line: `wppg train|resume|eval|plot|lab ...`."""
+"""Command line: `wppg train | resume | eval | plot | lab`.
 
-from __future__ import annotations
+`wppg train --algo {wppg,wppg-i,sac} --env ID --total-steps N --seed S --out DIR [hyperparameters]`
+takes every field of `TrainConfig` and of the algorithm's config as a flag (see `--help`).
+"""
 
+
+import argparse
+import dataclasses
+import json
+import shutil
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tyro
+
+from wppg.algorithms import ALGORITHMS, PRESETS, ConfigError
+from wppg.agent import VARIANTS, Agent, make_agent
+from wppg.checkpoint import CheckpointError
+from wppg.envs import ActionSpaceError
+from wppg.trainer import TrainConfig, TrainingDivergedError
+
+USAGE = """usage: wppg <command> [options]
+
+commands:
+  train    train an agent:   wppg train --algo wppg-i --env Pendulum-v1 --total-steps 20000 --out runs/x
+  resume   continue a run:   wppg resume DIR [--total-steps N]
+  eval     evaluate a run:   wppg eval DIR --episodes 10 [--video]
+  plot     learning curves:  wppg plot DIR [DIR ...] --out fig.png
+  lab      theory lab:       wppg lab --help
+
+`wppg <command> --help` lists each command's options; `wppg train --algo sac --help` those of SAC."""
+
+
+def _train_args_type(algo_cfg_cls: type) -> type:
+    @dataclass
+    class TrainArgs:
+        """Train an agent and write logs, checkpoints, an evaluation summary into --out."""
+
+        env: str
+        """Gymnasium env id (continuous, bounded Box actions), e.g. Pendulum-v1 or Hopper-v5."""
+        out: Path
+        """Run directory: config.json, train.csv, eval.csv, tb/, checkpoints/last.npz, summary.json."""
+        algo: Literal["wppg", "wppg-i", "sac"] = "wppg"
+        """Algorithm: wppg (Gaussian pushforward), wppg-i (implicit), sac."""
+        preset: Literal["paper", "cpu"] = "paper"
+        """WPPG hyperparameter preset applied before the flags: paper (K=32) or cpu (K=8)."""
+        overwrite: bool = False
+        """Replace an existing run in --out (otherwise refuse, to never lose saved work)."""
+        progress: bool = True
+        """Show a progress bar."""
+        train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=TrainConfig)
+        algorithm: Annotated[algo_cfg_cls, tyro.conf.OmitArgPrefixes] = field(default_factory=algo_cfg_cls)
+
+    return TrainArgs
+
+
+def _fail(message: str) -> int:
+    print(f"wppg: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_train(argv: list[str]) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default="wppg", choices=sorted(VARIANTS))
+    pre.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    known, _ = pre.parse_known_args(argv)
+    algo_name, fixed = VARIANTS[known.algo]
+    cfg_cls = ALGORITHMS[algo_name][1]
+    preset = PRESETS[known.preset] if algo_name == "wppg" else {}
+    args_type = _train_args_type(cfg_cls)
+    default = args_type(env="", out=Path("."), algo=known.algo, preset=known.preset, algorithm=cfg_cls(**{**fixed, **preset}))
+    args = tyro.cli(args_type, args=argv, default=default, prog="wppg train")
+    out = args.out
+    if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists():
+        if not args.overwrite:
+            return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
+        shutil.rmtree(out)
+    hyper = {**dataclasses.asdict(args.train), **args.algorithm.to_dict()}
+    for k in fixed:
+        hyper.pop(k)
+    seed = hyper.pop("seed")
+    agent = make_agent(args.algo, args.env, seed=seed, run_dir=out, progress=args.progress, **hyper)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": "wppg train " + " ".join(argv)}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    agent.trainer.learn(agent.train_config.total_steps)
+    print(json.dumps(agent.trainer.last_eval))
+    return 0
+
+
+def cmd_resume(argv: list[str]) -> int:
+    @dataclass
+    class ResumeArgs:
+        """Continue a run from its last checkpoint, to its total_steps (or a new --total-steps)."""
+
+        run_dir: tyro.conf.Positional[Path]
+        total_steps: int | None = None
+        """New total env steps (to extend a finished run); default: the run's own total_steps."""
+        progress: bool = True
+
+    args = tyro.cli(ResumeArgs, args=argv, prog="wppg resume")
+    agent = Agent.load(args.run_dir / "checkpoints" / "last.npz", run_dir=args.run_dir, progress=args.progress)
+    until = args.total_steps or agent.train_config.total_steps
+    if agent.num_timesteps >= until:
+        print(f"{args.run_dir} is already at {agent.num_timesteps} >= {until} steps; pass --total-steps to extend it")
+        return 0
+    agent.trainer.learn(until)
+    print(json.dumps(agent.trainer.last_eval))
+    return 0
+
+
+def cmd_eval(argv: list[str]) -> int:
+    @dataclass
+    class EvalArgs:
+        """Evaluate a run's last checkpoint with stochastic actions and with the mode."""
+
+        run_dir: tyro.conf.Positional[Path]
+        episodes: int = 10
+        video: bool = False
+        """Also record one mode episode to run_dir/videos/eval.gif (needs the env's rgb_array render)."""
+
+    args = tyro.cli(EvalArgs, args=argv, prog="wppg eval")
+    agent = Agent.load(args.run_dir / "checkpoints" / "last.npz", progress=False)
+    result = {"env_steps": agent.num_timesteps}
+    for name, det in (("stochastic", False), ("mode", True)):
+        r = agent.evaluate(args.episodes, deterministic=det)
+        result[f"return_{name}"] = float(r.mean())
+        result[f"return_{name}_std"] = float(r.std())
+        print(f"{name:>10}: {r.mean():10.2f} +- {r.std():.2f} over {args.episodes} episodes")
+    if args.video:
+        from wppg.video import record_gif
+
+        path = record_gif(agent, args.run_dir / "videos" / "eval.gif")
+        print(f"video: {path}")
+    (args.run_dir / "eval_result.json").write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_plot(argv: list[str]) -> int:
+    @dataclass
+    class PlotArgs:
+        """Plot learning curves; runs of the same algorithm and env are pooled over seeds."""
+
+        run_dirs: tyro.conf.Positional[list[Path]]
+        out: Path = Path("curves.png")
+        metric: Literal["return_mode", "return_stochastic"] = "return_mode"
+
+    from wppg.plotting import plot_runs
+
+    args = tyro.cli(PlotArgs, args=argv, prog="wppg plot")
+    print(f"wrote {plot_runs(args.run_dirs, args.out, args.metric)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "lab":
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "lab":
         from wppg.lab.cli import main as lab_main
 
-        return lab_main(argv[1:])
-    raise SystemExit("usage: wppg {train,resume,eval,plot,lab} ...")
+        return lab_main(rest)
+    if command not in COMMANDS:
+        return _fail(f"unknown command {command!r}\n{USAGE}")
+    try:
+        return COMMANDS[command](rest)
+    except (ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, ValueError) as e:
+        return _fail(str(e))
+
+
+def _entry() -> Any:
+    sys.exit(main())

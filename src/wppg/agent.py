@@ -1,0 +1,147 @@
+"""The Stable-Baselines3-style API: `WPPG(env, ...).learn(n)`, `.predict(obs)`, `.save()`, `.load()`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from wppg import checkpoint as ckpt
+from wppg.algorithms import ALGORITHMS, PRESETS
+from wppg.envs import EnvSpec, describe_env
+from wppg.trainer import TrainConfig, Trainer
+
+# CLI / file names of the agents: algorithm, fixed config fields.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "wppg": ("wppg", {"policy": "gaussian"}),
+    "wppg-i": ("wppg", {"policy": "implicit"}),
+    "sac": ("sac", {}),
+}
+
+
+def split_hyperparameters(algo: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword arguments into (algorithm config, TrainConfig) fields; unknown names fail."""
+    cfg_cls = ALGORITHMS[algo][1]
+    algo_fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(kwargs) - algo_fields - train_fields)
+    if unknown:
+        raise TypeError(
+            f"unknown hyperparameter(s) {unknown} for {algo}; valid: {sorted(algo_fields)} and {sorted(train_fields)}"
+        )
+    return {k: v for k, v in kwargs.items() if k in algo_fields}, {k: v for k, v in kwargs.items() if k in train_fields}
+
+
+class Agent:
+    """An algorithm, its env and its training state. Use `WPPG` or `SAC`."""
+
+    variant = "wppg"
+
+    def __init__(self, env: EnvSpec, *, seed: int = 0, run_dir: str | Path | None = None, progress: bool = True, **hyperparameters: Any):
+        algo_name, fixed = VARIANTS[self.variant]
+        algo_kwargs, train_kwargs = split_hyperparameters(algo_name, hyperparameters)
+        algo_cls, cfg_cls = ALGORITHMS[algo_name]
+        self.algo_config = cfg_cls(**{**fixed, **algo_kwargs})
+        self.train_config = TrainConfig(**{**train_kwargs, "seed": seed})
+        self.env_info = describe_env(env)
+        self.algorithm = algo_cls(self.algo_config, self.env_info.obs_dim, self.env_info.bounds)
+        meta = {
+            "algo": algo_name,
+            "variant": self.variant,
+            "algo_config": self.algo_config.to_dict(),
+            "env_id": self.env_info.env_id,
+        }
+        self.trainer = Trainer(self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress)
+        self._predict_key = jax.random.PRNGKey(seed + 2)
+
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps taken so far."""
+        return self.trainer.env_steps
+
+    def learn(self, total_steps: int, progress: bool | None = None) -> "Agent":
+        """Train for `total_steps` more env steps (SB3's `learn`); returns self."""
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if progress is not None:
+            self.trainer.progress = progress
+        self.trainer.learn(self.trainer.env_steps + int(total_steps))
+        return self
+
+    def evaluate(self, episodes: int = 10, deterministic: bool = True) -> np.ndarray:
+        """Returns of `episodes` evaluation episodes on a fresh copy of the env."""
+        return self.trainer.evaluate(episodes, deterministic, env=self.env_info.make())
+
+    def predict(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Action(s) for one observation [obs_dim] or a batch [n, obs_dim]; deterministic gives the mode."""
+        obs = np.asarray(obs, np.float32)
+        single = obs.ndim == 1
+        if obs.shape[-1] != self.env_info.obs_dim or obs.ndim not in (1, 2):
+            raise ValueError(f"obs must have shape ({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim}); got {obs.shape}")
+        self._predict_key, k = jax.random.split(self._predict_key)
+        a = np.asarray(self.algorithm.act(self.trainer.state.actor_params, obs[None] if single else obs, k, deterministic=deterministic))
+        return a[0] if single else a
+
+    def save(self, path: str | Path) -> Path:
+        """Save everything needed to resume exactly: parameters, optimisers, buffer, RNGs, envs."""
+        return self.trainer.save(path)
+
+    @classmethod
+    def load(cls, path: str | Path, env: EnvSpec | None = None, run_dir: str | Path | None = None, progress: bool = True) -> "Agent":
+        """Load an agent saved by `save` (or a run directory); `env` is needed if it was trained on a
+        user-supplied env without a registered id."""
+        meta, tree = ckpt.load(path)
+        variant = meta.get("variant")
+        if variant not in VARIANTS:
+            raise ckpt.CheckpointError(f"checkpoint {path} holds an unknown agent {variant!r}")
+        agent_cls = AGENTS[variant]
+        if cls is not Agent and cls is not agent_cls:
+            raise ckpt.CheckpointError(f"checkpoint {path} holds a {variant} agent, not {cls.variant}; load it with wppg.{agent_cls.__name__}.load")
+        if env is None:
+            env = meta.get("env_id")
+            if env is None:
+                raise ckpt.CheckpointError(f"checkpoint {path} was trained on an env without a registered id: pass env= to load it")
+        train = dict(meta["train_config"])
+        seed = train.pop("seed")
+        algo_cfg = dict(meta["algo_config"])
+        for k in VARIANTS[variant][1]:
+            algo_cfg.pop(k, None)
+        try:
+            agent = make_agent(variant, env, seed=seed, run_dir=run_dir, progress=progress, **train, **algo_cfg)
+        except TypeError as e:
+            raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
+        agent.trainer.load_state(meta, tree)
+        return agent
+
+
+class WPPG(Agent):
+    """WPPG (policy='gaussian') or WPPG-I (policy='implicit'). Hyperparameters: `WPPGConfig` and
+    `TrainConfig` fields, for example `WPPG("Pendulum-v1", policy="implicit", K=8, eta=0.1)`.
+    `preset='cpu'` applies a cheaper documented preset (see `wppg.algorithms.wppg.PRESETS`)."""
+
+    def __init__(self, env: EnvSpec, policy: str = "gaussian", *, preset: str = "paper", **kwargs: Any):
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+        if policy not in ("gaussian", "implicit"):
+            raise ValueError(f"policy must be 'gaussian' or 'implicit', got {policy!r}")
+        self.variant = "wppg-i" if policy == "implicit" else "wppg"
+        super().__init__(env, **{**PRESETS[preset], **kwargs})
+
+
+class SAC(Agent):
+    """SAC with a tanh-Gaussian policy; `autotune=False` fixes alpha (the WPPG paper's baseline)."""
+
+    variant = "sac"
+
+
+def make_agent(variant: str, env: EnvSpec, **kwargs: Any) -> Agent:
+    """Build an agent from its CLI name ('wppg', 'wppg-i', 'sac')."""
+    if variant == "sac":
+        return SAC(env, **kwargs)
+    return WPPG(env, policy=VARIANTS[variant][1]["policy"], **kwargs)
+
+
+AGENTS: dict[str, type[Agent]] = {"wppg": WPPG, "wppg-i": WPPG, "sac": SAC}

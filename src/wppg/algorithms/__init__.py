@@ -1,0 +1,12 @@
+"""Algorithms: each is a config dataclass plus pure `init`, `update` and `act` functions."""
+
+from wppg.algorithms.base import ConfigError, OffPolicyAlgorithm, OffPolicyConfig
+from wppg.algorithms.sac import SACAlgorithm, SACConfig
+from wppg.algorithms.wppg import PRESETS, WPPGAlgorithm, WPPGConfig
+
+ALGORITHMS: dict[str, tuple[type[OffPolicyAlgorithm], type[OffPolicyConfig]]] = {
+    "wppg": (WPPGAlgorithm, WPPGConfig),
+    "sac": (SACAlgorithm, SACConfig),
+}
+
+__all__ = ["ALGORITHMS", "PRESETS", "ConfigError", "SACAlgorithm", "SACConfig", "WPPGAlgorithm", "WPPGConfig"]

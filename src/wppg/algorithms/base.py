@@ -1,0 +1,190 @@
+"""What every off-policy actor-critic here shares: config fields, state, twin critics, scan.
+
+An algorithm subclasses `OffPolicyAlgorithm` and writes two pure functions of its paper:
+`soft_value(state, next_obs, key)` (the bootstrap value, entropy term included) and
+`actor_step(state, obs, key)` (the policy update). Everything else is here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wppg.envs import ActionBounds
+from wppg.networks import TwinQ
+
+
+class ConfigError(ValueError):
+    """An invalid hyperparameter; raised when the config is built, before any training."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class OffPolicyConfig:
+    """Hyperparameters shared by the off-policy actor-critic algorithms (paper defaults)."""
+
+    gamma: float = 0.99
+    """Discount factor gamma."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    polyak: float = 0.005
+    """Polyak averaging rate of the target critics (target <- (1 - polyak) target + polyak online)."""
+    hidden: Sequence[int] = field(default=(256, 256))
+    """Hidden widths of the ReLU MLPs of the policy and of each critic."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        self.validate()
+
+    def validate(self) -> None:
+        require(0.0 <= self.gamma < 1.0, f"gamma must be in [0, 1), got {self.gamma}")
+        require(self.actor_lr > 0, f"actor_lr must be > 0, got {self.actor_lr}")
+        require(self.critic_lr > 0, f"critic_lr must be > 0, got {self.critic_lr}")
+        require(0.0 < self.polyak <= 1.0, f"polyak must be in (0, 1], got {self.polyak}")
+        require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden must be positive widths, got {self.hidden}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+class Batch(flax.struct.PyTreeNode):
+    obs: jnp.ndarray
+    action: jnp.ndarray
+    reward: jnp.ndarray
+    next_obs: jnp.ndarray
+    terminated: jnp.ndarray
+
+
+class AgentState(flax.struct.PyTreeNode):
+    """Everything an update changes. `extra` holds algorithm-specific pieces (SAC's temperature)."""
+
+    actor_params: Any
+    critic_params: Any
+    target_critic_params: Any
+    actor_opt: Any
+    critic_opt: Any
+    extra: Any
+    step: jnp.ndarray
+
+
+def min_q(critic: TwinQ, params: Any, obs: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
+    """min_j Q_j(s, a) for K actions per state: obs [B, D], actions [B, K, d] -> [B, K]."""
+    obs = jnp.broadcast_to(obs[:, None, :], actions.shape[:-1] + obs.shape[-1:])
+    return jnp.min(critic.apply(params, obs, actions), axis=0)
+
+
+class OffPolicyAlgorithm(abc.ABC):
+    """Shared skeleton. Subclasses set `self.policy` in `__init__` and implement the two hooks."""
+
+    name = "base"
+
+    def __init__(self, config: OffPolicyConfig, obs_dim: int, bounds: ActionBounds):
+        self.config = config
+        self.obs_dim = obs_dim
+        self.act_dim = bounds.dim
+        self.bounds = bounds
+        self.scale = jnp.asarray(bounds.scale)
+        self.critic = TwinQ(config.hidden)
+        self.actor_tx = optax.adam(config.actor_lr)
+        self.critic_tx = optax.adam(config.critic_lr)
+        self.update = jax.jit(self._update)
+        self.act = jax.jit(self._act, static_argnames="deterministic")
+
+    # --- hooks -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def soft_value(self, state: AgentState, next_obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, dict]:
+        """Bootstrap value V(s') [B] from the target critics, with the algorithm's entropy term."""
+
+    @abc.abstractmethod
+    def actor_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
+        """One policy update on the states of a minibatch."""
+
+    def init_extra(self) -> Any:
+        return {}
+
+    # --- shared machinery ------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> AgentState:
+        """Fresh parameters and optimiser states."""
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros((1, self.obs_dim))
+        actor_params = self.policy.init(k_actor, obs, jnp.zeros((1, 1, self.policy.latent_dim)))
+        critic_params = self.critic.init(k_critic, obs, jnp.zeros((1, self.act_dim)))
+        return AgentState(
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=critic_params,
+            actor_opt=self.actor_tx.init(actor_params),
+            critic_opt=self.critic_tx.init(critic_params),
+            extra=self.init_extra(),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def critic_step(self, state: AgentState, batch: Batch, key: jax.Array) -> tuple[AgentState, dict]:
+        """Twin-critic regression on y = r + gamma (1 - terminated) V(s'), then Polyak targets."""
+        next_v, info = self.soft_value(state, batch.next_obs, key)
+        y = jax.lax.stop_gradient(batch.reward + self.config.gamma * (1.0 - batch.terminated) * next_v)
+
+        def loss_fn(params):
+            q = self.critic.apply(params, batch.obs, batch.action)  # [2, B]
+            return jnp.sum(jnp.mean((q - y) ** 2, axis=-1)), q
+
+        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.critic_params)
+        critic_params, critic_opt = adam_step(self.critic_tx, grads, state.critic_opt, state.critic_params)
+        target = optax.incremental_update(critic_params, state.target_critic_params, self.config.polyak)
+        state = state.replace(critic_params=critic_params, critic_opt=critic_opt, target_critic_params=target)
+        return state, {"critic_loss": loss, "q_mean": jnp.mean(q), **info}
+
+    def gradient_step(self, state: AgentState, batch: Batch, key: jax.Array) -> tuple[AgentState, dict]:
+        k_critic, k_actor = jax.random.split(key)
+        state, critic_info = self.critic_step(state, batch, k_critic)
+        state, actor_info = self.actor_step(state, batch.obs, k_actor)
+        return state.replace(step=state.step + 1), {**critic_info, **actor_info}
+
+    def _update(self, state: AgentState, batches: dict, key: jax.Array) -> tuple[AgentState, dict]:
+        """Several gradient steps in one call: batches hold arrays [n_steps, batch_size, ...]."""
+        n = batches["reward"].shape[0]
+
+        def body(state, xs):
+            batch, k = xs
+            return self.gradient_step(state, Batch(**batch), k)
+
+        state, metrics = jax.lax.scan(body, state, (batches, jax.random.split(key, n)))
+        # A mean over the scanned steps stays non-finite if any step was, so one check suffices.
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    def _act(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array, deterministic: bool = False) -> jnp.ndarray:
+        """Actions [B, d] for observations [B, D]; deterministic=True gives the mode (eps = 0)."""
+        shape = (obs.shape[0], 1, self.policy.latent_dim)
+        eps = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
+        return self.policy.apply(actor_params, obs, eps)[:, 0]
+
+    def describe(self) -> dict[str, Any]:
+        return {"algo": self.name, "config": self.config.to_dict()}
+
+
+def adam_step(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
+    """Apply one optimiser step; returns (params, opt_state)."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def to_numpy(tree: Any) -> Any:
+    return jax.tree.map(np.asarray, tree)
+

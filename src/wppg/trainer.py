@@ -1,0 +1,282 @@
+"""The interaction loop shared by every algorithm: env -> buffer -> algorithm.update -> logs.
+
+The trainer knows nothing of any one algorithm: it calls `algo.init`, `algo.update` and
+`algo.act`, and checkpoints the whole run (parameters, optimisers, buffer, RNGs, envs, counters)
+so that a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from wppg import __version__
+from wppg import checkpoint as ckpt
+from wppg.algorithms.base import OffPolicyAlgorithm, require
+from wppg.envs import EnvPool
+from wppg.replay import ReplayBuffer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the agent interacts and learns (paper defaults where the paper gives them)."""
+
+    total_steps: int = 1_000_000
+    """Env steps of the run, summed over the vectorised envs (paper: 1M)."""
+    learning_starts: int = 10_000
+    """Env steps of uniform random actions before the first update (paper: 1e4)."""
+    batch_size: int = 256
+    """Minibatch size of each gradient step (paper: 256)."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity in transitions (paper: 1e6)."""
+    utd: int = 1
+    """Update-to-data ratio: gradient steps per env step (paper: 1)."""
+    train_freq: int = 1
+    """Env steps (per env) between update calls; each call runs train_freq * n_envs * utd gradient
+    steps inside one jitted lax.scan. Larger values amortise call overhead (same number of steps)."""
+    n_envs: int = 1
+    """Number of envs stepped in lock-step (paper: 1)."""
+    eval_every: int = 10_000
+    """Env steps between evaluations (also one at the end of each learn call)."""
+    eval_episodes: int = 10
+    """Episodes per evaluation, run once with stochastic actions and once with the mode."""
+    checkpoint_every: int = 50_000
+    """Env steps between checkpoints of the whole run (also one at the end); 0 disables periodic ones."""
+    log_every: int = 1_000
+    """Env steps between rows of train.csv / TensorBoard scalars."""
+    seed: int = 0
+    """The one seed that drives parameters, latents, minibatches, envs and evaluation."""
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "batch_size", "buffer_size", "utd", "train_freq", "n_envs", "eval_every", "eval_episodes", "log_every"):
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self.learning_starts >= 0, f"learning_starts must be >= 0, got {self.learning_starts}")
+        require(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        require(
+            self.batch_size <= self.buffer_size,
+            f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss became NaN or infinite; the offending state was not saved."""
+
+
+class Trainer:
+    """Runs one agent in its envs; owns the buffer, RNGs, counters, logs and checkpoints."""
+
+    def __init__(
+        self,
+        algo: OffPolicyAlgorithm,
+        config: TrainConfig,
+        make_env: Callable[[], gym.Env],
+        run_dir: str | Path | None = None,
+        meta: dict[str, Any] | None = None,
+        progress: bool = True,
+    ):
+        self.algo, self.config, self.make_env = algo, config, make_env
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.meta = dict(meta or {})
+        self.progress = progress
+        c = config
+        key = jax.random.PRNGKey(c.seed)
+        init_key, self.key = jax.random.split(key)
+        self.state = algo.init(init_key)
+        self.buffer = ReplayBuffer(min(c.buffer_size, max(c.total_steps, c.batch_size)), algo.obs_dim, algo.act_dim)
+        self.np_rng = np.random.default_rng(c.seed)
+        self.pool: EnvPool | None = None
+        self.eval_env: gym.Env | None = None
+        self.env_steps = 0
+        self.iterations = 0
+        self.n_evals = 0
+        self.last_eval: dict[str, float] = {}
+        self.logger = None
+
+    # --- the loop ----------------------------------------------------------------------------
+    def learn(self, until_step: int) -> dict[str, float]:
+        """Interact and learn until `until_step` env steps in total; returns the last evaluation."""
+        from tqdm.auto import tqdm
+
+        c, algo = self.config, self.algo
+        if self.pool is None:
+            self.pool = EnvPool([self.make_env() for _ in range(c.n_envs)], seed=c.seed)
+        if self.run_dir is not None and self.logger is None:
+            from wppg.logger import RunLogger
+
+            self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if self.env_steps else None)
+        low, high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
+        grad_steps = c.train_freq * c.n_envs * c.utd
+        start_steps, start_time = self.env_steps, time.perf_counter()
+        recent = deque(maxlen=20)
+        acc: dict[str, list[float]] = {}
+        bar = tqdm(total=until_step, initial=self.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
+        try:
+            while self.env_steps < until_step:
+                obs = self.pool.obs
+                if self.env_steps < c.learning_starts:
+                    actions = self.np_rng.uniform(low, high, size=(c.n_envs, algo.act_dim)).astype(np.float32)
+                else:
+                    self.key, k = jax.random.split(self.key)
+                    actions = np.asarray(algo.act(self.state.actor_params, obs, k))
+                obs = obs.copy()
+                next_obs, reward, terminated, _, finished = self.pool.step(actions)
+                self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)
+                recent.extend(r for r, _ in finished)
+                self.env_steps += c.n_envs
+                self.iterations += 1
+                bar.update(c.n_envs)
+
+                if self.env_steps >= c.learning_starts and self.buffer.size >= c.batch_size and self.iterations % c.train_freq == 0:
+                    batches = self.buffer.sample(self.np_rng, grad_steps, c.batch_size)
+                    self.key, k = jax.random.split(self.key)
+                    new_state, metrics = algo.update(self.state, batches, k)
+                    metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
+                    self._check_finite(metrics)
+                    self.state = new_state
+                    for name, v in metrics.items():
+                        acc.setdefault(name, []).append(v)
+
+                if self.env_steps % c.log_every < c.n_envs and acc:
+                    sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+                    row = {name: float(np.mean(v)) for name, v in acc.items()}
+                    row["steps_per_s"] = sps
+                    if recent:
+                        row["train_return"] = float(np.mean(recent))
+                    self._log("train", row)
+                    acc = {}
+                    bar.set_postfix(sps=f"{sps:.0f}", eval=self._eval_str(), refresh=False)
+                if self.env_steps % c.eval_every < c.n_envs:
+                    self.evaluate_and_log()
+                    bar.set_postfix(sps=f"{(self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9):.0f}", eval=self._eval_str())
+                if self.run_dir is not None and c.checkpoint_every and self.env_steps % c.checkpoint_every < c.n_envs:
+                    self.save(self.run_dir / "checkpoints" / "last.npz")
+        finally:
+            bar.close()
+        if self.last_eval.get("step") != self.env_steps:
+            self.evaluate_and_log()
+        if self.run_dir is not None:
+            self.save(self.run_dir / "checkpoints" / "last.npz")
+            elapsed = time.perf_counter() - start_time
+            summary = {
+                **self.meta,
+                "env_steps": self.env_steps,
+                "gradient_steps": int(self.state.step),
+                "wall_time_s": elapsed,
+                "steps_per_s": (self.env_steps - start_steps) / max(elapsed, 1e-9),
+                "final_eval": self.last_eval,
+            }
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.logger is not None:
+            self.logger.tb.flush()
+        return self.last_eval
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        bad = [name for name, v in metrics.items() if not np.isfinite(v)]
+        if bad:
+            where = f"; the last good checkpoint is {self.run_dir / 'checkpoints' / 'last.npz'}" if self.run_dir else ""
+            raise TrainingDivergedError(
+                f"non-finite {', '.join(bad)} ({', '.join(f'{b}={metrics[b]}' for b in bad)}) in the update at env step "
+                f"{self.env_steps} (gradient step {int(self.state.step)}); training stopped and the diverged "
+                f"parameters were not kept{where}. Try a smaller learning rate or eta, or check the env's rewards."
+            )
+
+    def _log(self, kind: str, row: dict[str, float]) -> None:
+        if self.logger is not None:
+            self.logger.log(kind, self.env_steps, row)
+
+    def _eval_str(self) -> str:
+        return f"{self.last_eval['return_mode']:.1f}" if self.last_eval else "-"
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, episodes: int, deterministic: bool, env: gym.Env | None = None) -> np.ndarray:
+        """Returns of `episodes` episodes on a separate env; reset seeds and action keys depend
+        only on the run seed and the evaluation index, never on the training RNG streams."""
+        if env is None:
+            if self.eval_env is None:
+                self.eval_env = self.make_env()
+            env = self.eval_env
+        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), self.n_evals)
+        returns = np.zeros(episodes)
+        for i in range(episodes):
+            obs, _ = env.reset(seed=self.config.seed + 100_000 + i)
+            done = False
+            while not done:
+                key, k = jax.random.split(key)
+                a = np.asarray(self.algo.act(self.state.actor_params, np.asarray(obs, np.float32)[None], k, deterministic=deterministic))[0]
+                obs, r, term, trunc, _ = env.step(a)
+                returns[i] += r
+                done = term or trunc
+        return returns
+
+    def evaluate_and_log(self) -> dict[str, float]:
+        n = self.config.eval_episodes
+        stoch, mode = self.evaluate(n, False), self.evaluate(n, True)
+        self.n_evals += 1
+        self.last_eval = {
+            "step": self.env_steps,
+            "return_stochastic": float(stoch.mean()),
+            "return_stochastic_std": float(stoch.std()),
+            "return_mode": float(mode.mean()),
+            "return_mode_std": float(mode.std()),
+        }
+        self._log("eval", {k: v for k, v in self.last_eval.items() if k != "step"})
+        return self.last_eval
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Checkpoint the whole run atomically (see `checkpoint.save`)."""
+        pool = self.pool.state() if self.pool is not None else None
+        meta = {
+            **self.meta,
+            "wppg_version": __version__,
+            "train_config": self.config.to_dict(),
+            "env_steps": self.env_steps,
+            "iterations": self.iterations,
+            "n_evals": self.n_evals,
+            "last_eval": self.last_eval,
+            "np_rng": self.np_rng.bit_generator.state,
+            "has_envs": pool is not None,
+        }
+        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), "buffer": self.buffer.state()}
+        if pool is not None:
+            tree["pool"] = {
+                "obs": pool["obs"],
+                "ep_return": pool["ep_return"],
+                "ep_length": pool["ep_length"],
+                "envs": {str(i): np.frombuffer(b, np.uint8) for i, b in enumerate(pool["envs"])},
+            }
+        return ckpt.save(path, meta, tree)
+
+    def load_state(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+        """Restore everything `save` wrote (the trainer must be built from the same configs)."""
+        self.state = ckpt.restore_tree(self.state, tree["agent"], "agent state")
+        self.key = jax.numpy.asarray(tree["key"], dtype=self.key.dtype)
+        try:
+            self.buffer.load_state(tree["buffer"])
+        except (KeyError, ValueError) as e:
+            raise ckpt.CheckpointError(f"replay buffer in the checkpoint is unusable: {e}") from e
+        self.np_rng.bit_generator.state = meta["np_rng"]
+        self.env_steps, self.iterations, self.n_evals = meta["env_steps"], meta["iterations"], meta["n_evals"]
+        self.last_eval = meta["last_eval"]
+        if meta.get("has_envs"):
+            pool = tree["pool"]
+            blobs = [pool["envs"][str(i)].tobytes() for i in range(len(pool["envs"]))]
+            try:
+                self.pool = EnvPool.from_state({**pool, "envs": blobs})
+            except Exception as e:  # an env that cannot be unpickled here: restart its episodes
+                import warnings
+
+                warnings.warn(f"could not restore the envs' mid-episode state ({e}); starting new episodes, so resume is not exact")
+                self.pool = None
