@@ -184,7 +184,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "box2d": Preset(
         ProblemConfig(name="box2d", n_states=3, dim=2, tau=0.2, beta=0.0, bounded=True,
-                      half_width=1.0, n_grid=33, n_bumps=2, bump_width=0.5, bump_spread=0.7,
+                      half_width=1.0, n_grid=33, n_bumps=2, bump_width=0.6, bump_spread=0.7, kappa=0.5,
                       init_std=0.5, seed=4),
         "paper 1, d=2, box [-1, 1]^2 with reflecting walls, two bumps per state",
         {"bounded actions (paper 1)": True, "bounded reward r": True,
