@@ -27,8 +27,9 @@ def _quantile_pieces(edges: np.ndarray, w: np.ndarray, u: np.ndarray) -> np.ndar
     cell = np.clip(np.searchsorted(cdf, mid, side="right") - 1, 0, len(w) - 1)
     h = edges[1] - edges[0]
     mass = np.maximum(w[cell] / w.sum(), 1e-300)
-    left = edges[cell] + (u[:-1] - cdf[cell]) / mass * h
-    right = edges[cell] + (u[1:] - cdf[cell]) / mass * h
+    # Clipping to the cell only guards against rounding when u-intervals are below machine eps.
+    left = np.clip(edges[cell] + (u[:-1] - cdf[cell]) / mass * h, edges[cell], edges[cell + 1])
+    right = np.clip(edges[cell] + (u[1:] - cdf[cell]) / mass * h, edges[cell], edges[cell + 1])
     return np.stack([left, right])
 
 
