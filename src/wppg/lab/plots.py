@@ -45,20 +45,20 @@ def plot_curves(
 def plot_loglog(
     path: Path, rows: Sequence[Mapping[str, object]], x: str, ys: Sequence[str],
     fits: Sequence[Mapping[str, object]] | None, *, reference_slope: float | None = None,
-    title: str = "", hlines: Mapping[str, float] | None = None,
+    title: str = "", hlines: Mapping[str, float] | None = None, group: str = "n_grid",
 ) -> None:
-    """Log-log plot of rows[y] against rows[x], one line per (row['n_grid'] group, y); the fitted
-    slope (from `fits`, keyed by n_grid and quantity) goes into the legend."""
+    """Log-log plot of rows[y] against rows[x], one line per (rows[group], y); the fitted slope
+    (from `fits`, keyed by group and quantity) goes into the legend."""
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
-    slopes = {(f["n_grid"], f["quantity"]): f["slope"] for f in fits or []}
+    slopes = {(f[group], f["quantity"]): f["slope"] for f in fits or []}
     markers = "os^vDx"
-    for gi, group in enumerate(dict.fromkeys(r["n_grid"] for r in rows)):
-        sub = [r for r in rows if r["n_grid"] == group]
+    for gi, key in enumerate(dict.fromkeys(r[group] for r in rows)):
+        sub = [r for r in rows if r[group] == key]
         xs = np.array([r[x] for r in sub], dtype=float)
         for y in ys:
             vals = np.array([r[y] for r in sub], dtype=float)
-            slope = slopes.get((group, y))
-            label = f"{y} [{group}]" + (f" slope {slope:.2f}" if slope is not None else "")
+            slope = slopes.get((key, y))
+            label = f"{y} [{key}]" + (f" slope {slope:.2f}" if slope is not None else "")
             ax.loglog(xs, np.where(vals > 0, vals, np.nan), marker=markers[gi % len(markers)], label=label)
     if reference_slope is not None:
         xs = np.array(sorted({float(r[x]) for r in rows}))
