@@ -1,0 +1,64 @@
+"""Shared test fixtures: tiny hyperparameters, and a per-session JAX compilation cache.
+
+Most of the wall time of a short training test is XLA compilation, not training: every agent
+jit-compiles its own update and act functions (they are jitted bound methods), so a test that
+builds three agents of one config (train straight / train, save, load, train on) compiles the
+same program three times. A persistent compilation cache in a temporary directory, shared by
+the whole session and deleted at its end, makes the second and later compilations of an
+identical program a cache hit. It changes no numerics: a cached executable is the same binary.
+Set JAX_COMPILATION_CACHE_DIR yourself to use another directory, or
+WPPG_TEST_NO_COMPILATION_CACHE=1 to turn the cache off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import pytest
+
+_CACHE_DIR: str | None = None
+
+# Small enough for two busy CPU cores; shared by the tests so identical programs hit the cache.
+TINY_TRAIN: dict[str, Any] = {
+    "batch_size": 32,
+    "buffer_size": 5_000,
+    "learning_starts": 50,
+    "eval_episodes": 1,
+    "eval_every": 10**6,
+    "checkpoint_every": 0,
+    "log_every": 10**6,
+}
+TINY_ALGO: dict[str, dict[str, Any]] = {
+    "wppg": {"hidden": (32, 32), "K": 2, "entropy_M": 4, "entropy_L": 4},
+    "wppg-i": {"hidden": (32, 32), "K": 2, "entropy_M": 4, "entropy_L": 4},
+    "sac": {"hidden": (32, 32)},
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _CACHE_DIR
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.environ.get("WPPG_TEST_NO_COMPILATION_CACHE"):
+        return
+    import jax
+
+    _CACHE_DIR = tempfile.mkdtemp(prefix="wppg-tests-jax-cache-")
+    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR is not None:
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """`tiny(variant, **overrides)`: keyword arguments of a tiny agent of variant 'wppg', 'wppg-i' or 'sac'."""
+
+    def hyperparameters(variant: str, **overrides: Any) -> dict[str, Any]:
+        return {**TINY_TRAIN, **TINY_ALGO[variant], **overrides}
+
+    return hyperparameters
