@@ -46,7 +46,7 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         algo: Literal["wppg", "wppg-i", "sac"] = "wppg"
         """Algorithm: wppg (Gaussian pushforward), wppg-i (implicit), sac."""
         preset: Literal["paper", "cpu"] = "paper"
-        """WPPG hyperparameter preset applied before the flags: paper (K=32) or cpu (K=8)."""
+        """WPPG hyperparameter preset applied before the flags: paper (K=32) or cpu (K=8, entropy M=L=8)."""
         overwrite: bool = False
         """Replace an existing run in --out (otherwise refuse, to never lose saved work)."""
         progress: bool = True

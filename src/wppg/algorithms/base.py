@@ -84,6 +84,11 @@ class AgentState(flax.struct.PyTreeNode):
     step: jnp.ndarray
 
 
+def td_target(reward: jnp.ndarray, terminated: jnp.ndarray, gamma: float, next_value: jnp.ndarray) -> jnp.ndarray:
+    """y = r + gamma (1 - terminated) V(s'). Truncated episodes have terminated = 0: they bootstrap."""
+    return reward + gamma * (1.0 - terminated) * next_value
+
+
 def min_q(critic: TwinQ, params: Any, obs: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
     """min_j Q_j(s, a) for K actions per state: obs [B, D], actions [B, K, d] -> [B, K]."""
     obs = jnp.broadcast_to(obs[:, None, :], actions.shape[:-1] + obs.shape[-1:])
@@ -139,7 +144,7 @@ class OffPolicyAlgorithm(abc.ABC):
     def critic_step(self, state: AgentState, batch: Batch, key: jax.Array) -> tuple[AgentState, dict]:
         """Twin-critic regression on y = r + gamma (1 - terminated) V(s'), then Polyak targets."""
         next_v, info = self.soft_value(state, batch.next_obs, key)
-        y = jax.lax.stop_gradient(batch.reward + self.config.gamma * (1.0 - batch.terminated) * next_v)
+        y = jax.lax.stop_gradient(td_target(batch.reward, batch.terminated, self.config.gamma, next_v))
 
         def loss_fn(params):
             q = self.critic.apply(params, batch.obs, batch.action)  # [2, B]

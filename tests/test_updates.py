@@ -1,0 +1,128 @@
+"""The WPPG actor and critic updates on hand-checkable cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
+from wppg.algorithms.base import Batch, min_q, td_target
+from wppg.algorithms.wppg import couple, entropy_regularised_value
+from wppg.envs import ActionBounds
+from wppg.policies import sample_latents
+
+BOUNDS = ActionBounds(np.array([2.0, 1.0], np.float32), np.array([0.0, 0.5], np.float32))
+
+
+def make(policy="gaussian", **kw):
+    algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, entropy_M=4, entropy_L=4, **kw), 3, BOUNDS)
+    return algo, algo.init(jax.random.PRNGKey(0))
+
+
+@pytest.mark.parametrize("policy", ["gaussian", "implicit"])
+def test_actor_gradient_is_scaled_policy_gradient(policy):
+    """At the current parameters: grad L = -2 (dg/dtheta)^T (eta G + xi) / N, N = B*K."""
+    algo, state = make(policy, tau=0.05)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+    eps = sample_latents(algo.policy, jax.random.PRNGKey(2), 6, algo.config.K)
+    a0 = algo.policy.apply(state.actor_params, obs, eps)
+    disp, grad_q = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(3))
+    eps_fit, target = couple("shared-latent", eps, a0, disp)
+    grad = jax.grad(algo.projection_loss)(state.actor_params, obs, eps_fit, target)
+    _, vjp = jax.vjp(lambda p: algo.policy.apply(p, obs, eps), state.actor_params)
+    (expected,) = vjp(disp)
+    n = 6 * algo.config.K
+    for g, e in zip(jax.tree.leaves(grad), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(g, -2.0 * e / n, rtol=1e-4, atol=1e-7)
+    assert float(jnp.abs(disp - algo.config.eta * grad_q).max()) > 0  # the heat noise is present
+
+
+def test_transport_direction_is_grad_of_min_q():
+    algo, state = make(tau=0.0)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
+    a0 = jnp.asarray([[[0.3, 0.6]], [[-1.0, 0.9]]])
+    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(0))
+    h = 1e-3
+    for b in range(2):
+        for i in range(2):
+            e = jnp.zeros_like(a0).at[b, 0, i].set(h)
+            fd = (min_q(algo.critic, state.critic_params, obs, a0 + e) - min_q(algo.critic, state.critic_params, obs, a0 - e))[b, 0] / (2 * h)
+            np.testing.assert_allclose(disp[b, 0, i], algo.config.eta * fd, rtol=2e-2, atol=1e-5)
+
+
+def test_heat_noise_variance_is_2_tau_eta():
+    algo, state = make(tau=0.3, eta=0.2)
+    a0 = jnp.zeros((64, 256, 2))
+    obs = jnp.zeros((64, 3))
+    disp, grad_q = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(5))
+    xi = np.asarray(disp - 0.2 * grad_q)
+    assert abs(xi.var() - 2 * 0.3 * 0.2) < 0.01
+    assert abs(xi.mean()) < 0.01
+
+
+def test_soft_target_on_hand_computed_numbers():
+    q1 = jnp.array([[1.0, 3.0], [0.0, -2.0]])
+    q2 = jnp.array([[2.0, 0.0], [1.0, -4.0]])
+    q_min = jnp.minimum(q1, q2)  # [[1, 0], [0, -4]]
+    v = entropy_regularised_value(q_min, jnp.array([2.0, -1.0]), tau=0.1)
+    np.testing.assert_allclose(v, [0.5 + 0.2, -2.0 - 0.1], rtol=1e-6)
+    y = td_target(jnp.array([1.0, 1.0]), jnp.array([0.0, 1.0]), 0.9, v)
+    np.testing.assert_allclose(y, [1.0 + 0.9 * 0.7, 1.0], rtol=1e-6)
+
+
+def constant_critic(params, value):
+    """Set the critics' output layer to zero weights and bias `value`: Q = value everywhere."""
+    def f(path, p):
+        names = [getattr(k, "key", None) for k in path]
+        last = [n for n in names if n and n.startswith("Dense")]
+        is_out = last and last[-1] == "Dense_2"
+        if is_out and names[-1] == "kernel":
+            return jnp.zeros_like(p)
+        if is_out and names[-1] == "bias":
+            return jnp.full_like(p, value)
+        return p
+
+    return jax.tree_util.tree_map_with_path(f, params)
+
+
+@pytest.mark.parametrize("terminated", [0.0, 1.0])
+def test_critic_step_regresses_on_soft_target(terminated):
+    """With Q == 2 online and Qbar == 5 target, tau = 0: y = r + gamma (1 - d) 5, loss = 2 mean((2 - y)^2)."""
+    algo, state = make(tau=0.0, gamma=0.9)
+    state = state.replace(critic_params=constant_critic(state.critic_params, 2.0), target_critic_params=constant_critic(state.target_critic_params, 5.0))
+    r = jnp.array([1.0, -1.0, 0.5])
+    batch = Batch(obs=jnp.ones((3, 3)), action=jnp.zeros((3, 2)), reward=r, next_obs=jnp.ones((3, 3)), terminated=jnp.full((3,), terminated))
+    _, info = algo.critic_step(state, batch, jax.random.PRNGKey(0))
+    y = r + 0.9 * (1 - terminated) * 5.0
+    np.testing.assert_allclose(info["critic_loss"], 2 * np.mean((2.0 - y) ** 2), rtol=1e-5)
+
+
+def test_update_runs_steps_in_scan_and_changes_parameters():
+    for algo in (make()[0], make("implicit")[0], SACAlgorithm(SACConfig(hidden=(32, 32)), 3, BOUNDS)):
+        state = algo.init(jax.random.PRNGKey(0))
+        rng = np.random.default_rng(0)
+        n, b = 3, 16
+        batches = dict(
+            obs=rng.normal(size=(n, b, 3)).astype(np.float32),
+            action=rng.uniform(-1, 1, (n, b, 2)).astype(np.float32),
+            reward=rng.normal(size=(n, b)).astype(np.float32),
+            next_obs=rng.normal(size=(n, b, 3)).astype(np.float32),
+            terminated=np.zeros((n, b), np.float32),
+        )
+        new, metrics = algo.update(state, batches, jax.random.PRNGKey(1))
+        assert int(new.step) == 3
+        assert all(np.isfinite(float(v)) for v in metrics.values())
+        changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.actor_params, new.actor_params)
+        assert all(jax.tree.leaves(changed))
+
+
+def test_sac_fixed_alpha_stays_fixed_and_autotune_moves():
+    rng = np.random.default_rng(0)
+    batches = dict(obs=rng.normal(size=(5, 16, 3)).astype(np.float32), action=rng.uniform(-1, 1, (5, 16, 2)).astype(np.float32),
+                   reward=rng.normal(size=(5, 16)).astype(np.float32), next_obs=rng.normal(size=(5, 16, 3)).astype(np.float32),
+                   terminated=np.zeros((5, 16), np.float32))
+    for autotune in (False, True):
+        algo = SACAlgorithm(SACConfig(hidden=(32,), alpha=0.3, autotune=autotune), 3, BOUNDS)
+        state, _ = algo.update(algo.init(jax.random.PRNGKey(0)), batches, jax.random.PRNGKey(1))
+        moved = abs(float(jnp.exp(state.extra["log_alpha"])) - 0.3) > 1e-6
+        assert moved == autotune
