@@ -119,7 +119,7 @@ def test_bad_env_argument():
         (wppg.SAC, {"alpha_lr": 0.0}, "alpha_lr"),
         (wppg.SAC, {"gamma": 1.0}, "gamma"),
     ],
-    ids=lambda v: v.__name__ if isinstance(v, type) else ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else "",
+    ids=lambda v: v.__name__ if isinstance(v, type) else ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else "error",
 )
 def test_invalid_hyperparameter(agent_cls, kwargs, field, tmp_path):
     """Rejected with a ConfigError naming the field when the agent is built, before any training
