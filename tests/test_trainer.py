@@ -84,4 +84,6 @@ def test_vectorised_envs_count_steps():
     agent = wppg.SAC("Pendulum-v1", seed=0, n_envs=3, **TINY)
     agent.learn(90)
     assert agent.num_timesteps == 90 and agent.trainer.buffer.size == 90
-    assert int(agent.trainer.state.step) == 90 - 39 - 2  # one gradient step per env step after warm-up
+    # Updates start once 40 steps are stored: after each of the 17 iterations at steps 42..90,
+    # n_envs * utd = 3 gradient steps.
+    assert int(agent.trainer.state.step) == 17 * 3

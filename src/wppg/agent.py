@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from wppg import checkpoint as ckpt
-from wppg.algorithms import ALGORITHMS, PRESETS
+from wppg.algorithms import ALGORITHMS, PRESETS, ConfigError
 from wppg.envs import EnvSpec, describe_env
 from wppg.trainer import TrainConfig, Trainer
 
@@ -104,9 +104,12 @@ class Agent:
             env = meta.get("env_id")
             if env is None:
                 raise ckpt.CheckpointError(f"checkpoint {path} was trained on an env without a registered id: pass env= to load it")
-        train = dict(meta["train_config"])
-        seed = train.pop("seed")
-        algo_cfg = dict(meta["algo_config"])
+        try:
+            train = dict(meta["train_config"])
+            seed = train.pop("seed")
+            algo_cfg = dict(meta["algo_config"])
+        except (KeyError, TypeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing {e})") from e
         for k in VARIANTS[variant][1]:
             algo_cfg.pop(k, None)
         try:
@@ -124,9 +127,9 @@ class WPPG(Agent):
 
     def __init__(self, env: EnvSpec, policy: str = "gaussian", *, preset: str = "paper", **kwargs: Any):
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+            raise ConfigError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
         if policy not in ("gaussian", "implicit"):
-            raise ValueError(f"policy must be 'gaussian' or 'implicit', got {policy!r}")
+            raise ConfigError(f"policy must be 'gaussian' or 'implicit', got {policy!r}")
         self.variant = "wppg-i" if policy == "implicit" else "wppg"
         super().__init__(env, **{**PRESETS[preset], **kwargs})
 

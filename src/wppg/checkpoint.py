@@ -82,4 +82,8 @@ def restore_tree(template: Any, saved: dict[str, Any], what: str) -> Any:
     for k, v in expected.items():
         if v.shape != got[k].shape:
             raise CheckpointError(f"{what}: {k} has shape {got[k].shape} in the checkpoint, {v.shape} in the model")
-    return serialization.from_state_dict(template, saved)
+    # Empty nodes (optax's EmptyState, an algorithm's empty `extra`) hold no arrays and are not
+    # stored; put them back so the state dict has the template's structure.
+    full = traverse_util.flatten_dict(serialization.to_state_dict(template), sep="/", keep_empty_nodes=True)
+    full.update(got)
+    return serialization.from_state_dict(template, traverse_util.unflatten_dict(full, sep="/"))

@@ -57,6 +57,19 @@ def _train_args_type(algo_cfg_cls: type) -> type:
     return TrainArgs
 
 
+RUN_FILES = ("config.json", "train.csv", "eval.csv", "summary.json", "eval_result.json")
+RUN_DIRS = ("checkpoints", "tb", "videos")
+
+
+def _remove_run(out: Path) -> None:
+    """Delete what a run wrote into `out`, and nothing else (--out may be a shared folder)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_DIRS:
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+
+
 def _fail(message: str) -> int:
     print(f"wppg: error: {message}", file=sys.stderr)
     return 2
@@ -71,13 +84,15 @@ def cmd_train(argv: list[str]) -> int:
     cfg_cls = ALGORITHMS[algo_name][1]
     preset = PRESETS[known.preset] if algo_name == "wppg" else {}
     args_type = _train_args_type(cfg_cls)
-    default = args_type(env="", out=Path("."), algo=known.algo, preset=known.preset, algorithm=cfg_cls(**{**fixed, **preset}))
+    if "--policy" in argv:
+        return _fail("--policy is set by --algo: use --algo wppg (Gaussian) or --algo wppg-i (implicit)")
+    default = args_type(env=tyro.MISSING, out=tyro.MISSING, algo=known.algo, preset=known.preset, algorithm=cfg_cls(**{**fixed, **preset}))
     args = tyro.cli(args_type, args=argv, default=default, prog="wppg train")
     out = args.out
     if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists():
         if not args.overwrite:
             return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
-        shutil.rmtree(out)
+        _remove_run(out)
     hyper = {**dataclasses.asdict(args.train), **args.algorithm.to_dict()}
     for k in fixed:
         hyper.pop(k)
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unknown command {command!r}\n{USAGE}")
     try:
         return COMMANDS[command](rest)
-    except (ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, ValueError) as e:
+    except (ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as e:
         return _fail(str(e))
 
 

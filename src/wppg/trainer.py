@@ -94,7 +94,7 @@ class Trainer:
         key = jax.random.PRNGKey(c.seed)
         init_key, self.key = jax.random.split(key)
         self.state = algo.init(init_key)
-        self.buffer = ReplayBuffer(min(c.buffer_size, max(c.total_steps, c.batch_size)), algo.obs_dim, algo.act_dim)
+        self.buffer = ReplayBuffer(c.buffer_size, algo.obs_dim, algo.act_dim)
         self.np_rng = np.random.default_rng(c.seed)
         self.pool: EnvPool | None = None
         self.eval_env: gym.Env | None = None
@@ -261,15 +261,15 @@ class Trainer:
 
     def load_state(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
         """Restore everything `save` wrote (the trainer must be built from the same configs)."""
-        self.state = ckpt.restore_tree(self.state, tree["agent"], "agent state")
-        self.key = jax.numpy.asarray(tree["key"], dtype=self.key.dtype)
         try:
+            self.state = ckpt.restore_tree(self.state, tree["agent"], "agent state")
+            self.key = jax.numpy.asarray(tree["key"], dtype=self.key.dtype)
             self.buffer.load_state(tree["buffer"])
-        except (KeyError, ValueError) as e:
-            raise ckpt.CheckpointError(f"replay buffer in the checkpoint is unusable: {e}") from e
-        self.np_rng.bit_generator.state = meta["np_rng"]
-        self.env_steps, self.iterations, self.n_evals = meta["env_steps"], meta["iterations"], meta["n_evals"]
-        self.last_eval = meta["last_eval"]
+            self.np_rng.bit_generator.state = meta["np_rng"]
+            self.env_steps, self.iterations, self.n_evals = meta["env_steps"], meta["iterations"], meta["n_evals"]
+            self.last_eval = meta["last_eval"]
+        except (KeyError, ValueError, TypeError) as e:
+            raise ckpt.CheckpointError(f"checkpoint is incomplete or inconsistent: missing or bad {e}") from e
         if meta.get("has_envs"):
             pool = tree["pool"]
             blobs = [pool["envs"][str(i)].tobytes() for i in range(len(pool["envs"]))]
