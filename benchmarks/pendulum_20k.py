@@ -82,6 +82,27 @@ def main() -> None:
             f"| {name} | {k} | {len(runs)} | {mode.mean():.1f} [{mode.min():.1f}, {mode.max():.1f}] | "
             f"{stoch.mean():.1f} [{stoch.min():.1f}, {stoch.max():.1f}] | {wall:.0f} |"
         )
+    unfinished = []
+    for name in VARIANTS:
+        for s in args.seeds:
+            d = args.out / f"{name}_s{s}"
+            if not (d / "summary.json").exists() and (d / "eval.csv").exists():
+                rows = (d / "eval.csv").read_text().strip().splitlines()
+                if len(rows) > 1:
+                    last = rows[-1].split(",")
+                    unfinished.append(f"| {name} | {s} | {int(float(last[0]))} | {float(last[3]):.1f} | {float(last[1]):.1f} |")
+    if unfinished:
+        lines += [
+            "",
+            "Runs that had not reached 20k steps when this table was written (last evaluation):",
+            "",
+            "| variant | seed | env steps | return, mode | return, stochastic |",
+            "|---|---|---|---|---|",
+            *unfinished,
+        ]
+    missing = [f"{n}_s{s}" for n in VARIANTS for s in args.seeds if not (args.out / f"{n}_s{s}" / "eval.csv").exists()]
+    if missing:
+        lines += ["", f"Not started: {', '.join(missing)}."]
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

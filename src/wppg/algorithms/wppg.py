@@ -68,8 +68,8 @@ class WPPGConfig(OffPolicyConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # K=8 and M=L=8 cut a WPPG-I update on two CPU cores by about 4-6x against the paper's K=32,
-    # M=L=16 (measured in docs/algorithms.md) while still averaging the soft target and the actor
+    # K=8 and M=L=8 cut an update on two CPU cores by 3-5x against the paper's K=32, M=L=16
+    # (docs/results/update_time.md) while still averaging the soft target and the actor
     # step over several samples per state. tau=1e-4 makes the entropy term small, so the noisier
     # entropy estimate (M=L=8) matters little to learning.
     "cpu": {"K": 8, "entropy_M": 8, "entropy_L": 8},
