@@ -52,8 +52,8 @@ def main() -> None:
     rows = []
     cases = [("sac", 1, lambda: SACAlgorithm(SACConfig(), 3, bounds))]
     for k in (1, 8, 32):
-        cases.append((f"wppg (M=L=16)", k, lambda k=k: WPPGAlgorithm(WPPGConfig(K=k), 3, bounds)))
-        cases.append((f"wppg-i (M=L=16)", k, lambda k=k: WPPGAlgorithm(WPPGConfig(K=k, policy="implicit"), 3, bounds)))
+        cases.append(("wppg (M=L=16)", k, lambda k=k: WPPGAlgorithm(WPPGConfig(K=k), 3, bounds)))
+        cases.append(("wppg-i (M=L=16)", k, lambda k=k: WPPGAlgorithm(WPPGConfig(K=k, policy="implicit"), 3, bounds)))
     cases.append(("wppg, cpu preset (M=L=8)", 8, lambda: WPPGAlgorithm(WPPGConfig(K=8, entropy_M=8, entropy_L=8), 3, bounds)))
     cases.append(("wppg-i, cpu preset (M=L=8)", 8, lambda: WPPGAlgorithm(WPPGConfig(K=8, entropy_M=8, entropy_L=8, policy="implicit"), 3, bounds)))
     for name, k, make in cases:

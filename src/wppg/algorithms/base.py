@@ -16,7 +16,6 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from wppg.envs import ActionBounds
@@ -180,16 +179,8 @@ class OffPolicyAlgorithm(abc.ABC):
         eps = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
         return self.policy.apply(actor_params, obs, eps)[:, 0]
 
-    def describe(self) -> dict[str, Any]:
-        return {"algo": self.name, "config": self.config.to_dict()}
-
 
 def adam_step(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
     """Apply one optimiser step; returns (params, opt_state)."""
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
-
-
-def to_numpy(tree: Any) -> Any:
-    return jax.tree.map(np.asarray, tree)
-
