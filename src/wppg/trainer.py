@@ -11,9 +11,10 @@ import dataclasses
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import jax
@@ -70,6 +71,15 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
 class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite; the offending state was not saved."""
 
@@ -121,6 +131,7 @@ class Trainer:
         start_steps, start_time = self.env_steps, time.perf_counter()
         recent = deque(maxlen=20)
         acc: dict[str, list[float]] = {}
+        update_time, update_calls, grad_steps_done = 0.0, 0, 0
         bar = tqdm(total=until_step, initial=self.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
         try:
             while self.env_steps < until_step:
@@ -141,8 +152,12 @@ class Trainer:
                 if self.env_steps >= c.learning_starts and self.buffer.size >= c.batch_size and self.iterations % c.train_freq == 0:
                     batches = self.buffer.sample(self.np_rng, grad_steps, c.batch_size)
                     self.key, k = jax.random.split(self.key)
+                    t0 = time.perf_counter()
                     new_state, metrics = algo.update(self.state, batches, k)
                     metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
+                    update_time += time.perf_counter() - t0
+                    update_calls += 1
+                    grad_steps_done += grad_steps
                     self._check_finite(metrics)
                     self.state = new_state
                     for name, v in metrics.items():
@@ -175,6 +190,11 @@ class Trainer:
                 "gradient_steps": int(self.state.step),
                 "wall_time_s": elapsed,
                 "steps_per_s": (self.env_steps - start_steps) / max(elapsed, 1e-9),
+                # Cost figures of this learn call; the first update call includes compilation.
+                "update_time_s": update_time,
+                "update_calls": update_calls,
+                "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done, 1),
+                "peak_rss_mb": peak_rss_mb(),
                 "final_eval": self.last_eval,
             }
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
