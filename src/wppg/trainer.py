@@ -1,8 +1,12 @@
-"""The interaction loop shared by every algorithm: env -> buffer -> algorithm.update -> logs.
+"""The interaction loops: env -> buffer or rollout -> algorithm.update -> logs.
 
-The trainer knows nothing of any one algorithm: it calls `algo.init`, `algo.update` and
-`algo.act`, and checkpoints the whole run (parameters, optimisers, buffer, RNGs, envs, counters)
-so that a resumed run continues exactly where it stopped.
+`BaseTrainer` holds what every loop shares: the counters and RNGs, the progress bar, the
+evaluation protocol, the run logs and summary, the finite check and the checkpoint of the common
+state (agent state, JAX key, NumPy generator, envs, counters). `Trainer` is the off-policy loop
+(replay buffer, random warm-up, `utd` gradient steps per env step); the on-policy loop lives in
+`wppg.onpolicy`. A trainer knows nothing of any one algorithm: it calls `algo.init`,
+`algo.update` and `algo.act`, and checkpoints the whole run so that a resumed run continues
+exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -84,12 +88,18 @@ class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite; the offending state was not saved."""
 
 
-class Trainer:
-    """Runs one agent in its envs; owns the buffer, RNGs, counters, logs and checkpoints."""
+class BaseTrainer:
+    """The loop skeleton, evaluation, logs, summary and checkpoints shared by every trainer.
+
+    A subclass supplies the interaction and what an update consumes, through four hooks:
+    `_env_step` (act, step the envs, store the data), `_update_due`, `_update_input` (the batch
+    or rollout handed to `algo.update`) and `_grad_steps_per_update`; and, for its own
+    checkpointed data, `_save_extra` / `_load_extra`.
+    """
 
     def __init__(
         self,
-        algo: OffPolicyAlgorithm,
+        algo: Any,
         config: TrainConfig,
         make_env: Callable[[], gym.Env],
         run_dir: str | Path | None = None,
@@ -100,12 +110,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.meta = dict(meta or {})
         self.progress = progress
-        c = config
-        key = jax.random.PRNGKey(c.seed)
+        key = jax.random.PRNGKey(config.seed)
         init_key, self.key = jax.random.split(key)
         self.state = algo.init(init_key)
-        self.buffer = ReplayBuffer(c.buffer_size, algo.obs_dim, algo.act_dim)
-        self.np_rng = np.random.default_rng(c.seed)
+        self.np_rng = np.random.default_rng(config.seed)
         self.pool: EnvPool | None = None
         self.eval_env: gym.Env | None = None
         self.env_steps = 0
@@ -114,20 +122,44 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         self.logger = None
 
+    # --- hooks -------------------------------------------------------------------------------
+    def _env_step(self) -> list[tuple[float, int]]:
+        """Act in every env of `self.pool` once and store the data; returns the finished episodes."""
+        raise NotImplementedError
+
+    def _update_due(self) -> bool:
+        """Whether an update call follows the env step just taken."""
+        raise NotImplementedError
+
+    def _update_input(self) -> Any:
+        """What `algo.update(state, input, key)` consumes (drawn before the update's key is split)."""
+        raise NotImplementedError
+
+    def _grad_steps_per_update(self) -> int:
+        raise NotImplementedError
+
+    def _after_update(self) -> None:
+        """Called once an update's new state has been kept."""
+
+    def _save_extra(self) -> dict[str, Any]:
+        """Arrays of the subclass's own data (replay buffer, rollout) for the checkpoint."""
+        return {}
+
+    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+        """Inverse of `_save_extra`."""
+
     # --- the loop ----------------------------------------------------------------------------
     def learn(self, until_step: int) -> dict[str, float]:
         """Interact and learn until `until_step` env steps in total; returns the last evaluation."""
         from tqdm.auto import tqdm
 
-        c, algo = self.config, self.algo
+        c = self.config
         if self.pool is None:
             self.pool = EnvPool([self.make_env() for _ in range(c.n_envs)], seed=c.seed)
         if self.run_dir is not None and self.logger is None:
             from wppg.logger import RunLogger
 
             self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if self.env_steps else None)
-        low, high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
-        grad_steps = c.train_freq * c.n_envs * c.utd
         start_steps, start_time = self.env_steps, time.perf_counter()
         recent = deque(maxlen=20)
         acc: dict[str, list[float]] = {}
@@ -135,31 +167,24 @@ class Trainer:
         bar = tqdm(total=until_step, initial=self.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
         try:
             while self.env_steps < until_step:
-                obs = self.pool.obs
-                if self.env_steps < c.learning_starts:
-                    actions = self.np_rng.uniform(low, high, size=(c.n_envs, algo.act_dim)).astype(np.float32)
-                else:
-                    self.key, k = jax.random.split(self.key)
-                    actions = np.asarray(algo.act(self.state.actor_params, obs, k))
-                obs = obs.copy()
-                next_obs, reward, terminated, _, finished = self.pool.step(actions)
-                self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)
+                finished = self._env_step()
                 recent.extend(r for r, _ in finished)
                 self.env_steps += c.n_envs
                 self.iterations += 1
                 bar.update(c.n_envs)
 
-                if self.env_steps >= c.learning_starts and self.buffer.size >= c.batch_size and self.iterations % c.train_freq == 0:
-                    batches = self.buffer.sample(self.np_rng, grad_steps, c.batch_size)
+                if self._update_due():
+                    batch = self._update_input()
                     self.key, k = jax.random.split(self.key)
                     t0 = time.perf_counter()
-                    new_state, metrics = algo.update(self.state, batches, k)
+                    new_state, metrics = self.algo.update(self.state, batch, k)
                     metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
                     update_time += time.perf_counter() - t0
                     update_calls += 1
-                    grad_steps_done += grad_steps
+                    grad_steps_done += self._grad_steps_per_update()
                     self._check_finite(metrics)
                     self.state = new_state
+                    self._after_update()
                     for name, v in metrics.items():
                         acc.setdefault(name, []).append(v)
 
@@ -184,23 +209,31 @@ class Trainer:
         if self.run_dir is not None:
             self.save(self.run_dir / "checkpoints" / "last.npz")
             elapsed = time.perf_counter() - start_time
-            summary = {
-                **self.meta,
-                "env_steps": self.env_steps,
-                "gradient_steps": int(self.state.step),
-                "wall_time_s": elapsed,
-                "steps_per_s": (self.env_steps - start_steps) / max(elapsed, 1e-9),
-                # Cost figures of this learn call; the first update call includes compilation.
-                "update_time_s": update_time,
-                "update_calls": update_calls,
-                "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done, 1),
-                "peak_rss_mb": peak_rss_mb(),
-                "final_eval": self.last_eval,
-            }
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            self._write_summary(
+                {
+                    "wall_time_s": elapsed,
+                    "steps_per_s": (self.env_steps - start_steps) / max(elapsed, 1e-9),
+                    # Cost figures of this learn call; the first update call includes compilation.
+                    "update_time_s": update_time,
+                    "update_calls": update_calls,
+                    "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done, 1),
+                }
+            )
         if self.logger is not None:
             self.logger.tb.flush()
         return self.last_eval
+
+    def _write_summary(self, costs: dict[str, float]) -> None:
+        """summary.json: the run's meta, counters, cost figures of the last learn call, final eval."""
+        summary = {
+            **self.meta,
+            "env_steps": self.env_steps,
+            "gradient_steps": int(self.state.step),
+            **costs,
+            "peak_rss_mb": peak_rss_mb(),
+            "final_eval": self.last_eval,
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
         bad = [name for name, v in metrics.items() if not np.isfinite(v)]
@@ -269,7 +302,7 @@ class Trainer:
             "np_rng": self.np_rng.bit_generator.state,
             "has_envs": pool is not None,
         }
-        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), "buffer": self.buffer.state()}
+        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self._save_extra()}
         if pool is not None:
             tree["pool"] = {
                 "obs": pool["obs"],
@@ -284,7 +317,7 @@ class Trainer:
         try:
             self.state = ckpt.restore_tree(self.state, tree["agent"], "agent state")
             self.key = jax.numpy.asarray(tree["key"], dtype=self.key.dtype)
-            self.buffer.load_state(tree["buffer"])
+            self._load_extra(meta, tree)
             self.np_rng.bit_generator.state = meta["np_rng"]
             self.env_steps, self.iterations, self.n_evals = meta["env_steps"], meta["iterations"], meta["n_evals"]
             self.last_eval = meta["last_eval"]
@@ -295,8 +328,56 @@ class Trainer:
             blobs = [pool["envs"][str(i)].tobytes() for i in range(len(pool["envs"]))]
             try:
                 self.pool = EnvPool.from_state({**pool, "envs": blobs})
-            except Exception as e:  # an env that cannot be unpickled here: restart its episodes
+            except Exception as e:  # noqa: BLE001 -- any unpickling failure: restart its episodes
                 import warnings
 
                 warnings.warn(f"could not restore the envs' mid-episode state ({e}); starting new episodes, so resume is not exact")
                 self.pool = None
+
+
+class Trainer(BaseTrainer):
+    """The off-policy loop: uniform random actions until `learning_starts`, then the policy; every
+    `train_freq` env steps, `train_freq * n_envs * utd` gradient steps on minibatches drawn
+    uniformly from the replay buffer."""
+
+    def __init__(
+        self,
+        algo: OffPolicyAlgorithm,
+        config: TrainConfig,
+        make_env: Callable[[], gym.Env],
+        run_dir: str | Path | None = None,
+        meta: dict[str, Any] | None = None,
+        progress: bool = True,
+    ):
+        super().__init__(algo, config, make_env, run_dir, meta, progress)
+        self.buffer = ReplayBuffer(config.buffer_size, algo.obs_dim, algo.act_dim)
+        self._low, self._high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
+
+    def _env_step(self) -> list[tuple[float, int]]:
+        c, obs = self.config, self.pool.obs
+        if self.env_steps < c.learning_starts:
+            actions = self.np_rng.uniform(self._low, self._high, size=(c.n_envs, self.algo.act_dim)).astype(np.float32)
+        else:
+            self.key, k = jax.random.split(self.key)
+            actions = np.asarray(self.algo.act(self.state.actor_params, obs, k))
+        obs = obs.copy()
+        next_obs, reward, terminated, _, finished = self.pool.step(actions)
+        self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)
+        return finished
+
+    def _update_due(self) -> bool:
+        c = self.config
+        return self.env_steps >= c.learning_starts and self.buffer.size >= c.batch_size and self.iterations % c.train_freq == 0
+
+    def _update_input(self) -> dict[str, np.ndarray]:
+        return self.buffer.sample(self.np_rng, self._grad_steps_per_update(), self.config.batch_size)
+
+    def _grad_steps_per_update(self) -> int:
+        c = self.config
+        return c.train_freq * c.n_envs * c.utd
+
+    def _save_extra(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state()}
+
+    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+        self.buffer.load_state(tree["buffer"])
