@@ -27,8 +27,8 @@ def test_actor_gradient_is_scaled_policy_gradient(policy):
     eps = sample_latents(algo.policy, jax.random.PRNGKey(2), 6, algo.config.K)
     a0 = algo.policy.apply(state.actor_params, obs, eps)
     disp, grad_q = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(3))
-    eps_fit, target = couple("shared-latent", eps, a0, disp)
-    grad = jax.grad(algo.projection_loss)(state.actor_params, obs, eps_fit, target)
+    target = couple("shared-latent", a0, disp)
+    grad = jax.grad(algo.projection_loss)(state.actor_params, obs, eps, target)
     _, vjp = jax.vjp(lambda p: algo.policy.apply(p, obs, eps), state.actor_params)
     (expected,) = vjp(disp)
     n = 6 * algo.config.K
@@ -75,7 +75,7 @@ def constant_critic(params, value):
     def f(path, p):
         names = [getattr(k, "key", None) for k in path]
         last = [n for n in names if n and n.startswith("Dense")]
-        is_out = last and last[-1] == "Dense_2"
+        is_out = last and last[-1] == "Dense_1"  # after the split input layer and one hidden layer
         if is_out and names[-1] == "kernel":
             return jnp.zeros_like(p)
         if is_out and names[-1] == "bias":
@@ -102,13 +102,13 @@ def test_update_runs_steps_in_scan_and_changes_parameters():
         state = algo.init(jax.random.PRNGKey(0))
         rng = np.random.default_rng(0)
         n, b = 3, 16
-        batches = dict(
-            obs=rng.normal(size=(n, b, 3)).astype(np.float32),
-            action=rng.uniform(-1, 1, (n, b, 2)).astype(np.float32),
-            reward=rng.normal(size=(n, b)).astype(np.float32),
-            next_obs=rng.normal(size=(n, b, 3)).astype(np.float32),
-            terminated=np.zeros((n, b), np.float32),
-        )
+        batches = {
+            "obs": rng.normal(size=(n, b, 3)).astype(np.float32),
+            "action": rng.uniform(-1, 1, (n, b, 2)).astype(np.float32),
+            "reward": rng.normal(size=(n, b)).astype(np.float32),
+            "next_obs": rng.normal(size=(n, b, 3)).astype(np.float32),
+            "terminated": np.zeros((n, b), np.float32),
+        }
         new, metrics = algo.update(state, batches, jax.random.PRNGKey(1))
         assert int(new.step) == 3
         assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -118,9 +118,9 @@ def test_update_runs_steps_in_scan_and_changes_parameters():
 
 def test_sac_fixed_alpha_stays_fixed_and_autotune_moves():
     rng = np.random.default_rng(0)
-    batches = dict(obs=rng.normal(size=(5, 16, 3)).astype(np.float32), action=rng.uniform(-1, 1, (5, 16, 2)).astype(np.float32),
-                   reward=rng.normal(size=(5, 16)).astype(np.float32), next_obs=rng.normal(size=(5, 16, 3)).astype(np.float32),
-                   terminated=np.zeros((5, 16), np.float32))
+    batches = {"obs": rng.normal(size=(5, 16, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (5, 16, 2)).astype(np.float32),
+                   "reward": rng.normal(size=(5, 16)).astype(np.float32), "next_obs": rng.normal(size=(5, 16, 3)).astype(np.float32),
+                   "terminated": np.zeros((5, 16), np.float32)}
     for autotune in (False, True):
         algo = SACAlgorithm(SACConfig(hidden=(32,), alpha=0.3, autotune=autotune), 3, BOUNDS)
         state, _ = algo.update(algo.init(jax.random.PRNGKey(0)), batches, jax.random.PRNGKey(1))

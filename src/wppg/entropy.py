@@ -28,6 +28,22 @@ def mixture_entropy(centres: jnp.ndarray, baselines: jnp.ndarray, sigma: float) 
     return -jnp.mean(log_mixture, axis=-1)
 
 
+def plug_in_entropy_from_samples(
+    centres: jnp.ndarray, baselines: jnp.ndarray, key: jax.Array, scale: jnp.ndarray, sigma: float
+) -> jnp.ndarray:
+    """Entropy estimate per state from policy samples in env units: centres [B, M, d] and
+    baselines [B, L, d], drawn independently of each other (each set i.i.d. from pi(.|s)).
+
+    The mixture is built on normalised actions a / scale (the box's bias cancels in differences),
+    so `sigma` is in units of the half-width of the action box; the result is converted back to env
+    units by adding sum(log scale) (entropy of an affine map). `key` draws the kernel noise of the
+    baselines.
+    """
+    baselines = baselines / scale
+    baselines = baselines + sigma * jax.random.normal(key, baselines.shape)
+    return mixture_entropy(centres / scale, baselines, sigma) + jnp.sum(jnp.log(scale))
+
+
 def plug_in_entropy(
     sample: Callable[[jax.Array, int], jnp.ndarray],
     key: jax.Array,
@@ -36,15 +52,7 @@ def plug_in_entropy(
     m: int,
     l: int,
 ) -> jnp.ndarray:
-    """Entropy estimate per state of the policy `sample(key, n) -> actions [B, n, d]`.
-
-    The mixture is built on normalised actions (a - bias) / scale in [-1, 1]^d, so `sigma` is in
-    units of the half-width of the action box; the result is converted back to env units by
-    adding sum(log scale) (entropy of an affine map).
-    """
+    """Entropy estimate per state of the policy `sample(key, n) -> actions [B, n, d]`, drawing M
+    centres and L baselines (see `plug_in_entropy_from_samples`)."""
     k_centres, k_baselines, k_noise = jax.random.split(key, 3)
-    centres = sample(k_centres, m) / scale
-    baselines = sample(k_baselines, l) / scale
-    baselines = baselines + sigma * jax.random.normal(k_noise, baselines.shape)
-    # The bias of the affine map cancels in differences, so it is not subtracted.
-    return mixture_entropy(centres, baselines, sigma) + jnp.sum(jnp.log(scale))
+    return plug_in_entropy_from_samples(sample(k_centres, m), sample(k_baselines, l), k_noise, scale, sigma)

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wppg.networks import MLP
+from wppg.networks import MLP, StateSampleMLP
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -70,8 +70,7 @@ class ImplicitPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jnp.ndarray, z: jnp.ndarray) -> jnp.ndarray:
-        obs = jnp.broadcast_to(obs[..., None, :], z.shape[:-1] + obs.shape[-1:])
-        f = MLP(self.hidden, self.act_dim)(jnp.concatenate([obs, z], axis=-1))
+        f = StateSampleMLP(self.hidden, self.act_dim)(obs, z)
         return jnp.asarray(self.scale) * jnp.tanh(f) + jnp.asarray(self.bias)
 
 

@@ -90,7 +90,6 @@ def td_target(reward: jnp.ndarray, terminated: jnp.ndarray, gamma: float, next_v
 
 def min_q(critic: TwinQ, params: Any, obs: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
     """min_j Q_j(s, a) for K actions per state: obs [B, D], actions [B, K, d] -> [B, K]."""
-    obs = jnp.broadcast_to(obs[:, None, :], actions.shape[:-1] + obs.shape[-1:])
     return jnp.min(critic.apply(params, obs, actions), axis=0)
 
 

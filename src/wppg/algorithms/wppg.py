@@ -14,8 +14,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from wppg.algorithms.base import AgentState, OffPolicyAlgorithm, OffPolicyConfig, adam_step, min_q, require
-from wppg.entropy import plug_in_entropy
+from wppg.algorithms.base import (
+    AgentState,
+    OffPolicyAlgorithm,
+    OffPolicyConfig,
+    adam_step,
+    min_q,
+    require,
+)
+from wppg.entropy import plug_in_entropy_from_samples
 from wppg.envs import ActionBounds
 from wppg.policies import make_policy, sample_latents
 
@@ -76,14 +83,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def couple(coupling: str, eps: jnp.ndarray, a0: jnp.ndarray, displacement: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Pair latents with particle targets: returns (latents to evaluate g_theta at, targets).
+def couple(coupling: str, a0: jnp.ndarray, displacement: jnp.ndarray) -> jnp.ndarray:
+    """Projection targets for the samples a0 = g_theta(s, eps), one per latent eps, [B, K, d].
 
     'shared-latent': the particle a0 = g(s, eps) moves to a0 + displacement and is matched with
     the same latent eps.
     """
     if coupling == "shared-latent":
-        return eps, a0 + displacement
+        return a0 + displacement
     raise ValueError(f"unknown coupling {coupling!r}")
 
 
@@ -99,23 +106,26 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         self.policy = make_policy(config.policy, obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, config.latent_dim)
         super().__init__(config, obs_dim, bounds)
 
-    def entropy(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> jnp.ndarray:
-        """Plug-in entropy estimate H_hat(s) per state, [B]."""
-        c = self.config
-
-        def sample(k, n):
-            return self.policy.apply(actor_params, obs, sample_latents(self.policy, k, obs.shape[0], n))
-
-        return plug_in_entropy(sample, key, self.scale, c.entropy_sigma, c.entropy_M, c.entropy_L)
-
     def soft_value(self, state: AgentState, next_obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, dict]:
-        """(1/K) sum_k min_j Qbar_j(s', a'_k) + tau H_hat(s'), with a'_k = g(s', eps_k)."""
-        k_actions, k_entropy = jax.random.split(key)
-        eps = sample_latents(self.policy, k_actions, next_obs.shape[0], self.config.K)
-        next_actions = self.policy.apply(state.actor_params, next_obs, eps)
+        """(1/K) sum_k min_j Qbar_j(s', a'_k) + tau H_hat(s'), with a'_k = g(s', eps_k).
+
+        One policy call draws the K bootstrap actions and the M entropy centres together. The
+        estimator's L baselines are the first L of the K bootstrap actions (plus fresh draws if
+        L > K): they are i.i.d. from pi(.|s') and independent of the centres, which is all the
+        estimator asks of them, so H_hat(s') has the same distribution as with separate draws
+        (tests/test_perf_equivalence.py); only its correlation with the Q average is new, and
+        that leaves the expected target unchanged.
+        """
+        c = self.config
+        k_actions, k_noise = jax.random.split(key)
+        n_reused = min(c.entropy_L, c.K)
+        n = c.K + c.entropy_M + (c.entropy_L - n_reused)
+        actions = self.policy.apply(state.actor_params, next_obs, sample_latents(self.policy, k_actions, next_obs.shape[0], n))
+        next_actions, centres = actions[:, : c.K], actions[:, c.K : c.K + c.entropy_M]
+        baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
-        h = self.entropy(state.actor_params, next_obs, k_entropy)
-        return entropy_regularised_value(q, h, self.config.tau), {"entropy": jnp.mean(h)}
+        h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma)
+        return entropy_regularised_value(q, h, c.tau), {"entropy": jnp.mean(h)}
 
     def particle_displacement(self, critic_params: Any, obs: jnp.ndarray, a0: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Transport + heat: returns (eta grad_a min_j Q_j(s, a0) + xi, grad_a min_j Q_j), xi ~ N(0, 2 tau eta I)."""
@@ -130,13 +140,21 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         return jnp.mean(jnp.sum(residual**2, axis=-1))
 
     def actor_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
-        """Move K particles per state by transport + heat, then project them back onto g_theta."""
+        """Move K particles per state by transport + heat, then project them back onto g_theta.
+
+        The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0
+        and the residual is a0 - target = -displacement; so the forward pass that made a0 is
+        reused through its VJP instead of being run a second time inside the loss. The result
+        equals jax.grad(projection_loss) (tests/test_updates.py).
+        """
         k_eps, k_xi = jax.random.split(key)
         eps = sample_latents(self.policy, k_eps, obs.shape[0], self.config.K)
-        a0 = jax.lax.stop_gradient(self.policy.apply(state.actor_params, obs, eps))
+        a0, pullback = jax.vjp(lambda p: self.policy.apply(p, obs, eps), state.actor_params)
         displacement, grad_q = self.particle_displacement(state.critic_params, obs, a0, k_xi)
-        eps_fit, target = couple(self.config.coupling, eps, a0, displacement)
-        loss, grads = jax.value_and_grad(self.projection_loss)(state.actor_params, obs, eps_fit, jax.lax.stop_gradient(target))
+        target = couple(self.config.coupling, a0, displacement)
+        residual = jax.lax.stop_gradient(a0 - target)
+        (grads,) = pullback(2.0 * residual / (residual.size // residual.shape[-1]))
+        loss = jnp.mean(jnp.sum(residual**2, axis=-1))
         actor_params, actor_opt = adam_step(self.actor_tx, grads, state.actor_opt, state.actor_params)
         info = {"actor_loss": loss, "grad_a_q_norm": jnp.mean(jnp.linalg.norm(grad_q, axis=-1))}
         return state.replace(actor_params=actor_params, actor_opt=actor_opt), info

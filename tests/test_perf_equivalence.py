@@ -1,0 +1,106 @@
+"""The performance rewrites keep the math: same numbers to float tolerance, or the same
+distribution where the random draws changed."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from wppg.algorithms import WPPGAlgorithm, WPPGConfig
+from wppg.algorithms.wppg import couple
+from wppg.entropy import plug_in_entropy
+from wppg.envs import ActionBounds
+from wppg.networks import MLP, StateSampleMLP
+from wppg.policies import sample_latents
+
+BOUNDS = ActionBounds(np.array([2.0, 1.0], np.float32), np.array([0.0, 0.5], np.float32))
+
+
+def test_state_sample_mlp_equals_mlp_of_concatenation():
+    """s W_s + y W_y + b per state and sample == [s, y] W + b with W = [W_s; W_y]."""
+    net = StateSampleMLP((16, 8), 3)
+    s = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+    y = jax.random.normal(jax.random.PRNGKey(1), (5, 7, 2))
+    params = net.init(jax.random.PRNGKey(2), s, y)["params"]
+    mlp_params = {
+        "Dense_0": {"kernel": jnp.concatenate([params["state_in"]["kernel"], params["sample_in"]["kernel"]]), "bias": params["state_in"]["bias"]},
+        "Dense_1": params["Dense_0"],
+        "Dense_2": params["Dense_1"],
+    }
+    concat = jnp.concatenate([jnp.broadcast_to(s[:, None], (5, 7, 4)), y], axis=-1)
+    expected = MLP((16, 8), 3).apply({"params": mlp_params}, concat)
+    np.testing.assert_allclose(net.apply({"params": params}, s, y), expected, rtol=1e-5, atol=1e-6)
+    # one sample per state [B, Dy] gives the same as K = 1
+    np.testing.assert_allclose(net.apply({"params": params}, s, y[:, 0]), expected[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_state_sample_mlp_init_matches_concatenated_lecun_normal():
+    """Both first-layer blocks have the variance of a LeCun-normal layer of fan-in Ds + Dy."""
+    s, y = jnp.zeros((1, 30)), jnp.zeros((1, 2))
+    params = StateSampleMLP((512,), 1).init(jax.random.PRNGKey(0), s, y)["params"]
+    ref = nn.Dense(512).init(jax.random.PRNGKey(1), jnp.zeros((1, 32)))["params"]["kernel"]
+    for name in ("state_in", "sample_in"):
+        np.testing.assert_allclose(float(jnp.std(params[name]["kernel"])), float(jnp.std(ref)), rtol=0.1)
+
+
+@pytest.mark.parametrize("policy", ["gaussian", "implicit"])
+def test_actor_step_gradient_equals_projection_loss_gradient(policy):
+    """The VJP-reusing actor step applies exactly Adam(grad of the least-squares projection)."""
+    algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05), 3, BOUNDS)
+    state = algo.init(jax.random.PRNGKey(0))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
+    key = jax.random.PRNGKey(7)
+    new, info = algo.actor_step(state, obs, key)
+    # The same draws, by the unfused path: a second forward inside the loss.
+    k_eps, k_xi = jax.random.split(key)
+    eps = sample_latents(algo.policy, k_eps, 6, 4)
+    a0 = algo.policy.apply(state.actor_params, obs, eps)
+    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, k_xi)
+    target = couple("shared-latent", a0, disp)
+    loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, target)
+    updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
+    expected = jax.tree.map(lambda p, u: p + u, state.actor_params, updates)
+    np.testing.assert_allclose(info["actor_loss"], loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("K, L", [(8, 8), (8, 4), (4, 8)])
+def test_entropy_with_reused_bootstrap_samples_has_the_same_distribution(K, L):
+    """H_hat(s') inside soft_value (baselines = bootstrap actions) against the estimator with its
+    own independent draws, over 400 keys at one state: a two-sample KS test cannot tell them apart,
+    while it does tell apart an estimator with a different number of centres."""
+    cfg = WPPGConfig(policy="implicit", hidden=(32, 32), K=K, entropy_M=4, entropy_L=L, tau=1.0)
+    algo = WPPGAlgorithm(cfg, 3, BOUNDS)
+    state = algo.init(jax.random.PRNGKey(0))
+    obs = jnp.array([[0.3, -0.2, 0.5]])
+
+    def fused(key):
+        _, info = algo.soft_value(state, obs, key)
+        return info["entropy"]
+
+    def separate(key, m):
+        sample = lambda k, n: algo.policy.apply(state.actor_params, obs, sample_latents(algo.policy, k, 1, n))
+        return plug_in_entropy(sample, key, algo.scale, cfg.entropy_sigma, m, L)[0]
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 400)
+    a = np.asarray(jax.vmap(fused)(keys))
+    b = np.asarray(jax.vmap(lambda k: separate(k, 4))(jax.random.split(jax.random.PRNGKey(2), 400)))
+    c = np.asarray(jax.vmap(lambda k: separate(k, 1))(jax.random.split(jax.random.PRNGKey(3), 400)))
+    assert stats.ks_2samp(a, b).pvalue > 0.01
+    assert stats.ks_2samp(a, c).pvalue < 1e-6  # the test has power against a real change
+
+
+def test_update_compiles_once():
+    """Repeated update calls with the trainer's fixed shapes reuse one compiled program."""
+    algo = WPPGAlgorithm(WPPGConfig(hidden=(16,), K=2, entropy_M=2, entropy_L=2), 3, BOUNDS)
+    state = algo.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        batches = {"obs": rng.normal(size=(2, 8, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (2, 8, 2)).astype(np.float32),
+                       "reward": rng.normal(size=(2, 8)).astype(np.float32), "next_obs": rng.normal(size=(2, 8, 3)).astype(np.float32),
+                       "terminated": np.zeros((2, 8), np.float32)}
+        state, _ = algo.update(state, batches, jax.random.PRNGKey(i))
+    assert algo.update._cache_size() == 1
