@@ -19,6 +19,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "wppg": ("wppg", {"policy": "gaussian"}),
     "wppg-i": ("wppg", {"policy": "implicit"}),
     "sac": ("sac", {}),
+    "wpo": ("wpo", {}),
 }
 
 
@@ -140,11 +141,19 @@ class SAC(Agent):
     variant = "sac"
 
 
+class WPO(Agent):
+    """WPO (Pfau et al. 2025) with a tanh-Gaussian policy, the baseline of the WPPG paper; see `WPOConfig`."""
+
+    variant = "wpo"
+
+
 def make_agent(variant: str, env: EnvSpec, **kwargs: Any) -> Agent:
     """Build an agent from its CLI name ('wppg', 'wppg-i', 'sac')."""
     if variant == "sac":
         return SAC(env, **kwargs)
+    if variant == "wpo":
+        return WPO(env, **kwargs)
     return WPPG(env, policy=VARIANTS[variant][1]["policy"], **kwargs)
 
 
-AGENTS: dict[str, type[Agent]] = {"wppg": WPPG, "wppg-i": WPPG, "sac": SAC}
+AGENTS: dict[str, type[Agent]] = {"wppg": WPPG, "wppg-i": WPPG, "sac": SAC, "wpo": WPO}

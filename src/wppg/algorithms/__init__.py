@@ -2,11 +2,13 @@
 
 from wppg.algorithms.base import ConfigError, OffPolicyAlgorithm, OffPolicyConfig
 from wppg.algorithms.sac import SACAlgorithm, SACConfig
+from wppg.algorithms.wpo import WPOAlgorithm, WPOConfig
 from wppg.algorithms.wppg import PRESETS, WPPGAlgorithm, WPPGConfig
 
 ALGORITHMS: dict[str, tuple[type[OffPolicyAlgorithm], type[OffPolicyConfig]]] = {
     "wppg": (WPPGAlgorithm, WPPGConfig),
     "sac": (SACAlgorithm, SACConfig),
+    "wpo": (WPOAlgorithm, WPOConfig),
 }
 
-__all__ = ["ALGORITHMS", "PRESETS", "ConfigError", "SACAlgorithm", "SACConfig", "WPPGAlgorithm", "WPPGConfig"]
+__all__ = ["ALGORITHMS", "PRESETS", "ConfigError", "SACAlgorithm", "SACConfig", "WPOAlgorithm", "WPOConfig", "WPPGAlgorithm", "WPPGConfig"]
