@@ -1,4 +1,4 @@
-"""Command line: `wppg train | resume | eval | plot | lab`.
+"""Command line: `wppg train | resume | eval | plot | lab | bench | report`.
 
 `wppg train --algo {wppg,wppg-i,sac} --env ID --total-steps N --seed S --out DIR [hyperparameters]`
 takes every field of `TrainConfig` and of the algorithm's config as a flag (see `--help`).
@@ -30,6 +30,8 @@ commands:
   eval     evaluate a run:   wppg eval DIR --episodes 10 [--video]
   plot     learning curves:  wppg plot DIR [DIR ...] --out fig.png
   lab      theory lab:       wppg lab --help
+  bench    benchmark suites: wppg bench run SUITE --out runs/bench --workers 2 | wppg bench list | wppg bench speed
+  report   suite report:     wppg report runs/bench --out docs/benchmarks.md
 
 `wppg <command> --help` lists each command's options; `wppg train --algo sac --help` those of SAC."""
 
@@ -170,7 +172,19 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot}
+def cmd_bench(argv: list[str]) -> int:
+    from wppg.bench.cli import bench_main
+
+    return bench_main(argv)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from wppg.bench.cli import report_main
+
+    return report_main(argv)
+
+
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot, "bench": cmd_bench, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,28 +27,37 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, se
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "return_mode") -> Path:
     """Plot eval curves of `metric`, one line per (variant, env), band = 95% bootstrap CI over seeds."""
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for d in map(Path, run_dirs):
+        if not (d / "eval.csv").exists():
+            raise FileNotFoundError(f"{d} has no eval.csv: is it a wppg run directory?")
+        curve = read_csv(d / "eval.csv")
+        groups[run_label(d)].append((np.asarray(curve["step"]), np.asarray(curve[metric])))
+    title = "mean over seeds; band: 95% bootstrap CI of the mean"
+    return plot_curves(groups, out, title=title, ylabel=f"eval {metric.replace('_', ' ')}")
+
+
+def plot_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], out: str | Path, *, title: str, ylabel: str) -> Path:
+    """One line per label: the mean over its runs' (steps, values) curves at the steps they all
+    have, with a 95% bootstrap CI band when there are several runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[dict[str, list[float]]]] = defaultdict(list)
-    for d in map(Path, run_dirs):
-        if not (d / "eval.csv").exists():
-            raise FileNotFoundError(f"{d} has no eval.csv: is it a wppg run directory?")
-        groups[run_label(d)].append(read_csv(d / "eval.csv"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, runs in sorted(groups.items()):
-        n = min(len(r["step"]) for r in runs)
-        steps = np.asarray(runs[0]["step"][:n])
-        y = np.asarray([r[metric][:n] for r in runs])
+    for label, runs in sorted(curves.items()):
+        steps = np.asarray(sorted(set.intersection(*(set(s.tolist()) for s, _ in runs))))
+        if len(steps) == 0:
+            continue
+        y = np.asarray([v[np.searchsorted(s, steps)] for s, v in runs])
         (line,) = ax.plot(steps, y.mean(axis=0), label=f"{label} (n={len(runs)})")
         if len(runs) > 1:
             lo, hi = bootstrap_ci(y)
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("env steps")
-    ax.set_ylabel(f"eval {metric.replace('_', ' ')}")
-    ax.set_title("mean over seeds; band: 95% bootstrap CI of the mean")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -1,0 +1,127 @@
+"""`wppg bench run | list | speed` and `wppg report`."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from wppg.bench.spec import SpecError, load_spec, parse_set, read_raw, suite_names
+
+BENCH_USAGE = """usage: wppg bench <command> [options]
+
+commands:
+  run     run a suite:      wppg bench run SUITE_OR_SPEC --out runs/bench --workers 2 [--backend ray]
+  list    the suites:       wppg bench list
+  speed   speed benchmark:  wppg bench speed --help"""
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wppg bench run",
+        description="Run a benchmark suite (a shipped suite's name or a spec file's path). Each run writes "
+        "OUT/<env>/<algo>/seed<k>/ like `wppg train`; a second invocation skips finished runs and resumes "
+        "interrupted ones from their last checkpoint.",
+    )
+    p.add_argument("spec", help=f"suite name ({', '.join(suite_names())}) or path of a TOML spec file")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default: runs/bench)")
+    p.add_argument("--workers", type=int, default=1, help="runs at a time; local backend: each pinned to its own core(s)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes, or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
+    p.add_argument("--ray-shared", choices=("auto", "yes", "no"), default="auto",
+                   help="whether Ray tasks write into OUT directly (auto: a probe task checks that they see it)")  # fmt: skip
+    p.add_argument("--algos", nargs="+", help="only these algorithms of the spec")
+    p.add_argument("--envs", nargs="+", help="only these envs of the spec")
+    p.add_argument("--seeds", nargs="+", type=int, help="only these seeds")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="replace every env's budget by this many env steps")
+    budget.add_argument("--budget-scale", type=float, help="multiply every env's budget by this factor")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="hyperparameter for every algorithm that has it (TOML value: 3, 1e-3, false, [32, 32]); repeatable")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state, run nothing")
+    return p
+
+
+def cmd_run(argv: list[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    spec = load_spec(args.spec).override(
+        algos=args.algos, envs=args.envs, seeds=args.seeds, steps=args.steps, budget_scale=args.budget_scale,
+        set_values=parse_set(args.set),
+    )  # fmt: skip
+    command = "wppg bench run " + shlex.join(argv)
+    if args.dry_run:
+        from wppg.bench.worker import run_state
+
+        for run in spec.runs():
+            d = run.directory(args.out)
+            print(f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}")
+        print(f"{len(spec.runs())} runs, {spec.total_steps():,} env steps")
+        return 0
+    from wppg.bench.runner import run_suite
+
+    outcomes = run_suite(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
+                         ray_shared=args.ray_shared, command=command)  # fmt: skip
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def cmd_list(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="wppg bench list", description="List the shipped suites and their sizes.").parse_args(argv)
+    for name in suite_names():
+        try:
+            spec = load_spec(name)
+        except SpecError as e:
+            raw, _, _ = read_raw(name)
+            print(f"{name}: not runnable here: {e}")
+            print(f"    algorithms: {', '.join(raw.get('algos', {}))}; envs: {', '.join(raw.get('envs', {}))}")
+            continue
+        runs = spec.runs()
+        algos = ", ".join(f"{a} x{len(s.seeds)}" for a, s in spec.algos.items())
+        envs = ", ".join(f"{e} ({s.steps:,})" for e, s in spec.envs.items())
+        print(f"{name}: {len(runs)} runs, {spec.total_steps():,} env steps. {spec.description}")
+        print(f"    algorithms (seeds): {algos}")
+        print(f"    envs (budget): {envs}")
+    return 0
+
+
+def cmd_speed(argv: list[str]) -> int:
+    from wppg.bench.speed import main as speed_main
+
+    return speed_main(argv)
+
+
+BENCH_COMMANDS = {"run": cmd_run, "list": cmd_list, "speed": cmd_speed}
+
+
+def bench_main(argv: list[str]) -> int:
+    """`wppg bench <command> ...`."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(BENCH_USAGE)
+        return 0 if argv else 2
+    if argv[0] not in BENCH_COMMANDS:
+        print(f"wppg bench: error: unknown command {argv[0]!r}\n{BENCH_USAGE}", file=sys.stderr)
+        return 2
+    return BENCH_COMMANDS[argv[0]](argv[1:]) or 0
+
+
+def report_main(argv: list[str]) -> int:
+    """`wppg report RUN_DIRS... --out docs/benchmarks.md [--figures DIR]`."""
+    p = argparse.ArgumentParser(
+        prog="wppg report",
+        description="Aggregate run directories (searched recursively) into a Markdown report with figures, "
+        "and the same numbers as JSON next to it.",
+    )
+    p.add_argument("run_dirs", nargs="+", type=Path, help="run directories or folders holding them (e.g. runs/bench)")
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="Markdown file (default: docs/benchmarks.md)")
+    p.add_argument("--figures", type=Path, default=None, help="folder of the learning-curve PNGs (default: next to --out)")
+    p.add_argument("--metric", choices=("return_mode", "return_stochastic"), default="return_mode",
+                   help="evaluation return of the curves and the aggregate statistics")  # fmt: skip
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregate CIs")
+    args = p.parse_args(argv)
+    from wppg.bench.report import build_report
+
+    result = build_report(args.run_dirs, args.out, args.figures, metric=args.metric, reps=args.reps,
+                          command="wppg report " + shlex.join(argv))  # fmt: skip
+    n_unfinished = len(result["unfinished"])
+    print(f"wrote {args.out} ({len(result['envs'])} env(s); {n_unfinished} unfinished run(s) listed apart)")
+    return 0

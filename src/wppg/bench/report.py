@@ -1,0 +1,464 @@
+"""`wppg report`: aggregate run directories into a Markdown report with figures.
+
+Per env: the final evaluation return (mode and stochastic) of the finished runs, mean and 95%
+percentile-bootstrap CI over seeds. Across envs: min-max normalised scores, their interquartile
+mean (IQM) with 95% stratified-bootstrap CIs and the probability of improvement of each
+algorithm over each other (rliable). Learning curves per env (mean and 95% bootstrap band), the
+cost per algorithm, the protocol, and the runs that did not finish, listed apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wppg.bench.machine import machine_line
+from wppg.bench.worker import ERROR_FILE, RUN_FILE, read_json
+from wppg.logger import read_csv
+from wppg.plotting import bootstrap_ci
+
+NORMALISATION = (
+    "Scores are normalised per env by min-max over the final returns (mode) of all finished runs of "
+    "that env in this report: (R - min) / (max - min), so 0 is the worst run and 1 the best. The "
+    "normalisation depends on which runs are in the report; compare algorithms within one report only."
+)
+
+
+@dataclass
+class RunRecord:
+    """What the report needs of one run directory."""
+
+    path: Path
+    env_id: str
+    algo: str
+    seed: int | None
+    budget: int | None
+    env_steps: int
+    finished: bool
+    final: dict[str, float]
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    bench: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _algo_label(summary: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """A run's algorithm name: the suite's name if the harness ran it, else from its variant."""
+    for source in (summary, config):
+        if source.get("bench_algo"):
+            return source["bench_algo"]
+    variant = summary.get("variant") or config.get("variant") or summary.get("algo") or config.get("algo")
+    algo_cfg = summary.get("algo_config") or config.get("algo_config") or {}
+    if variant == "sac" and algo_cfg.get("autotune") is False:
+        return "sac-fixed"
+    return variant
+
+
+def load_run(path: Path) -> RunRecord | None:
+    """Read a run directory; None when it holds nothing that says which env and algorithm it is."""
+    bench = read_json(path / RUN_FILE) or {}
+    run = bench.get("run", {})
+    summary = read_json(path / "summary.json") or {}
+    config = read_json(path / "config.json") or {}
+    train = config.get("train_config") or {}
+    env_id = run.get("env_id") or summary.get("env_id") or config.get("env_id")
+    algo = run.get("algo") or _algo_label(summary, config)
+    if env_id is None or algo is None:
+        return None
+    seed = run.get("seed", train.get("seed"))
+    budget = run.get("steps") or summary.get("bench_budget") or train.get("total_steps")
+    curve = read_csv(path / "eval.csv") if (path / "eval.csv").exists() else {}
+    if summary:
+        env_steps = int(summary.get("env_steps", 0))
+    else:
+        env_steps = int(curve["step"][-1]) if curve.get("step") else 0
+    finished = bool(summary) and (budget is None or env_steps >= int(budget)) and summary.get("final_eval") is not None
+    final = dict(summary.get("final_eval") or {}) if finished else {}
+    if not finished and curve.get("step"):
+        final = {k: v[-1] for k, v in curve.items()}
+    error = None
+    if (path / ERROR_FILE).exists():
+        lines = (path / ERROR_FILE).read_text().splitlines()
+        error = lines[0] if lines else "failed"
+    return RunRecord(path, env_id, algo, None if seed is None else int(seed), None if budget is None else int(budget),
+                     env_steps, finished, final, curve, summary, config, bench, error)  # fmt: skip
+
+
+def discover(paths: list[str | Path]) -> list[RunRecord]:
+    """Every run directory under `paths` (a directory holding summary.json, eval.csv or bench.json)."""
+    dirs: set[Path] = set()
+    for root in map(Path, paths):
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist")
+        for name in ("summary.json", "eval.csv", RUN_FILE):
+            for p in [root / name, *root.rglob(name)]:
+                if p.is_file() and not {"checkpoints", "tb"} & set(p.parts):
+                    dirs.add(p.parent.resolve())
+    records = [r for r in (load_run(d) for d in sorted(dirs)) if r is not None]
+    return sorted(records, key=lambda r: (r.env_id, r.algo, r.seed if r.seed is not None else -1, str(r.path)))
+
+
+# --- statistics ---------------------------------------------------------------------------------
+def mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and 95% percentile-bootstrap CI of the mean (NaN bounds with a single value)."""
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return float(values.mean()), float("nan"), float("nan")
+    lo, hi = bootstrap_ci(values[:, None], n_boot=n_boot, seed=seed)
+    return float(values.mean()), float(lo[0]), float(hi[0])
+
+
+def normalise(finals: dict[str, dict[str, list[float]]]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[float, float]]]:
+    """Min-max normalisation per env: finals[env][algo] -> scores[env][algo], bounds[env]. Envs
+    whose runs all scored the same (max == min) are left out: they cannot be normalised."""
+    scores, bounds = {}, {}
+    for env, by_algo in finals.items():
+        allv = np.concatenate([np.asarray(v, float) for v in by_algo.values()])
+        lo, hi = float(allv.min()), float(allv.max())
+        if hi > lo:
+            bounds[env] = (lo, hi)
+            scores[env] = {a: (np.asarray(v, float) - lo) / (hi - lo) for a, v in by_algo.items()}
+    return scores, bounds
+
+
+def score_matrices(scores: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """rliable's input: algo -> [runs x envs] over the envs of `scores`, for the algorithms with at
+    least one run on every env; each algorithm keeps its first n runs per env, n = its smallest
+    seed count over the envs. Returns (matrices, envs, algorithms left out)."""
+    envs = sorted(scores)
+    algos = sorted({a for by_algo in scores.values() for a in by_algo})
+    complete = [a for a in algos if all(len(scores[e].get(a, [])) > 0 for e in envs)]
+    mats = {}
+    for a in complete:
+        n = min(len(scores[e][a]) for e in envs)
+        mats[a] = np.stack([scores[e][a][:n] for e in envs], axis=1)
+    return mats, envs, [a for a in algos if a not in complete]
+
+
+def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """IQM and mean of the normalised scores with 95% stratified-bootstrap CIs, and the probability
+    of improvement P(X > Y) of every pair with its CI (rliable)."""
+    try:
+        from rliable import library as rly
+        from rliable import metrics
+    except ImportError as e:
+        raise RuntimeError("the aggregate statistics need rliable: pip install -e '.[bench]'") from e
+
+    def iqm_and_mean(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    with warnings.catch_warnings():  # arch deprecates the RandomState argument that rliable passes
+        warnings.simplefilter("ignore", FutureWarning)
+        point, interval = rly.get_interval_estimates(mats, iqm_and_mean, reps=reps, random_state=np.random.RandomState(seed))
+    out: dict[str, Any] = {"algos": {}, "improvement": {}}
+    for a in mats:
+        out["algos"][a] = {
+            "runs_per_env": int(mats[a].shape[0]),
+            "iqm": float(point[a][0]), "iqm_ci": [float(interval[a][0, 0]), float(interval[a][1, 0])],
+            "mean": float(point[a][1]), "mean_ci": [float(interval[a][0, 1]), float(interval[a][1, 1])],
+        }  # fmt: skip
+    names = sorted(mats)
+    pairs = {f"{x},{y}": (mats[x], mats[y]) for i, x in enumerate(names) for y in names[i + 1 :]}
+    if pairs:
+
+        def poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+            return np.array([metrics.probability_of_improvement(x, y)])
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            p_point, p_interval = rly.get_interval_estimates(pairs, poi, reps=reps, random_state=np.random.RandomState(seed))
+        for key in pairs:
+            x, y = key.split(",")
+            p, lo, hi = float(p_point[key][0]), float(p_interval[key][0, 0]), float(p_interval[key][1, 0])
+            out["improvement"][f"{x} > {y}"] = {"p": p, "ci": [lo, hi]}
+            # Mann-Whitney counts ties as one half, so P(Y > X) = 1 - P(X > Y) exactly.
+            out["improvement"][f"{y} > {x}"] = {"p": 1 - p, "ci": [1 - hi, 1 - lo]}
+    return out
+
+
+# --- the report ---------------------------------------------------------------------------------
+def _f(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _mci(m: float, lo: float, hi: float, digits: int = 1) -> str:
+    return f"{_f(m, digits)} [{_f(lo, digits)}, {_f(hi, digits)}]" if np.isfinite(lo) else f"{_f(m, digits)}"
+
+
+def _curves(records: list[RunRecord], metric: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for r in records:
+        if r.curve.get("step") and metric in r.curve:
+            out[r.algo].append((np.asarray(r.curve["step"]), np.asarray(r.curve[metric])))
+    return dict(out)
+
+
+def _cost_row(runs: list[RunRecord]) -> list[str]:
+    def values(key: str, f=lambda v: v) -> list[float]:
+        return [f(float(r.summary[key])) for r in runs if isinstance(r.summary.get(key), int | float) and r.summary[key] > 0]
+
+    per_1k = values("steps_per_s", lambda v: 1000.0 / v)
+    ms = values("ms_per_gradient_step")
+    rss = values("peak_rss_mb")
+    upd = [float(r.summary["update_time_s"]) / float(r.summary["wall_time_s"]) for r in runs
+           if r.summary.get("update_time_s") is not None and r.summary.get("wall_time_s")]  # fmt: skip
+    return [
+        _f(np.mean(per_1k) if per_1k else None),
+        _f(np.mean(ms) if ms else None, 2),
+        _f(100 * np.mean(upd) if upd else None, 0),
+        _f(max(rss) if rss else None, 0),
+    ]
+
+
+def _machines(records: list[RunRecord], roots: list[Path]) -> list[str]:
+    seen: dict[str, None] = {}
+    for p in [*(r.path / "machine.json" for r in records), *(Path(root) / "machine.json" for root in roots)]:
+        m = read_json(p)
+        if m:
+            seen.setdefault(machine_line(m), None)
+    return list(seen)
+
+
+def _versions(records: list[RunRecord], roots: list[Path]) -> dict[str, str]:
+    for p in [*(Path(root) / "machine.json" for root in roots), *(r.path / "machine.json" for r in records)]:
+        m = read_json(p)
+        if m and m.get("packages"):
+            return m["packages"]
+    return {}
+
+
+def build_report(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    figures: str | Path | None = None,
+    *,
+    metric: str = "return_mode",
+    reps: int = 2000,
+    command: str = "",
+) -> dict[str, Any]:
+    """Write the Markdown report to `out` (figures into `figures`) and `out` with suffix .json
+    (the numbers); returns those numbers."""
+    out = Path(out)
+    figures = Path(figures) if figures is not None else out.parent / "figures" / out.stem
+    records = discover(run_dirs)
+    if not records:
+        raise FileNotFoundError(f"no run directories (with summary.json, eval.csv or {RUN_FILE}) under {', '.join(map(str, run_dirs))}")
+    done = [r for r in records if r.finished]
+    unfinished = [r for r in records if not r.finished]
+    envs = sorted({r.env_id for r in done})
+    result: dict[str, Any] = {"metric": metric, "envs": {}, "aggregate": None, "unfinished": []}
+    lines = ["# Benchmark results", ""]
+    if command:
+        lines += [f"Written by `{command}`.", ""]
+    lines += [
+        (
+            f"{len(done)} finished runs on {len(envs)} env(s); {len(unfinished)} unfinished or failed run(s) are listed apart "
+            "at the end and enter no table or figure."
+        ),
+        "",
+        "## Final evaluation return per env",
+        "",
+        (
+            "Mean over seeds of each run's final evaluation, with its 95% percentile-bootstrap CI (2000 resamples); "
+            "`mode` acts with the policy's mode, `stochastic` samples actions."
+        ),
+        "",
+    ]
+    finals: dict[str, dict[str, list[float]]] = {}
+    for env in envs:
+        runs = [r for r in done if r.env_id == env]
+        budgets = sorted({r.budget for r in runs if r.budget is not None})
+        lines += [f"### {env}", "", f"Budget: {', '.join(f'{b:,}' for b in budgets) or '?'} env steps.", ""]
+        lines += ["| algorithm | seeds | return, mode | return, stochastic |", "|---|---|---|---|"]
+        result["envs"][env] = {}
+        for algo in sorted({r.algo for r in runs}):
+            mine = sorted((r for r in runs if r.algo == algo), key=lambda r: (r.seed is None, r.seed))
+            row: dict[str, Any] = {"seeds": [r.seed for r in mine]}
+            cells = []
+            for key in ("return_mode", "return_stochastic"):
+                vals = np.array([r.final[key] for r in mine if key in r.final], float)
+                if len(vals):
+                    m, lo, hi = mean_ci(vals)
+                    row[key] = {"values": vals.tolist(), "mean": m, "ci": [lo, hi]}
+                    cells.append(_mci(m, lo, hi))
+                else:
+                    cells.append("-")
+            result["envs"][env][algo] = row
+            if metric in row:
+                finals.setdefault(env, {})[algo] = row[metric]["values"]
+            lines.append(f"| {algo} | {len(mine)} | {cells[0]} | {cells[1]} |")
+        fig = _plot_env(env, runs, figures, metric)
+        if fig is not None:
+            rel = os.path.relpath(fig, out.parent)
+            lines += ["", f"![{env} learning curves]({rel})"]
+        lines.append("")
+
+    lines += _aggregate_section(finals, reps, result, metric)
+    lines += _cost_section(done)
+    lines += _protocol_section(records, done, [Path(p) for p in run_dirs], command)
+    lines += _unfinished_section(unfinished, result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).rstrip() + "\n")
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str) -> Path | None:
+    from wppg.plotting import plot_curves
+
+    curves = _curves(runs, metric)
+    if not curves:
+        return None
+    safe = env.replace("/", "_")
+    return plot_curves(curves, figures / f"{safe}.png", title=f"{env}: mean over seeds, band: 95% bootstrap CI", ylabel=f"eval {metric.replace('_', ' ')}")
+
+
+def _aggregate_section(finals: dict[str, dict[str, list[float]]], reps: int, result: dict[str, Any], metric: str) -> list[str]:
+    lines = ["## Across envs: normalised IQM and probability of improvement", "", NORMALISATION, ""]
+    scores, bounds = normalise(finals)
+    mats, envs, left_out = score_matrices(scores)
+    if not mats:
+        return [*lines, "No algorithm has finished runs on every env with distinct scores: nothing to aggregate.", ""]
+    agg = aggregate(mats, reps=reps)
+    agg["envs"], agg["left_out"] = envs, left_out
+    agg["bounds"] = {e: list(b) for e, b in bounds.items()}
+    result["aggregate"] = agg
+    lines += [
+        f"Metric: final `{metric}`. Envs: {', '.join(envs)} (bounds: "
+        + "; ".join(f"{e} [{bounds[e][0]:.1f}, {bounds[e][1]:.1f}]" for e in envs)
+        + f"). CIs: 95% stratified bootstrap over runs within each env, {reps} resamples (rliable). Each algorithm "
+        "enters with its first n seeds of every env, n = its smallest seed count over the envs.",
+        "",
+    ]
+    if left_out:
+        lines += [f"Left out (no finished run on some env): {', '.join(left_out)}.", ""]
+    lines += ["| algorithm | runs per env | IQM | mean |", "|---|---|---|---|"]
+    for a, v in sorted(agg["algos"].items(), key=lambda kv: -kv[1]["iqm"]):
+        lines.append(f"| {a} | {v['runs_per_env']} | {_mci(v['iqm'], *v['iqm_ci'], digits=3)} | {_mci(v['mean'], *v['mean_ci'], digits=3)} |")
+    names = sorted(agg["algos"])
+    if len(names) > 1:
+        poi = (
+            "Probability of improvement P(row > column): the chance that a run of the row algorithm beats a run of "
+            "the column algorithm on an env drawn at random (Mann-Whitney), with its 95% CI."
+        )
+        lines += ["", poi, ""]
+        lines += ["| P(row > column) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for x in names:
+            cells = []
+            for y in names:
+                v = agg["improvement"].get(f"{x} > {y}")
+                cells.append("-" if v is None else _mci(v["p"], *v["ci"], digits=2))
+            lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _cost_section(done: list[RunRecord]) -> list[str]:
+    lines = [
+        "## Cost",
+        "",
+        (
+            "Per algorithm and env, means over finished runs: wall-clock seconds per 1000 env steps, milliseconds per "
+            "gradient step (update time / gradient steps, compilation included), the share of wall time spent in "
+            "updates, and the largest peak resident memory. They cover the last `learn` call of each run (the part "
+            "after a resume) and depend on the machine and its load (see Protocol). `-`: not recorded."
+        ),
+        "",
+        "| env | algorithm | runs | s per 1k env steps | ms per gradient step | update share (%) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for r in done:
+        groups[(r.env_id, r.algo)].append(r)
+    for (env, algo), runs in sorted(groups.items()):
+        lines.append(f"| {env} | {algo} | {len(runs)} | " + " | ".join(_cost_row(runs)) + " |")
+    return [*lines, ""]
+
+
+def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: list[Path], command: str) -> list[str]:
+    lines = ["## Protocol", ""]
+    eval_eps: dict[str, set] = defaultdict(set)
+    eval_every: dict[str, set] = defaultdict(set)
+    for r in done:
+        t = r.config.get("train_config") or {}
+        hp = r.bench.get("run", {}).get("hyperparameters", {})
+        for key, store in (("eval_episodes", eval_eps), ("eval_every", eval_every)):
+            v = t.get(key, hp.get(key))
+            if v is not None:
+                store[r.env_id].add(v)
+    lines += [
+        (
+            "- Evaluation: on a separate env instance, every `eval_every` env steps and at the end of the run, with reset "
+            "seeds fixed by the run seed; each evaluation runs its episodes once with sampled actions (`stochastic`) and "
+            "once with the policy's mode (`mode`: the mean of a Gaussian policy, z = 0 for an implicit one). The final "
+            "evaluation is the one at the budget."
+        ),
+    ]
+    for env in sorted({r.env_id for r in done}):
+        runs = [r for r in done if r.env_id == env]
+        budgets = sorted({r.budget for r in runs if r.budget is not None})
+        seeds = {a: sorted(r.seed for r in runs if r.algo == a and r.seed is not None) for a in sorted({r.algo for r in runs})}
+        lines.append(
+            f"- {env}: budget {', '.join(f'{b:,}' for b in budgets) or '?'} env steps; evaluation every "
+            f"{', '.join(map(str, sorted(eval_every[env]))) or '?'} steps on {', '.join(map(str, sorted(eval_eps[env]))) or '?'} "
+            f"episodes; seeds: " + "; ".join(f"{a} {s}" for a, s in seeds.items())
+        )
+    hps: dict[str, set[str]] = defaultdict(set)
+    for r in done:
+        run_hp = r.bench.get("run", {}).get("hyperparameters")
+        if run_hp is not None:
+            hps[r.algo].add(json.dumps(run_hp, sort_keys=True))
+    if hps:
+        lines.append("- Hyperparameters given to each algorithm (the rest are the defaults of its config, see docs/algorithms.md):")
+        for algo, sets in sorted(hps.items()):
+            lines.append(f"  - {algo}: " + " or ".join(f"`{s}`" for s in sorted(sets)))
+    versions = _versions(records, roots)
+    if versions:
+        lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " (env ids carry the env versions).")
+    machines = _machines(records, roots)
+    if machines:
+        lines.append("- Hardware: " + " | ".join(machines))
+    runs_m = [m for m in (read_json(r.path / "machine.json") for r in done) if m]
+    usable = sorted({m["usable_cpus"] for m in runs_m if m.get("usable_cpus")})
+    loads = [m["load_average_1min"] for m in runs_m if m.get("load_average_1min") is not None]
+    if usable or loads:
+        lines.append(
+            "- Each run's process could use " + (" or ".join(map(str, usable)) or "?") + " CPU core(s)"
+            + (f"; the machine's 1-minute load average when the runs (last) started: {min(loads):.1f} to {max(loads):.1f}" if loads else "")
+            + " (timings are only comparable at similar load)."
+        )
+    commands = sorted({r.bench.get("command") for r in records if r.bench.get("command")})
+    if commands:
+        lines.append("- Runs made by: " + "; ".join(f"`{c}`" for c in commands) + " (rerun to resume or extend; finished runs are skipped).")
+    if command:
+        lines.append(f"- Tables and figures made by: `{command}`.")
+    return [*lines, ""]
+
+
+def _unfinished_section(unfinished: list[RunRecord], result: dict[str, Any]) -> list[str]:
+    if not unfinished:
+        return []
+    lines = [
+        "## Runs that did not finish",
+        "",
+        "Not in any table or figure above. `last eval`: the return (mode) of the last evaluation the run logged.",
+        "",
+        "| env | algorithm | seed | env steps / budget | last eval | error | directory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in unfinished:
+        err = (r.error or "").replace("|", "/")
+        lines.append(
+            f"| {r.env_id} | {r.algo} | {r.seed if r.seed is not None else '?'} | {r.env_steps:,} / {r.budget if r.budget is not None else '?'} | "
+            f"{_f(r.final.get('return_mode'))} | {err or '-'} | {r.path} |"
+        )
+        result["unfinished"].append({"env": r.env_id, "algo": r.algo, "seed": r.seed, "env_steps": r.env_steps, "budget": r.budget,
+                                     "error": r.error, "path": str(r.path)})  # fmt: skip
+    return [*lines, ""]

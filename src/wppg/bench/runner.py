@@ -1,0 +1,242 @@
+"""The benchmark driver: prepare each run's directory, run the unfinished ones in parallel
+worker processes (local backend) or Ray tasks, report progress, and summarise.
+
+Layout of OUT: `bench_spec.json` (the resolved spec, its runs and the command), `machine.json`
+(the driver's machine) and one directory per run, `OUT/<env>/<algo>/seed<k>/`, as written by
+`wppg train`, plus `bench.json` (the run), `machine.json` (where it ran), `worker.log` and, if it
+failed, `error.txt`. A second invocation skips finished runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wppg.bench.machine import describe_machine
+from wppg.bench.spec import Run, Spec
+from wppg.bench.worker import (
+    BOOT,
+    ERROR_FILE,
+    RUN_FILE,
+    read_json,
+    run_state,
+    worker_environment,
+)
+
+LOG_FILE = "worker.log"
+
+
+@dataclass
+class Outcome:
+    """How one run of an invocation ended: finished, skipped (already finished) or failed."""
+
+    run: Run
+    status: str
+    wall_s: float = 0.0
+    final_eval: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class Pending:
+    run: Run
+    run_dir: Path
+    state: str  # 'new' or 'resume'
+
+
+class RunConflictError(RuntimeError):
+    """A run directory already holds a run with other settings than the spec asks for."""
+
+
+def _normalised(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
+    """Check the run's directory against the spec and write its bench.json; returns its state."""
+    run_dir = run.directory(out)
+    existing = read_json(run_dir / RUN_FILE)
+    if existing is not None:
+        old = existing.get("run", {})
+        if _normalised(old.get("hyperparameters")) != _normalised(run.hyperparameters):
+            raise RunConflictError(
+                f"{run_dir} holds a run with other hyperparameters ({old.get('hyperparameters')}) than the spec "
+                f"asks for ({run.hyperparameters}): use another --out, or delete that run directory"
+            )
+    elif (run_dir / "config.json").exists():
+        raise RunConflictError(f"{run_dir} holds a run that the harness did not start (no {RUN_FILE}): use another --out")
+    state = run_state(run_dir, run.steps)
+    if state != "finished":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FILE).write_text(json.dumps({"run": run.to_dict(), "command": command}, indent=2))
+    return state, run_dir
+
+
+def finish(p: Pending, rc: int, wall_s: float) -> Outcome:
+    """Outcome of a run whose process exited with `rc`; a crash without error.txt gets one."""
+    summary = read_json(p.run_dir / "summary.json") or {}
+    if rc == 0 and run_state(p.run_dir, p.run.steps) == "finished":
+        return Outcome(p.run, "finished", wall_s, summary.get("final_eval", {}))
+    error_path = p.run_dir / ERROR_FILE
+    if not error_path.exists():
+        log = p.run_dir / LOG_FILE
+        tail = log.read_text()[-4000:] if log.exists() else ""
+        why = f"the worker process exited with code {rc}" + (" before reaching its budget" if rc == 0 else "")
+        error_path.write_text(f"{why}; the end of {LOG_FILE}:\n\n{tail}")
+    first = error_path.read_text().splitlines()
+    return Outcome(p.run, "failed", wall_s, error=(first[0] if first else "failed"))
+
+
+# --- progress output ------------------------------------------------------------------------------
+def _fmt_eval(e: dict[str, Any]) -> str:
+    if "return_mode" not in e:
+        return "no evaluation"
+    return f"return mode {e['return_mode']:.1f}, stochastic {e.get('return_stochastic', float('nan')):.1f}"
+
+
+class Progress:
+    """One line per started and per ended run, numbered over the runs this invocation starts."""
+
+    def __init__(self, total: int, out: Path, echo: Callable[[str], None]):
+        self.total, self.out, self.echo, self.count = total, out, echo, 0
+        self.numbers: dict[str, int] = {}
+
+    def started(self, p: Pending, where: str) -> None:
+        self.count += 1
+        self.numbers[p.run.name] = self.count
+        what = "resuming" if p.state == "resume" else "starting"
+        self.echo(f"[{self.count}/{self.total}] {what} {p.run.name}: {p.run.steps} steps{where}")
+
+    def ended(self, o: Outcome, run_dir: Path) -> None:
+        n = self.numbers.get(o.run.name, "?")
+        if o.status == "finished":
+            self.echo(f"[{n}/{self.total}] finished {o.run.name}: {_fmt_eval(o.final_eval)}; {o.wall_s:.0f} s")
+        else:
+            self.echo(f"[{n}/{self.total}] FAILED {o.run.name} after {o.wall_s:.0f} s: {o.error} (see {run_dir / ERROR_FILE})")
+
+
+# --- local backend --------------------------------------------------------------------------------
+def _pick_cores(usage: dict[int, int], n: int) -> list[int]:
+    """The n least-used cores: each run gets its own while workers * cpus <= cores."""
+    chosen = sorted(usage, key=lambda c: (usage[c], c))[: min(n, len(usage))]
+    for c in chosen:
+        usage[c] += 1
+    return sorted(chosen)
+
+
+def run_local(pending: list[Pending], workers: int, progress: Progress, pin: bool = True) -> list[Outcome]:
+    """Run each pending run in its own `python -c BOOT` process, at most `workers` at a time, each
+    pinned to `run.resources.cpus` cores of its own (shared only when workers exceed cores)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    usage = dict.fromkeys(cores, 0)
+    queue = list(pending)
+    active: dict[int, tuple[subprocess.Popen, Pending, float, list[int], Any]] = {}
+    outcomes: list[Outcome] = []
+    try:
+        while queue or active:
+            while queue and len(active) < workers:
+                p = queue.pop(0)
+                mine = _pick_cores(usage, p.run.resources.cpus) if pin and usage else []
+                log = open(p.run_dir / LOG_FILE, "a")  # noqa: SIM115 -- closed when its process ends
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", BOOT, str(p.run_dir)],
+                    env=worker_environment(p.run, mine), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
+                active[proc.pid] = (proc, p, time.perf_counter(), mine, log)
+                progress.started(p, f" (pid {proc.pid}, cpu {','.join(map(str, mine))})" if mine else f" (pid {proc.pid})")
+            time.sleep(0.2)
+            for pid in [pid for pid, a in active.items() if a[0].poll() is not None]:
+                proc, p, t0, mine, log = active.pop(pid)
+                log.close()
+                for c in mine:
+                    usage[c] -= 1
+                o = finish(p, proc.returncode, time.perf_counter() - t0)
+                outcomes.append(o)
+                progress.ended(o, p.run_dir)
+    except KeyboardInterrupt:
+        for proc, *_ in active.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, *_ in active.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        raise
+    return outcomes
+
+
+# --- the driver -----------------------------------------------------------------------------------
+def run_suite(
+    spec: Spec,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    ray_shared: str = "auto",
+    command: str = "",
+    echo: Callable[[str], None] = print,
+) -> list[Outcome]:
+    """Run every unfinished run of `spec` into `out`; returns the outcome of each run (finished,
+    skipped or failed). A failed run is reported and leaves its error in its directory; the
+    others go on."""
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"unknown backend {backend!r}: use 'local' or 'ray'")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = spec.runs()
+    (out / "bench_spec.json").write_text(
+        json.dumps({"command": command, "spec": spec.to_dict(), "source": spec.source, "runs": [r.to_dict() for r in runs]}, indent=2)
+    )
+    (out / "machine.json").write_text(json.dumps(describe_machine(), indent=2))
+
+    start = time.perf_counter()
+    outcomes: list[Outcome] = []
+    pending: list[Pending] = []
+    for run in runs:
+        try:
+            state, run_dir = prepare(run, out, command)
+        except RunConflictError as e:
+            outcomes.append(Outcome(run, "failed", error=str(e)))
+            echo(f"FAILED {run.name}: {e}")
+            continue
+        if state == "finished":
+            summary = read_json(run_dir / "summary.json") or {}
+            outcomes.append(Outcome(run, "skipped", final_eval=summary.get("final_eval", {})))
+            echo(f"skipping {run.name}: finished ({summary.get('env_steps')} >= {run.steps} steps)")
+        else:
+            pending.append(Pending(run, run_dir, state))
+    echo(f"bench {spec.name}: {len(runs)} runs, {len(runs) - len(pending)} already finished or refused, {len(pending)} to run "
+         f"({backend} backend, {workers} worker{'s' if workers > 1 else ''}) into {out}")  # fmt: skip
+    progress = Progress(len(pending), out, echo)
+    if pending:
+        if backend == "local":
+            outcomes += run_local(pending, workers, progress)
+        else:
+            from wppg.bench.ray_backend import run_ray
+
+            outcomes += run_ray(pending, workers, progress, out, address=address, shared=ray_shared)
+    echo(summarise(outcomes, time.perf_counter() - start))
+    return outcomes
+
+
+def summarise(outcomes: list[Outcome], wall_s: float) -> str:
+    """The closing lines: counts, wall time and the failed runs."""
+    count = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
+    head = (
+        f"bench: {len(outcomes)} runs: {count['finished']} finished now, {count['skipped']} already finished (skipped), "
+        f"{count['failed']} failed; {wall_s:.0f} s"
+    )
+    lines = [head]
+    lines += [f"  failed: {o.run.name}: {o.error}" for o in outcomes if o.status == "failed"]
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""One benchmark run, in its own process: start it, resume it from its checkpoint, or skip it.
+
+The driver writes `bench.json` (the run's `Run.to_dict()` plus the command) into the run
+directory and starts `python -c BOOT RUN_DIR` with the thread and platform settings of
+`worker_environment` and, for the local backend, a CPU affinity. The process then writes the
+same files as `wppg train` (config.json, train.csv, eval.csv, summary.json,
+checkpoints/last.npz); a failure leaves its traceback in `error.txt`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from wppg.bench.spec import Run
+
+# Run by a fresh interpreter: the affinity is set before anything else, and the package (which
+# imports JAX) is imported only after the environment of `worker_environment` is in place.
+BOOT = (
+    "import os, sys\n"
+    "cpus = os.environ.get('WPPG_BENCH_CPUS')\n"
+    "if cpus and hasattr(os, 'sched_setaffinity'):\n"
+    "    os.sched_setaffinity(0, {int(c) for c in cpus.split(',')})\n"
+    "from wppg.bench.worker import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+RUN_FILE = "bench.json"
+ERROR_FILE = "error.txt"
+
+
+def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment of a run's process: `run.resources.cpus` threads for XLA and BLAS (one thread:
+    no multi-threaded Eigen), CPU-only JAX unless the run asks for a GPU (so that parallel runs do
+    not each preallocate GPU memory), and the cores to pin to (WPPG_BENCH_CPUS)."""
+    env = dict(os.environ if base is None else base)
+    n = run.resources.cpus
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
+    if n == 1:
+        flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
+    else:
+        flags += [f"intra_op_parallelism_threads={n}"]
+    env["XLA_FLAGS"] = " ".join(flags)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(n)
+    if run.resources.gpus == 0:
+        env.setdefault("JAX_PLATFORMS", "cpu")
+    if cores:
+        env["WPPG_BENCH_CPUS"] = ",".join(map(str, cores))
+    else:
+        env.pop("WPPG_BENCH_CPUS", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's object, or None when it is missing or not readable JSON (a run killed mid-write)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_state(run_dir: Path, steps: int) -> str:
+    """'finished' (summary.json at >= steps), 'resume' (a checkpoint to continue) or 'new'."""
+    summary = read_json(run_dir / "summary.json")
+    if summary is not None and int(summary.get("env_steps", -1)) >= steps:
+        return "finished"
+    if (run_dir / "checkpoints" / "last.npz").exists():
+        return "resume"
+    return "new"
+
+
+def execute(run_dir: Path) -> dict[str, Any]:
+    """Bring the run described by run_dir/bench.json to its budget; returns its summary."""
+    info = json.loads((run_dir / RUN_FILE).read_text())
+    run = Run.from_dict(info["run"])
+    state = run_state(run_dir, run.steps)
+    if state == "finished":
+        return read_json(run_dir / "summary.json") or {}
+    (run_dir / ERROR_FILE).unlink(missing_ok=True)
+    from wppg.bench.machine import describe_machine
+
+    (run_dir / "machine.json").write_text(json.dumps(describe_machine(), indent=2))
+    if run.external:
+        from wppg.bench.external import run_external
+
+        result = run_external(run.algo, run.env_id, run.seed, run.steps, run_dir, dict(run.hyperparameters))
+        if not (run_dir / "summary.json").exists():
+            (run_dir / "summary.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    from wppg.agent import Agent, make_agent
+
+    if state == "resume":
+        agent = Agent.load(run_dir / "checkpoints" / "last.npz", run_dir=run_dir, progress=False)
+        print(f"resuming {run.name} from {agent.num_timesteps} env steps", flush=True)
+    else:
+        variant, kwargs = run.agent_arguments()
+        agent = make_agent(variant, run.env_id, run_dir=run_dir, progress=False, **kwargs)
+    # The algorithm's name in the suite (sac-fixed is the variant sac): summary.json carries it.
+    agent.trainer.meta.update(bench_algo=run.algo, bench_budget=run.steps)
+    if state == "new":
+        config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": info.get("command", "")}
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    remaining = run.steps - agent.num_timesteps
+    if remaining > 0:
+        agent.learn(remaining, progress=False)
+    return read_json(run_dir / "summary.json") or {}
+
+
+def main(argv: list[str]) -> int:
+    """Entry of a run's process: `BOOT RUN_DIR`. Exit code 0 when the run reached its budget."""
+    run_dir = Path(argv[0])
+    start = time.perf_counter()
+    try:
+        summary = execute(run_dir)
+    except BaseException as e:  # noqa: BLE001 -- recorded for the driver, whatever it was (KeyboardInterrupt too)
+        (run_dir / ERROR_FILE).write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
+        print(f"failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return 1
+    print(json.dumps({"final_eval": summary.get("final_eval"), "wall_s": time.perf_counter() - start}), flush=True)
+    return 0
