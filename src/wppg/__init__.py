@@ -8,8 +8,8 @@
 
 __version__ = "0.1.0"
 
-from wppg.agent import SAC, WPO, WPPG, Agent  # noqa: E402
-from wppg.algorithms import SACConfig, WPOConfig, WPPGConfig  # noqa: E402
+from wppg.agent import PPO, SAC, WPO, WPPG, Agent  # noqa: E402
+from wppg.algorithms import PPOConfig, SACConfig, WPOConfig, WPPGConfig  # noqa: E402
 from wppg.trainer import TrainConfig  # noqa: E402
 
-__all__ = ["SAC", "WPO", "WPPG", "Agent", "SACConfig", "TrainConfig", "WPOConfig", "WPPGConfig", "__version__"]
+__all__ = ["PPO", "SAC", "WPO", "WPPG", "Agent", "PPOConfig", "SACConfig", "TrainConfig", "WPOConfig", "WPPGConfig", "__version__"]

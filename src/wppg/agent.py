@@ -12,7 +12,8 @@ import numpy as np
 from wppg import checkpoint as ckpt
 from wppg.algorithms import ALGORITHMS, PRESETS, ConfigError
 from wppg.envs import EnvSpec, describe_env
-from wppg.trainer import TrainConfig, Trainer
+from wppg.onpolicy import OnPolicyTrainer
+from wppg.trainer import BaseTrainer, TrainConfig, Trainer
 
 # CLI / file names of the agents: algorithm, fixed config fields.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -20,6 +21,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "wppg-i": ("wppg", {"policy": "implicit"}),
     "sac": ("sac", {}),
     "wpo": ("wpo", {}),
+    "ppo": ("ppo", {}),
 }
 
 
@@ -40,6 +42,8 @@ class Agent:
     """An algorithm, its env and its training state. Use `WPPG` or `SAC`."""
 
     variant = "wppg"
+    trainer_cls: type[BaseTrainer] = Trainer
+    """The interaction loop: off-policy `Trainer`, or `OnPolicyTrainer` for PPO."""
 
     def __init__(self, env: EnvSpec, *, seed: int = 0, run_dir: str | Path | None = None, progress: bool = True, **hyperparameters: Any):
         algo_name, fixed = VARIANTS[self.variant]
@@ -48,15 +52,18 @@ class Agent:
         self.algo_config = cfg_cls(**{**fixed, **algo_kwargs})
         self.train_config = TrainConfig(**{**train_kwargs, "seed": seed})
         self.env_info = describe_env(env)
-        self.algorithm = algo_cls(self.algo_config, self.env_info.obs_dim, self.env_info.bounds)
+        self.algorithm = self._build_algorithm(algo_cls)
         meta = {
             "algo": algo_name,
             "variant": self.variant,
             "algo_config": self.algo_config.to_dict(),
             "env_id": self.env_info.env_id,
         }
-        self.trainer = Trainer(self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress)
+        self.trainer = self.trainer_cls(self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress)
         self._predict_key = jax.random.PRNGKey(seed + 2)
+
+    def _build_algorithm(self, algo_cls: type) -> Any:
+        return algo_cls(self.algo_config, self.env_info.obs_dim, self.env_info.bounds)
 
     @property
     def num_timesteps(self) -> int:
@@ -147,13 +154,28 @@ class WPO(Agent):
     variant = "wpo"
 
 
+class PPO(Agent):
+    """PPO (clipped surrogate, GAE, observation and reward normalisation), the on-policy baseline;
+    hyperparameters: `PPOConfig` and the on-policy `TrainConfig` fields. Set `total_steps` to the
+    run's length: the learning rate anneals to 0 over it."""
+
+    variant = "ppo"
+    trainer_cls = OnPolicyTrainer
+
+    def _build_algorithm(self, algo_cls: type) -> Any:
+        c = self.train_config
+        return algo_cls(self.algo_config, self.env_info.obs_dim, self.env_info.bounds, n_envs=c.n_envs, total_steps=c.total_steps)
+
+
 def make_agent(variant: str, env: EnvSpec, **kwargs: Any) -> Agent:
     """Build an agent from its CLI name ('wppg', 'wppg-i', 'sac')."""
     if variant == "sac":
         return SAC(env, **kwargs)
     if variant == "wpo":
         return WPO(env, **kwargs)
+    if variant == "ppo":
+        return PPO(env, **kwargs)
     return WPPG(env, policy=VARIANTS[variant][1]["policy"], **kwargs)
 
 
-AGENTS: dict[str, type[Agent]] = {"wppg": WPPG, "wppg-i": WPPG, "sac": SAC, "wpo": WPO}
+AGENTS: dict[str, type[Agent]] = {"wppg": WPPG, "wppg-i": WPPG, "sac": SAC, "wpo": WPO, "ppo": PPO}

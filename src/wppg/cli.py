@@ -45,8 +45,8 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         """Gymnasium env id (continuous, bounded Box actions), e.g. Pendulum-v1 or Hopper-v5."""
         out: Path
         """Run directory: config.json, train.csv, eval.csv, tb/, checkpoints/last.npz, summary.json."""
-        algo: Literal["wppg", "wppg-i", "sac", "wpo"] = "wppg"
-        """Algorithm: wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo."""
+        algo: Literal["wppg", "wppg-i", "sac", "wpo", "ppo"] = "wppg"
+        """Algorithm: wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
         preset: Literal["paper", "cpu"] = "paper"
         """WPPG hyperparameter preset applied before the flags: paper (K=32) or cpu (K=8, entropy M=L=8)."""
         overwrite: bool = False
