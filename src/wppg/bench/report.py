@@ -9,10 +9,11 @@ cost per algorithm, the protocol, and the runs that did not finish, listed apart
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,18 @@ def score_matrices(scores: dict[str, dict[str, np.ndarray]]) -> tuple[dict[str, 
     return mats, envs, [a for a in algos if a not in complete]
 
 
+@contextlib.contextmanager
+def _rliable_seeded(seed: int) -> Iterator[None]:
+    """rliable draws its stratified resamples from NumPy's global generator (its `random_state`
+    argument does not reach them): seed that, and put its state back afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> dict[str, Any]:
     """IQM and mean of the normalised scores with 95% stratified-bootstrap CIs, and the probability
     of improvement P(X > Y) of every pair with its CI (rliable)."""
@@ -155,9 +168,8 @@ def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> d
     def iqm_and_mean(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
-    with warnings.catch_warnings():  # arch deprecates the RandomState argument that rliable passes
-        warnings.simplefilter("ignore", FutureWarning)
-        point, interval = rly.get_interval_estimates(mats, iqm_and_mean, reps=reps, random_state=np.random.RandomState(seed))
+    with _rliable_seeded(seed):
+        point, interval = rly.get_interval_estimates(mats, iqm_and_mean, reps=reps)
     out: dict[str, Any] = {"algos": {}, "improvement": {}}
     for a in mats:
         out["algos"][a] = {
@@ -172,9 +184,8 @@ def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> d
         def poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
             return np.array([metrics.probability_of_improvement(x, y)])
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            p_point, p_interval = rly.get_interval_estimates(pairs, poi, reps=reps, random_state=np.random.RandomState(seed))
+        with _rliable_seeded(seed):
+            p_point, p_interval = rly.get_interval_estimates(pairs, poi, reps=reps)
         for key in pairs:
             x, y = key.split(",")
             p, lo, hi = float(p_point[key][0]), float(p_interval[key][0, 0]), float(p_interval[key][1, 0])
@@ -287,7 +298,7 @@ def build_report(
                 vals = np.array([r.final[key] for r in mine if key in r.final], float)
                 if len(vals):
                     m, lo, hi = mean_ci(vals)
-                    row[key] = {"values": vals.tolist(), "mean": m, "ci": [lo, hi]}
+                    row[key] = {"values": vals.tolist(), "mean": m, "ci": [lo, hi] if np.isfinite(lo) else [None, None]}
                     cells.append(_mci(m, lo, hi))
                 else:
                     cells.append("-")
@@ -422,7 +433,7 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
     versions = _versions(records, roots)
     if versions:
         lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " (env ids carry the env versions).")
-    machines = _machines(records, roots)
+    machines = _machines(done, roots)
     if machines:
         lines.append("- Hardware: " + " | ".join(machines))
     runs_m = [m for m in (read_json(r.path / "machine.json") for r in done) if m]

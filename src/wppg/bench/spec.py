@@ -210,9 +210,16 @@ def available_algorithms() -> list[str]:
 def accepted_hyperparameters(algo: str) -> set[str] | None:
     """Hyperparameter names `algo` accepts, or None when the harness cannot know (external
     references, or a variant whose configuration is not an `OffPolicyConfig` of
-    `wppg.algorithms.ALGORITHMS`): its runner then checks them when the run starts."""
+    `wppg.algorithms.ALGORITHMS`): its runner then checks them when the run starts. For an
+    external reference, the names come from `wppg.bench.external.accepted_hyperparameters(algo)`
+    where that module offers it."""
     if algo in EXTERNAL:
-        return None
+        try:
+            from wppg.bench import external
+        except ImportError:
+            return None
+        names = getattr(external, "accepted_hyperparameters", None)
+        return None if names is None else set(names(algo)) - set(RESERVED)
     from wppg.agent import VARIANTS
     from wppg.algorithms import ALGORITHMS
     from wppg.trainer import TrainConfig

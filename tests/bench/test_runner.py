@@ -1,0 +1,138 @@
+"""The harness end to end: the smoke suite on the local backend with 2 workers (a fresh run next
+to a resumed one, then a second invocation that skips both), and the Ray backend on a real local
+Ray instance (a run next to a failing one, files returned to the driver)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from wppg.bench.runner import prepare, run_suite
+from wppg.bench.spec import load_spec, parse_set
+from wppg.bench.worker import execute
+from wppg.cli import main
+
+# The tiny configuration of conftest.py, so that the workers compile small programs.
+TINY_SET = [
+    "learning_starts=100", "batch_size=32", "buffer_size=5000", "hidden=[32, 32]", "eval_episodes=1",
+    "eval_every=100", "log_every=50", "checkpoint_every=100", "K=2", "entropy_M=4", "entropy_L=4",
+]  # fmt: skip
+STEPS = 200
+
+
+@pytest.fixture
+def worker_cache(monkeypatch):
+    """Let the worker processes share this session's JAX compilation cache."""
+    import jax
+
+    cache = jax.config.jax_compilation_cache_dir
+    if cache:
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", cache)
+        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def bench_cli(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, out.getvalue()
+
+
+def eval_steps(run_dir: Path) -> list[int]:
+    rows = (run_dir / "eval.csv").read_text().strip().splitlines()[1:]
+    return [int(float(r.split(",")[0])) for r in rows]
+
+
+# Starting a worker (fork + exec) from a process that imported JAX is safe: nothing runs between the two.
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_local_backend_runs_resumes_and_skips(tmp_path, worker_cache):
+    out = tmp_path / "bench"
+    argv = ["bench", "run", "smoke", "--out", str(out), "--workers", "2", "--seeds", "0", "--steps", str(STEPS)]
+    for item in TINY_SET:
+        argv += ["--set", item]
+    # An interrupted WPPG run: stopped after its checkpoint at step 50 (before any update), before its summary.
+    spec = load_spec("smoke").override(algos=["wppg"], seeds=[0], steps=50, set_values=parse_set(TINY_SET))
+    _, wppg_dir = prepare(spec.runs()[0], out, "test")
+    execute(wppg_dir)
+    (wppg_dir / "summary.json").unlink()
+    assert eval_steps(wppg_dir) == [50]
+
+    code, log = bench_cli(argv)
+    assert code == 0, log
+    sac_dir = out / "Pendulum-v1" / "sac" / "seed0"
+    assert "starting Pendulum-v1/sac/seed0: 200 steps" in log and "resuming Pendulum-v1/wppg/seed0: 200 steps" in log
+    assert "2 finished now, 0 already finished (skipped), 0 failed" in log
+    assert re.search(r"finished Pendulum-v1/wppg/seed0: return mode -?\d+\.\d, stochastic -?\d+\.\d; \d+ s", log)
+    # Each worker had a core of its own when there are two.
+    cores = re.findall(r"\(pid \d+, cpu (\d+)\)", log)
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert sorted(cores) == sorted(set(cores)) and len(cores) == 2
+    for d in (sac_dir, wppg_dir):
+        for name in ("config.json", "train.csv", "eval.csv", "summary.json", "checkpoints/last.npz", "bench.json", "machine.json"):
+            assert (d / name).exists(), (d, name)
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["env_steps"] == STEPS and summary["final_eval"]["step"] == STEPS
+        assert summary["gradient_steps"] == STEPS - 100 + 1  # one gradient step per env step from step learning_starts on
+        machine = json.loads((d / "machine.json").read_text())
+        assert "intra_op_parallelism_threads=1" in machine["threads"]["XLA_FLAGS"] and machine["threads"]["OMP_NUM_THREADS"] == "1"
+    assert json.loads((sac_dir / "summary.json").read_text())["bench_algo"] == "sac"
+    # The WPPG run went on from its checkpoint: its first segment's evaluation is kept.
+    assert "resuming Pendulum-v1/wppg/seed0 from 50 env steps" in (wppg_dir / "worker.log").read_text()
+    assert eval_steps(wppg_dir) == [50, 100, 200] and eval_steps(sac_dir) == [100, 200]
+    resolved = json.loads((out / "bench_spec.json").read_text())
+    assert [r["algo"] for r in resolved["runs"]] == ["sac", "wppg"] and resolved["command"].startswith("wppg bench run smoke")
+    assert json.loads((out / "machine.json").read_text())["cpu_count"] == os.cpu_count()
+
+    # A second invocation finds both finished and starts nothing.
+    stamp = (sac_dir / "summary.json").stat().st_mtime_ns
+    code, log = bench_cli(argv)
+    assert code == 0 and log.count("skipping") == 2 and "0 finished now, 2 already finished (skipped)" in log
+    assert (sac_dir / "summary.json").stat().st_mtime_ns == stamp
+
+    # Other hyperparameters in the same place are refused, not mixed in.
+    code, log = bench_cli([*argv[:-2], "--set", "K=3", "--algos", "wppg"])
+    assert code == 1 and "holds a run with other hyperparameters" in log
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_ray_backend_returns_files_and_isolates_a_failure(tmp_path, worker_cache):
+    import ray
+
+    spec_path = tmp_path / "tiny.toml"
+    spec_path.write_text(
+        '[common]\nlearning_starts = 100\nbatch_size = 32\nbuffer_size = 5000\nhidden = [32, 32]\neval_episodes = 1\n'
+        'eval_every = 100\ncheckpoint_every = 100\n'
+        '[algos.sac]\nseeds = 1\n'
+        '[algos.sac-fixed]\nseeds = 1\nhyperparameters = { alpha = -1.0 }\n'  # valid names, invalid value: fails in its run
+        f'[envs."Pendulum-v1"]\nsteps = {STEPS}\n'
+    )
+    out = tmp_path / "bench"
+    lines: list[str] = []
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        from wppg.bench.ray_backend import TOKEN_FILE, _probe
+
+        token = tmp_path / "token"
+        token.write_text("abc")
+        assert ray.get(ray.remote(num_cpus=0)(_probe).remote(str(token), "abc"))  # a local instance shares the disk
+        outcomes = run_suite(load_spec(spec_path), out, workers=2, backend="ray", ray_shared="no", echo=lines.append)
+    finally:
+        ray.shutdown()
+    log = "\n".join(lines)
+    status = {o.run.algo: o.status for o in outcomes}
+    assert status == {"sac": "finished", "sac-fixed": "failed"}, log
+    assert "files returned to the driver" in log and "FAILED Pendulum-v1/sac-fixed/seed0" in log
+    assert "1 finished now, 0 already finished (skipped), 1 failed" in log
+    ok = out / "Pendulum-v1" / "sac" / "seed0"
+    for name in ("config.json", "eval.csv", "summary.json", "checkpoints/last.npz", "worker.log"):
+        assert (ok / name).exists(), name
+    assert json.loads((ok / "summary.json").read_text())["env_steps"] == STEPS
+    error = (out / "Pendulum-v1" / "sac-fixed" / "seed0" / "error.txt").read_text()
+    assert error.startswith("ConfigError: alpha must be > 0, got -1.0")
+    assert not (out / TOKEN_FILE).exists()
