@@ -93,6 +93,14 @@ def test_validation_errors_name_the_problem(changes, message):
     assert message in str(e.value)
 
 
+def test_off_policy_fields_do_not_go_to_ppo():
+    spec = spec_with(algos={"ppo": {"seeds": 1}, "sac": {"seeds": 1}}, common={"learning_starts": 100, "eval_every": 50})
+    by = {r.algo: r.hyperparameters for r in spec.runs() if r.env_id == "Pendulum-v1"}
+    assert by == {"ppo": {"eval_every": 50}, "sac": {"learning_starts": 100, "eval_every": 50}}
+    with pytest.raises(SpecError, match=r"unknown hyperparameter\(s\) \['learning_starts'\] for ppo"):
+        spec_with(algos={"ppo": {"seeds": 1, "hyperparameters": {"learning_starts": 100}}}, common={})
+
+
 def test_sac_fixed_is_sac_with_a_fixed_temperature():
     spec = spec_with(algos={"sac-fixed": {"seeds": 1}}, common={})
     variant, kwargs = spec.runs()[0].agent_arguments()

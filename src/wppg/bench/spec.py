@@ -220,8 +220,9 @@ def accepted_hyperparameters(algo: str) -> set[str] | None:
             return None
         names = getattr(external, "accepted_hyperparameters", None)
         return None if names is None else set(names(algo)) - set(RESERVED)
-    from wppg.agent import VARIANTS
+    from wppg.agent import AGENTS, VARIANTS
     from wppg.algorithms import ALGORITHMS
+    from wppg.onpolicy import OFF_POLICY_FIELDS, OnPolicyTrainer
     from wppg.trainer import TrainConfig
 
     variant, fixed, _ = ALIASES.get(algo, (algo, {}, {}))
@@ -231,6 +232,8 @@ def accepted_hyperparameters(algo: str) -> set[str] | None:
     names = {f.name for f in dataclasses.fields(ALGORITHMS[algo_name][1])} | {f.name for f in dataclasses.fields(TrainConfig)}
     if algo_name == "wppg":
         names.add("preset")
+    if variant in AGENTS and issubclass(AGENTS[variant].trainer_cls, OnPolicyTrainer):
+        names -= set(OFF_POLICY_FIELDS)  # the on-policy trainer refuses them
     return names - set(variant_fixed) - set(fixed) - set(RESERVED)
 
 
