@@ -1,0 +1,271 @@
+"""`wppg bench speed`: how fast the updates and the training loop are on this machine, in one run.
+
+Three sections, each printing measured figures and ratios as it goes:
+- roofline: this machine's matmul rate (a large square product, and each matrix shape of the
+  update alone), then each update's FLOPs (`wppg.flops`), its measured time per gradient step,
+  its achieved FLOP/s, and the fraction of the time that its matrix products alone would take at
+  the rates measured for their shapes (1.0 = nothing but matmuls at full speed);
+- training: env steps/s of whole training runs (env, buffer, updates; no evaluation) on one env
+  for sac and wppg (K = 1, 8, 32) and wppg-i, and, when installed, SBX SAC and SB3 SAC with the
+  same settings; ratios against the fastest SBX setting;
+- vmap: per-seed throughput of N seeds trained in one process against one seed alone.
+
+Everything runs in this process with the XLA threading it was started with; the header records
+the machine and its load. Compare ratios within one run: absolute times move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wppg.flops import Product, gradient_step_products, product_flops
+
+ROOFLINE_CASES = [("sac", 1), ("wppg", 1), ("wppg", 8), ("wppg", 32), ("wppg-i", 8), ("wppg-i", 32)]
+TRAINING_CASES = [("sac", {}), ("wppg", {"K": 1}), ("wppg", {"K": 8}), ("wppg", {"K": 32}), ("wppg-i", {"preset": "cpu"})]
+VARIANTS = ("sac", "wppg", "wppg-i")
+
+
+def _median_seconds(fn, reps: int) -> float:
+    import jax
+
+    jax.block_until_ready(fn())  # compile
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def dispatch_overhead_s(reps: int = 200) -> float:
+    """Time of a jitted call that does no arithmetic: subtracted from the per-product timings."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((4,))
+    f = jax.jit(lambda a: a)
+    return _median_seconds(lambda: f(x), reps)
+
+
+def product_seconds(product: Product, reps: int, overhead: float) -> float:
+    """Median time of one [m, k] @ [k, n] float32 product, alone and jitted, less the call overhead."""
+    import jax
+    import jax.numpy as jnp
+
+    m, k, n = product
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k))
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n))
+    f = jax.jit(jnp.matmul)
+    return max(_median_seconds(lambda: f(a, b), reps) - overhead, 1e-9)
+
+
+def matmul_peak_gflops(size: int = 1024, reps: int = 10) -> float:
+    """FLOP/s of a large square float32 product: the machine's practical matmul peak."""
+    t = product_seconds((size, size, size), reps, 0.0)
+    return 2 * size**3 / t / 1e9
+
+
+def _algorithm(name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int):
+    from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
+    from wppg.envs import ActionBounds
+
+    bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
+    if name == "sac":
+        return SACAlgorithm(SACConfig(hidden=hidden), obs_dim, bounds)
+    policy = "implicit" if name == "wppg-i" else "gaussian"
+    return WPPGAlgorithm(WPPGConfig(policy=policy, K=K, hidden=hidden, entropy_M=M, entropy_L=L), obs_dim, bounds)
+
+
+def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps: int, reps: int) -> float:
+    """Median seconds per gradient step of `algo.update` with `n_steps` steps scanned in one call."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    batches = {
+        "obs": rng.normal(size=(n_steps, batch, obs_dim)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (n_steps, batch, act_dim)).astype(np.float32),
+        "reward": rng.normal(size=(n_steps, batch)).astype(np.float32),
+        "next_obs": rng.normal(size=(n_steps, batch, obs_dim)).astype(np.float32),
+        "terminated": np.zeros((n_steps, batch), np.float32),
+    }
+    state = algo.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(1)
+    return _median_seconds(lambda: algo.update(state, batches, key), reps) / n_steps
+
+
+def roofline(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int, M: int, L: int, reps: int,
+             cases=ROOFLINE_CASES, log=print) -> list[dict[str, Any]]:
+    """Per case: FLOPs per gradient step, measured time, achieved GFLOP/s, and the products-only time
+    at the rates this machine reaches on each product's shape alone."""
+    overhead = dispatch_overhead_s()
+    shape_time: dict[Product, float] = {}
+    rows = []
+    for name, K in cases:
+        latent = max(1, round(obs_dim / 3))
+        products = [p for part in gradient_step_products(name, obs_dim, act_dim, hidden, batch, K=K, entropy_M=M, entropy_L=L,
+                                                           latent_dim=latent).values() for p in part]  # fmt: skip
+        for p in set(products) - set(shape_time):
+            shape_time[p] = product_seconds(p, max(5, reps), overhead)
+        flops = product_flops(products)
+        products_s = sum(shape_time[p] for p in products)
+        step_s = gradient_step_seconds(_algorithm(name, K, obs_dim, act_dim, hidden, M, L), obs_dim, act_dim, batch, 4, reps)
+        row = {
+            "algo": name, "K": K, "gflop_per_step": flops / 1e9, "ms_per_step": 1e3 * step_s,
+            "achieved_gflops": flops / step_s / 1e9, "shape_rate_gflops": flops / products_s / 1e9,
+            "products_only_ms": 1e3 * products_s, "fraction_of_shape_roofline": products_s / step_s,
+        }  # fmt: skip
+        rows.append(row)
+        log(f"  {name:6s} K={K:<3d} {row['gflop_per_step']:7.3f} GFLOP/step  {row['ms_per_step']:8.2f} ms/step  "
+            f"{row['achieved_gflops']:6.1f} GFLOP/s achieved  {row['shape_rate_gflops']:6.1f} GFLOP/s on its shapes  "
+            f"-> {100 * row['fraction_of_shape_roofline']:.0f}% of the shape roofline")  # fmt: skip
+    return rows
+
+
+def _ours_steps_per_s(variant: str, hp: dict[str, Any], env_id: str, steps: int, learning_starts: int, train_freq: int, seed: int) -> dict[str, Any]:
+    """Env steps/s of our training loop after warm-up and compilation, without evaluation time."""
+    import tempfile
+
+    from wppg.agent import make_agent
+
+    with tempfile.TemporaryDirectory() as tmp:
+        agent = make_agent(variant, env_id, seed=seed, run_dir=tmp, progress=False, learning_starts=learning_starts,
+                           train_freq=train_freq, eval_every=10**9, eval_episodes=1, checkpoint_every=0, log_every=10**9, **hp)  # fmt: skip
+        agent.learn(learning_starts + 2 * train_freq)  # random warm-up, then two update calls: compiled
+        t0 = time.perf_counter()
+        agent.learn(steps)
+        total = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        agent.trainer.evaluate_and_log()  # the end-of-call evaluation, timed again to take it out
+        eval_s = time.perf_counter() - t1
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    elapsed = max(total - eval_s, 1e-9)
+    return {"steps_per_s": steps / elapsed, "wall_time_s": elapsed, "ms_per_gradient_step": summary.get("ms_per_gradient_step")}
+
+
+def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[int], seed: int, cases=TRAINING_CASES,
+             external: bool = True, log=print) -> list[dict[str, Any]]:
+    """Env steps/s of whole training runs: ours and, if installed, SBX / SB3 SAC."""
+    rows = []
+    for tf in train_freqs:
+        for variant, hp in cases:
+            slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
+            n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
+            r = _ours_steps_per_s(variant, hp, env_id, n, learning_starts, tf, seed)
+            label = variant + "".join(f" {k}={v}" for k, v in hp.items())
+            rows.append({"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r})
+            log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
+        if not external:
+            continue
+        for ref in ("sbx-sac", "sb3-sac"):
+            try:
+                from wppg.bench.external import measure_speed
+
+                r = measure_speed(ref, env_id, steps, learning_starts, tf, tf, seed)
+            except ImportError as e:
+                log(f"  {ref}: not installed ({e}); `pip install wppg[external]`")
+                continue
+            # The reference's first update call compiles (SBX) or warms up; replace it by a typical call.
+            typical = (r["update_time_s"] - r["first_update_s"]) / max(r["update_calls"] - 1, 1)
+            steady = r["env_steps"] / max(r["wall_time_s"] - r["first_update_s"] + typical, 1e-9)
+            rows.append({"impl": ref, "algo": "sac", "train_freq": tf, "env_steps": r["env_steps"], "steps_per_s": steady,
+                         "steps_per_s_with_first_call": r["steps_per_s"], "ms_per_gradient_step": r["ms_per_gradient_step"],
+                         "version": r.get("reference_version")})  # fmt: skip
+            log(f"  {ref:23s} train_freq={tf:<3d} {steady:7.1f} env steps/s ({r['steps_per_s']:.1f} with its first update call)")
+    return rows
+
+
+def train_freq_multiple(n: int, tf: int) -> int:
+    return (n // tf) * tf
+
+
+def vmap_section(env_id: str, n_seeds: int, steps: int, log=print) -> list[dict[str, Any]]:
+    """Per-seed throughput of N vmapped seeds against one seed (`wppg.multiseed`)."""
+    from wppg.multiseed import measure_vmapped_speedup
+
+    rows = []
+    for variant, hp in (("sac", {}), ("wppg", {"K": 1}), ("wppg", {"K": 8})):
+        r = measure_vmapped_speedup(variant, env_id, n_seeds, steps, **hp)
+        rows.append({"algo": variant + "".join(f" {k}={v}" for k, v in hp.items()), **r})
+        log(f"  {rows[-1]['algo']:12s} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    return rows
+
+
+def machine() -> dict[str, Any]:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.devices()[0].platform,
+        "device": str(jax.devices()[0]), "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_average_1min": os.getloadavg()[0],
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="wppg bench speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--sections", nargs="+", choices=("roofline", "training", "vmap"), default=["roofline", "training", "vmap"])
+    p.add_argument("--env", default="Hopper-v5", help="env of the training and vmap sections (default Hopper-v5)")
+    p.add_argument("--steps", type=int, default=3000, help="timed env steps per training run (1/8 of it for K=32 and wppg-i)")
+    p.add_argument("--learning-starts", type=int, default=1000, help="untimed random steps before the timed span")
+    p.add_argument("--train-freq", type=int, nargs="+", default=[1, 32], help="train_freq settings (UTD 1: gradient steps = train_freq)")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
+    p.add_argument("--entropy-ml", type=int, nargs=2, default=[16, 16], metavar=("M", "L"), help="entropy centres/baselines in the roofline")
+    p.add_argument("--reps", type=int, default=10, help="timed repetitions per measurement (median)")
+    p.add_argument("--seeds", type=int, default=4, help="N of the vmap section")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="our algorithms to measure")
+    p.add_argument("--no-external", action="store_true", help="skip SBX / SB3 even if installed")
+    p.add_argument("--out", type=Path, default=Path("runs/speed/speed.json"), help="JSON with every figure")
+    args = p.parse_args(argv)
+
+    import gymnasium as gym
+
+    result: dict[str, Any] = {"command": "wppg bench speed " + " ".join(argv or []), "machine": machine()}
+    print(f"machine: {result['machine']}", flush=True)
+    if "roofline" in args.sections:
+        env = gym.make(args.env)
+        obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+        env.close()
+        peak = matmul_peak_gflops()
+        result["matmul_peak_gflops"] = peak
+        print(f"roofline ({args.env} shapes: obs {obs_dim}, act {act_dim}; batch {args.batch}; hidden {args.hidden}; "
+              f"entropy M, L = {args.entropy_ml}); 1024^3 float32 matmul: {peak:.1f} GFLOP/s", flush=True)  # fmt: skip
+        cases = [c for c in ROOFLINE_CASES if c[0] in args.variants]
+        result["roofline"] = roofline(obs_dim, act_dim, tuple(args.hidden), args.batch, *args.entropy_ml, args.reps, cases,
+                                      log=lambda s: print(s, flush=True))  # fmt: skip
+    if "training" in args.sections:
+        print(f"training on {args.env}: {args.steps} timed env steps after {args.learning_starts} random ones, UTD 1", flush=True)
+        cases = [c for c in TRAINING_CASES if c[0] in args.variants]
+        rows = training(args.env, args.steps, args.learning_starts, args.train_freq, 0, cases, external=not args.no_external,
+                        log=lambda s: print(s, flush=True))  # fmt: skip
+        result["training"] = rows
+        refs = [r["steps_per_s"] for r in rows if r["impl"] == "sbx-sac"]
+        if refs:
+            best = max(refs)
+            result["sbx_best_steps_per_s"] = best
+            print(f"ratios against SBX SAC at its fastest setting ({best:.1f} env steps/s):", flush=True)
+            for r in rows:
+                if r["impl"] == "wppg":
+                    r["ratio_to_sbx_best"] = r["steps_per_s"] / best
+                    print(f"  {r['algo']:18s} train_freq={r['train_freq']:<3d} {r['ratio_to_sbx_best']:.2f}x", flush=True)
+    if "vmap" in args.sections:
+        print(f"vmapped seeds on {args.env}: N = {args.seeds}", flush=True)
+        result["vmap"] = vmap_section(args.env, args.seeds, args.steps, log=lambda s: print(s, flush=True))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0

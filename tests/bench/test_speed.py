@@ -1,0 +1,35 @@
+"""`wppg bench speed` runs end to end on tiny shapes and reports consistent figures."""
+
+import json
+
+import pytest
+
+from wppg.bench import speed
+from wppg.flops import gradient_step_flops
+
+
+def test_roofline_rows_are_consistent():
+    rows = speed.roofline(3, 1, (16,), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg", 2), ("wppg-i", 2)], log=lambda s: None)
+    assert [(r["algo"], r["K"]) for r in rows] == [("sac", 1), ("wppg", 2), ("wppg-i", 2)]
+    for r in rows:
+        flops = gradient_step_flops(r["algo"], 3, 1, (16,), 8, K=r["K"], entropy_M=2, entropy_L=2, latent_dim=1)["total"]
+        assert r["gflop_per_step"] == pytest.approx(flops / 1e9)
+        assert r["ms_per_step"] > 0 and r["products_only_ms"] > 0
+        assert r["achieved_gflops"] == pytest.approx(r["gflop_per_step"] / r["ms_per_step"] * 1e3)
+        assert r["fraction_of_shape_roofline"] == pytest.approx(r["products_only_ms"] / r["ms_per_step"])
+
+
+def test_training_section_times_our_loop_without_evaluation(tmp_path):
+    rows = speed.training("Pendulum-v1", 64, 32, [32], 0, cases=[("sac", {"hidden": (16,), "batch_size": 16})], external=False,
+                          log=lambda s: None)  # fmt: skip
+    assert len(rows) == 1 and rows[0]["impl"] == "wppg" and rows[0]["env_steps"] == 64
+    assert rows[0]["steps_per_s"] > 0
+
+
+def test_cli_writes_json(tmp_path):
+    out = tmp_path / "s.json"
+    code = speed.main(["--sections", "training", "--env", "Pendulum-v1", "--steps", "32", "--learning-starts", "32",
+                       "--train-freq", "32", "--variants", "sac", "--no-external", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["machine"]["cores"] >= 1 and [r["algo"] for r in result["training"]] == ["sac"]
