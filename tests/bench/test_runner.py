@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from wppg.bench.runner import prepare, run_suite
-from wppg.bench.spec import load_spec, parse_set
-from wppg.bench.worker import execute
+from wppg.bench.ray_backend import mirror, pack
+from wppg.bench.runner import _pick_cores, prepare, run_suite
+from wppg.bench.spec import Resources, Run, load_spec, parse_set
+from wppg.bench.worker import execute, run_state, worker_environment
 from wppg.cli import main
 
 # The tiny configuration of conftest.py, so that the workers compile small programs.
@@ -47,6 +48,47 @@ def bench_cli(argv: list[str]) -> tuple[int, str]:
 def eval_steps(run_dir: Path) -> list[int]:
     rows = (run_dir / "eval.csv").read_text().strip().splitlines()[1:]
     return [int(float(r.split(",")[0])) for r in rows]
+
+
+def test_worker_environment_threads_platform_and_cores():
+    run = Run("Pendulum-v1", "sac", 0, 10)
+    env = worker_environment(run, [3], base={"XLA_FLAGS": "--xla_dump_to=/tmp/x intra_op_parallelism_threads=8"})
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["JAX_PLATFORMS"] == "cpu" and env["WPPG_BENCH_CPUS"] == "3"
+    wide = Run("Pendulum-v1", "sac", 0, 10, resources=Resources(cpus=4, gpus=0.5))
+    env = worker_environment(wide, None, base={"WPPG_BENCH_CPUS": "0"})
+    assert env["XLA_FLAGS"] == "intra_op_parallelism_threads=4" and env["OMP_NUM_THREADS"] == "4"
+    assert "JAX_PLATFORMS" not in env and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and "WPPG_BENCH_CPUS" not in env
+
+
+def test_cores_are_exclusive_until_workers_exceed_them():
+    usage = dict.fromkeys([0, 1, 2], 0)
+    assert [_pick_cores(usage, 1), _pick_cores(usage, 2)] == [[0], [1, 2]]
+    assert _pick_cores(usage, 1) == [0] and usage == {0: 2, 1: 1, 2: 1}  # oversubscribed: least used first
+
+
+def test_pack_and_mirror_reproduce_a_directory(tmp_path):
+    src, dst = tmp_path / "a", tmp_path / "b"
+    (src / "checkpoints").mkdir(parents=True)
+    (src / "checkpoints" / "last.npz").write_bytes(b"\x00\x01")
+    (src / "eval.csv").write_text("step\n1\n")
+    (dst / "tb").mkdir(parents=True)
+    (dst / "tb" / "stale").write_text("old")
+    (dst / "error.txt").write_text("old error")
+    mirror(pack(src), dst)
+    assert pack(dst) == {"checkpoints/last.npz": b"\x00\x01", "eval.csv": b"step\n1\n"} and not (dst / "tb").exists()
+
+
+def test_run_state(tmp_path):
+    assert run_state(tmp_path, 100) == "new"
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.npz").write_bytes(b"")
+    assert run_state(tmp_path, 100) == "resume"
+    (tmp_path / "summary.json").write_text(json.dumps({"env_steps": 100}))
+    assert run_state(tmp_path, 100) == "finished" and run_state(tmp_path, 101) == "resume"
+    (tmp_path / "summary.json").write_text("{truncated")
+    assert run_state(tmp_path, 100) == "resume"
 
 
 # Starting a worker (fork + exec) from a process that imported JAX is safe: nothing runs between the two.

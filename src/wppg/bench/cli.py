@@ -7,7 +7,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from wppg.bench.spec import SpecError, load_spec, parse_set, read_raw, suite_names
+from wppg.bench.spec import (
+    BenchError,
+    SpecError,
+    load_spec,
+    parse_set,
+    read_raw,
+    suite_names,
+)
 
 BENCH_USAGE = """usage: wppg bench <command> [options]
 
@@ -60,8 +67,15 @@ def cmd_run(argv: list[str]) -> int:
         return 0
     from wppg.bench.runner import run_suite
 
-    outcomes = run_suite(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
-                         ray_shared=args.ray_shared, command=command)  # fmt: skip
+    try:
+        outcomes = run_suite(spec, args.out, workers=args.workers, backend=args.backend, address=args.address,
+                             ray_shared=args.ray_shared, command=command)  # fmt: skip
+    except BenchError as e:
+        print(f"wppg bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the unfinished runs keep their last checkpoint; rerun `{command}` to go on", file=sys.stderr)
+        return 130
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
@@ -120,8 +134,12 @@ def report_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from wppg.bench.report import build_report
 
-    result = build_report(args.run_dirs, args.out, args.figures, metric=args.metric, reps=args.reps,
-                          command="wppg report " + shlex.join(argv))  # fmt: skip
+    try:
+        result = build_report(args.run_dirs, args.out, args.figures, metric=args.metric, reps=args.reps,
+                              command="wppg report " + shlex.join(argv))  # fmt: skip
+    except BenchError as e:
+        print(f"wppg report: error: {e}", file=sys.stderr)
+        return 2
     n_unfinished = len(result["unfinished"])
     print(f"wrote {args.out} ({len(result['envs'])} env(s); {n_unfinished} unfinished run(s) listed apart)")
     return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from wppg.bench.runner import LOG_FILE, Outcome, Pending, Progress, finish
-from wppg.bench.spec import Run
+from wppg.bench.spec import BenchError, Run
 from wppg.bench.worker import BOOT, worker_environment
 
 TOKEN_FILE = ".wppg-bench-token"
@@ -63,7 +63,7 @@ def run_task(run_dict: dict[str, Any], run_dir: str, files: dict[str, bytes] | N
     tmp = None
     if files is None:
         if not sees_token(token_path, token):
-            raise RuntimeError(f"the task on {platform.node()} does not see the driver's {token_path}: run with shared='no'")
+            raise BenchError(f"the task on {platform.node()} does not see the driver's {token_path}: use --ray-shared no")
         folder = Path(run_dir)
     else:
         tmp = Path(tempfile.mkdtemp(prefix="wppg-bench-"))
@@ -93,7 +93,7 @@ def run_ray(
     try:
         import ray
     except ImportError as e:
-        raise RuntimeError("the ray backend needs Ray: pip install -e '.[ray]'") from e
+        raise BenchError("the ray backend needs Ray: pip install -e '.[ray]'") from e
     if shared not in ("auto", "yes", "no"):
         raise ValueError(f"shared must be 'auto', 'yes' or 'no', got {shared!r}")
     started_ray = not ray.is_initialized()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from wppg.bench.machine import machine_line
+from wppg.bench.spec import BenchError
 from wppg.bench.worker import ERROR_FILE, RUN_FILE, read_json
 from wppg.logger import read_csv
 from wppg.plotting import bootstrap_ci
@@ -163,7 +164,7 @@ def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> d
         from rliable import library as rly
         from rliable import metrics
     except ImportError as e:
-        raise RuntimeError("the aggregate statistics need rliable: pip install -e '.[bench]'") from e
+        raise BenchError("the aggregate statistics need rliable: pip install -e '.[bench]'") from e
 
     def iqm_and_mean(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])

@@ -53,6 +53,10 @@ class SpecError(ValueError):
     """A benchmark spec that cannot be run: unknown algorithm, field or env, bad budget or seeds."""
 
 
+class BenchError(RuntimeError):
+    """The harness cannot go on: an optional dependency is missing, or a backend cannot reach OUT."""
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one run asks for: CPU cores (also its thread count) and GPUs (a fraction is allowed)."""

@@ -37,7 +37,8 @@ ERROR_FILE = "error.txt"
 def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of a run's process: `run.resources.cpus` threads for XLA and BLAS (one thread:
     no multi-threaded Eigen), CPU-only JAX unless the run asks for a GPU (so that parallel runs do
-    not each preallocate GPU memory), and the cores to pin to (WPPG_BENCH_CPUS)."""
+    not each preallocate GPU memory), at most its share of GPU memory when it asks for a fraction
+    of one, and the cores to pin to (WPPG_BENCH_CPUS)."""
     env = dict(os.environ if base is None else base)
     n = run.resources.cpus
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
@@ -50,6 +51,8 @@ def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] |
         env[name] = str(n)
     if run.resources.gpus == 0:
         env.setdefault("JAX_PLATFORMS", "cpu")
+    elif run.resources.gpus < 1:  # a share of a GPU: JAX would otherwise preallocate 75% of it
+        env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 * run.resources.gpus:.3f}")
     if cores:
         env["WPPG_BENCH_CPUS"] = ",".join(map(str, cores))
     else:
