@@ -51,7 +51,7 @@ def plot_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], out: str
         if len(steps) == 0:
             continue
         y = np.asarray([v[np.searchsorted(s, steps)] for s, v in runs])
-        (line,) = ax.plot(steps, y.mean(axis=0), label=f"{label} (n={len(runs)})")
+        (line,) = ax.plot(steps, y.mean(axis=0), marker="o", markersize=3, label=f"{label} (n={len(runs)})")
         if len(runs) > 1:
             lo, hi = bootstrap_ci(y)
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
