@@ -104,8 +104,8 @@ def _fmt_eval(e: dict[str, Any]) -> str:
 class Progress:
     """One line per started and per ended run, numbered over the runs this invocation starts."""
 
-    def __init__(self, total: int, out: Path, echo: Callable[[str], None]):
-        self.total, self.out, self.echo, self.count = total, out, echo, 0
+    def __init__(self, total: int, echo: Callable[[str], None]):
+        self.total, self.echo, self.count = total, echo, 0
         self.numbers: dict[str, int] = {}
 
     def started(self, p: Pending, where: str) -> None:
@@ -218,7 +218,7 @@ def run_suite(
             pending.append(Pending(run, run_dir, state))
     echo(f"bench {spec.name}: {len(runs)} runs, {len(runs) - len(pending)} already finished or refused, {len(pending)} to run "
          f"({backend} backend, {workers} worker{'s' if workers > 1 else ''}) into {out}")  # fmt: skip
-    progress = Progress(len(pending), out, echo)
+    progress = Progress(len(pending), echo)
     if pending:
         if backend == "local":
             outcomes += run_local(pending, workers, progress)

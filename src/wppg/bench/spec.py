@@ -27,7 +27,6 @@ must be a field of at least one algorithm of the spec, so a misspelt name is sti
 from __future__ import annotations
 
 import dataclasses
-import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
@@ -391,6 +390,3 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             out[key.strip()] = value
     return out
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False)
