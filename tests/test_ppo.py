@@ -296,6 +296,9 @@ def test_load_keeps_predictions_and_statistics(trained):
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True), agent.predict(obs, deterministic=True))
     np.testing.assert_array_equal(loaded.trainer.state.obs_stats.mean, agent.trainer.state.obs_stats.mean)
     assert loaded.trainer.rollout.ptr == 44
+    with pytest.warns(UserWarning, match="past total_steps=300"):  # the annealed learning rate is 0 there
+        loaded.learn(1)
+    assert loaded.num_timesteps == 301 and loaded.trainer.rollout.ptr == 45
     with pytest.raises(ckpt.CheckpointError, match=r"holds a ppo agent, not sac"):
         wppg.SAC.load(d)
 
@@ -351,6 +354,7 @@ def test_corrupt_rollout_in_checkpoint(trained, tmp_path):
         ({"n_epochs": 0}, "n_epochs"),
         ({"n_minibatches": 0}, "n_minibatches"),
         ({"n_steps": 64, "n_minibatches": 3}, "n_minibatches"),
+        ({"n_steps": 64, "n_minibatches": 64}, "n_minibatches"),
         ({"gamma": 1.0}, "gamma"),
         ({"gae_lambda": 1.5}, "gae_lambda"),
         ({"clip_coef": 0.0}, "clip_coef"),
@@ -382,9 +386,3 @@ def test_unknown_keyword_and_action_space():
         wppg.PPO("Pendulum-v1", progress=False, K=4)
     with pytest.raises(ActionSpaceError, match="Discrete"):
         wppg.PPO("CartPole-v1", progress=False)
-
-
-def test_learning_past_total_steps_warns():
-    agent = wppg.PPO("Pendulum-v1", progress=False, total_steps=64, **TINY)
-    with pytest.warns(UserWarning, match="past total_steps=64"):
-        agent.learn(65)

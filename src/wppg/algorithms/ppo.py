@@ -115,9 +115,7 @@ class PPOConfig:
         require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden must be positive widths, got {self.hidden}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
+        return dataclasses.asdict(self)
 
 
 # --- running statistics ---------------------------------------------------------------------------
@@ -289,6 +287,11 @@ class PPOAlgorithm:
         require(
             rollout_size % config.n_minibatches == 0,
             f"n_minibatches ({config.n_minibatches}) must divide the rollout size n_steps * n_envs = {rollout_size}",
+        )
+        require(
+            rollout_size // config.n_minibatches >= 2,
+            f"n_minibatches ({config.n_minibatches}) leaves minibatches of one transition (rollout size {rollout_size}); "
+            "the per-minibatch advantage normalisation needs at least 2",
         )
         self.config = config
         self.obs_dim, self.act_dim, self.bounds = obs_dim, bounds.dim, bounds
