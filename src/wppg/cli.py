@@ -53,6 +53,9 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         """Replace an existing run in --out (otherwise refuse, to never lose saved work)."""
         progress: bool = True
         """Show a progress bar."""
+        seeds: tuple[int, ...] = ()
+        """Train these seeds in one process, the updates vmapped across seeds (off-policy algorithms),
+        into --out/seed<k>/ (replaces --seed); seed k equals a separate run with --seed k up to rounding."""
         train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=TrainConfig)
         algorithm: Annotated[algo_cfg_cls, tyro.conf.OmitArgPrefixes] = field(default_factory=algo_cfg_cls)
 
@@ -90,15 +93,26 @@ def cmd_train(argv: list[str]) -> int:
         return _fail("--policy is set by --algo: use --algo wppg (Gaussian) or --algo wppg-i (implicit)")
     default = args_type(env=tyro.MISSING, out=tyro.MISSING, algo=known.algo, preset=known.preset, algorithm=cfg_cls(**{**fixed, **preset}))
     args = tyro.cli(args_type, args=argv, default=default, prog="wppg train")
+    from wppg.multiseed import check_seeds, seed_dir
+
+    seeds = check_seeds(args.seeds, args.algo) if args.seeds else []
+    for out in [seed_dir(args.out, s) for s in seeds] or [args.out]:
+        if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists():
+            if not args.overwrite:
+                return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
+            _remove_run(out)
     out = args.out
-    if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists():
-        if not args.overwrite:
-            return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
-        _remove_run(out)
     hyper = {**dataclasses.asdict(args.train), **args.algorithm.to_dict()}
     for k in fixed:
         hyper.pop(k)
     seed = hyper.pop("seed")
+    if seeds:
+        from wppg.multiseed import train_seeds
+
+        total = hyper.pop("total_steps")
+        results = train_seeds(args.algo, args.env, seeds, total, out, progress=args.progress, command="wppg train " + " ".join(argv), **hyper)
+        print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
+        return 0
     agent = make_agent(args.algo, args.env, seed=seed, run_dir=out, progress=args.progress, **hyper)
     out.mkdir(parents=True, exist_ok=True)
     config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": "wppg train " + " ".join(argv)}

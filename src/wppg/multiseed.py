@@ -1,0 +1,363 @@
+"""Many seeds of one off-policy agent in one process, with the update `jax.vmap`-ed across seeds.
+
+`MultiSeedTrainer` holds N ordinary single-seed `Trainer`s (one per seed: its replay buffer, NumPy
+generator, env pool, evaluation env, logs and checkpoints) and replaces only the two hot calls of
+the loop: the actions of every seed's envs come from one vmapped `act`, and every seed's
+gradient steps from one vmapped `update`, each jitted once, over the agent states stacked along a
+leading seed axis. The per-seed JAX keys are stacked too and split inside those calls, exactly as
+`Trainer` splits its own key, so every random stream of seed k is the one of a separate run
+with seed k. The stacked state is written back into each trainer (`sync`) before evaluations,
+checkpoints and at the end of `learn`, so each seed's run directory, checkpoint and evaluation
+protocol are those of a single-seed run: `wppg.Agent.load` and `wppg resume` continue it alone.
+
+Seed k of a vmapped run equals a separate run with seed k up to floating-point rounding, not
+bit for bit: XLA lowers the batched matrix products and reductions of the vmapped program with
+another blocking and summation order, so the parameters differ at the level of float32 rounding
+(relative 1e-7 per step), and these differences grow slowly through training (and, after the
+warm-up, through the env trajectories that the actions steer). tests/test_multiseed.py checks
+parameters and evaluation returns to a relative 1e-5 after a few hundred env steps.
+
+Speed: the gain is the work that one seed leaves on the table. Where one seed's update is small
+for the device (a GPU, or small networks where call overhead dominates on a CPU core), N seeds
+cost little more than one; where it already keeps the device busy (batch 256 and (256, 256)
+networks on one CPU core, where the products run near the core's matmul rate), N seeds cost
+about N times one. `measure_vmapped_speedup` measures it; docs/results/multiseed.md has the figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wppg.agent import VARIANTS, Agent, make_agent
+from wppg.algorithms import ALGORITHMS
+from wppg.algorithms.base import OffPolicyAlgorithm, require
+from wppg.envs import EnvPool, EnvSpec
+from wppg.trainer import Trainer, TrainingDivergedError
+
+
+def check_seeds(seeds: Sequence[int], variant: str | None = None) -> list[int]:
+    """The seeds as a list of distinct non-negative ints, or a ConfigError naming the problem;
+    with `variant`, also check that it is an off-policy algorithm."""
+    if variant is not None:
+        _require_off_policy(variant)
+    seeds = list(seeds)
+    require(len(seeds) > 0, "seeds must hold at least one seed, got none")
+    require(
+        all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 0 for s in seeds),
+        f"seeds must be non-negative integers, got {seeds}",
+    )
+    duplicates = sorted({int(s) for s in seeds if seeds.count(s) > 1})
+    require(not duplicates, f"seeds must be distinct: {duplicates} given more than once in {seeds}")
+    return [int(s) for s in seeds]
+
+
+def _require_off_policy(variant: str) -> None:
+    require(variant in VARIANTS, f"unknown algorithm {variant!r}; available: {sorted(VARIANTS)}")
+    algo_cls = ALGORITHMS[VARIANTS[variant][0]][0]
+    require(
+        issubclass(algo_cls, OffPolicyAlgorithm),
+        f"{variant} is on-policy: vmapped multi-seed training needs an off-policy algorithm (a replay buffer and "
+        f"an update on minibatches); train the seeds of {variant} as separate runs",
+    )
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+class MultiSeedTrainer:
+    """Trains the agents (one per seed, same algorithm, hyperparameters and env) in lock-step."""
+
+    def __init__(self, agents: Sequence[Agent], progress: bool = True):
+        agents = list(agents)
+        require(len(agents) > 0, "MultiSeedTrainer needs at least one agent")
+        for a in agents:
+            require(
+                isinstance(a.trainer, Trainer) and isinstance(a.algorithm, OffPolicyAlgorithm),
+                f"{a.variant} is on-policy: vmapped multi-seed training needs an off-policy algorithm",
+            )
+        first = agents[0]
+        check_seeds([a.train_config.seed for a in agents])
+        for a in agents[1:]:
+            other = a.train_config.to_dict() | {"seed": first.train_config.seed}
+            same = (a.variant, a.algo_config, other, a.env_info.env_id, a.env_info.obs_dim) == (
+                first.variant, first.algo_config, first.train_config.to_dict(), first.env_info.env_id, first.env_info.obs_dim,
+            )  # fmt: skip
+            require(same, f"the agents must differ only in their seed; seed {a.train_config.seed} differs from seed {first.train_config.seed}")
+        self.agents = agents
+        self.trainers: list[Trainer] = [a.trainer for a in agents]
+        self.seeds = [a.train_config.seed for a in agents]
+        self.config = first.train_config
+        self.progress = progress
+        # One algorithm object for all seeds: its methods are pure functions of the (equal) config,
+        # and sharing it compiles the per-seed evaluation `act` once instead of once per seed.
+        self.algo: OffPolicyAlgorithm = first.algorithm
+        for a in agents:
+            a.algorithm = a.trainer.algo = self.algo
+        self._act = jax.jit(jax.vmap(self._act_one))
+        self._update = jax.jit(jax.vmap(self._update_one))
+        self._state: Any = None
+        self._keys: Any = None
+
+    # --- the two vmapped calls ------------------------------------------------------------------
+    def _act_one(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
+        """`Trainer`'s act step for one seed: split its key, act with the second half."""
+        key, k = jax.random.split(key)
+        return self.algo._act(actor_params, obs, k), key
+
+    def _update_one(self, state: Any, batches: dict, key: jax.Array) -> tuple[Any, dict, jax.Array]:
+        """`Trainer`'s update step for one seed: split its key, update with the second half."""
+        key, k = jax.random.split(key)
+        state, metrics = self.algo._update(state, batches, k)
+        return state, metrics, key
+
+    # --- stacked state <-> trainers -----------------------------------------------------------
+    def _gather(self) -> None:
+        self._state = _stack([t.state for t in self.trainers])
+        self._keys = jnp.stack([t.key for t in self.trainers])
+
+    def sync(self) -> None:
+        """Write the stacked agent states and keys back into each seed's trainer."""
+        if self._state is None:
+            return
+        for i, t in enumerate(self.trainers):
+            t.state = jax.tree.map(lambda x, i=i: x[i], self._state)
+            t.key = self._keys[i]
+
+    # --- the loop ----------------------------------------------------------------------------
+    def learn(self, until_step: int) -> list[dict[str, float]]:
+        """Interact and learn until `until_step` env steps per seed; returns each seed's last evaluation.
+
+        The schedule (warm-up, update calls, train.csv rows, evaluations, checkpoints, summary) is
+        that of `Trainer.learn`, step for step, for every seed.
+        """
+        from tqdm.auto import tqdm
+
+        from wppg.logger import RunLogger
+
+        c, trainers = self.config, self.trainers
+        steps = {t.env_steps for t in trainers}
+        require(len(steps) == 1, f"the seeds' runs are at different env steps {sorted(steps)}; they must be in lock-step")
+        for t in trainers:
+            if t.pool is None:
+                t.pool = EnvPool([t.make_env() for _ in range(c.n_envs)], seed=t.config.seed)
+            if t.run_dir is not None and t.logger is None:
+                t.logger = RunLogger(t.run_dir, resume_step=t.env_steps if t.env_steps else None)
+        self._gather()
+        n = len(trainers)
+        lead = trainers[0]
+        start_steps, start_time = lead.env_steps, time.perf_counter()
+        recent = [deque(maxlen=20) for _ in trainers]
+        acc: dict[str, list[np.ndarray]] = {}
+        update_time, update_calls, grad_steps_done = 0.0, 0, 0
+        bar = tqdm(total=until_step, initial=lead.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
+        bar.set_description(f"{n} seeds")
+        try:
+            while lead.env_steps < until_step:
+                if lead.env_steps < c.learning_starts:
+                    finished = [t._env_step() for t in trainers]  # uniform actions: host only, no key
+                else:
+                    finished = self._policy_env_step()
+                for t, r, f in zip(trainers, recent, finished):
+                    r.extend(ret for ret, _ in f)
+                    t.env_steps += c.n_envs
+                    t.iterations += 1
+                bar.update(c.n_envs)
+
+                if lead._update_due():
+                    batches = {k: np.stack(v) for k, v in _transpose([t._update_input() for t in trainers]).items()}
+                    t0 = time.perf_counter()
+                    state, metrics, keys = self._update(self._state, batches, self._keys)
+                    metrics = jax.device_get(metrics)
+                    update_time += time.perf_counter() - t0
+                    update_calls += 1
+                    grad_steps_done += lead._grad_steps_per_update()
+                    self._check_finite(metrics)
+                    self._state, self._keys = state, keys
+                    for name, v in metrics.items():
+                        acc.setdefault(name, []).append(np.asarray(v, np.float64))
+
+                if lead.env_steps % c.log_every < c.n_envs and acc:
+                    sps = (lead.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+                    means = {name: np.mean(v, axis=0) for name, v in acc.items()}
+                    for i, (t, r) in enumerate(zip(trainers, recent)):
+                        row = {name: float(m[i]) for name, m in means.items()}
+                        row["steps_per_s"] = sps
+                        if r:
+                            row["train_return"] = float(np.mean(r))
+                        t._log("train", row)
+                    acc = {}
+                    bar.set_postfix(sps=f"{sps:.0f}", refresh=False)
+                if lead.env_steps % c.eval_every < c.n_envs:
+                    self.sync()
+                    for t in trainers:
+                        t.evaluate_and_log()
+                    bar.set_postfix(eval=" ".join(t._eval_str() for t in trainers))
+                if c.checkpoint_every and lead.env_steps % c.checkpoint_every < c.n_envs:
+                    self._save_all()
+        finally:
+            bar.close()
+            self.sync()
+        for t in trainers:
+            if t.last_eval.get("step") != t.env_steps:
+                t.evaluate_and_log()
+        self._save_all()
+        elapsed = time.perf_counter() - start_time
+        costs = {
+            "wall_time_s": elapsed,
+            # Per seed: each seed advanced this many env steps per second of the shared wall time.
+            "steps_per_s": (lead.env_steps - start_steps) / max(elapsed, 1e-9),
+            # The vmapped update calls served every seed at once; per gradient step of one seed,
+            # their time is divided by the number of seeds.
+            "update_time_s": update_time,
+            "update_calls": update_calls,
+            "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done * n, 1),
+            "vmapped_seeds": self.seeds,
+        }
+        for t in trainers:
+            if t.run_dir is not None:
+                t._write_summary(costs)
+            if t.logger is not None:
+                t.logger.tb.flush()
+        return [t.last_eval for t in trainers]
+
+    def _policy_env_step(self) -> list[list[tuple[float, int]]]:
+        """`Trainer._env_step` after the warm-up, for every seed, with one vmapped act call."""
+        obs = np.stack([t.pool.obs for t in self.trainers])
+        actions, self._keys = self._act(self._state.actor_params, obs, self._keys)
+        actions = np.asarray(actions)
+        finished = []
+        for t, o, a in zip(self.trainers, obs, actions):
+            next_obs, reward, terminated, _, done = t.pool.step(a)
+            t.buffer.add(obs=o, action=a, reward=reward, next_obs=next_obs, terminated=terminated)
+            finished.append(done)
+        return finished
+
+    def _check_finite(self, metrics: dict[str, np.ndarray]) -> None:
+        """Stop on a non-finite loss of any seed, with that seed's trainer's message; nothing of
+        the diverged update is kept (the trainers hold the last good state)."""
+        bad = [i for i in range(len(self.trainers)) if not all(np.isfinite(v[i]) for v in metrics.values())]
+        if bad:
+            self.sync()
+            i = bad[0]
+            try:
+                self.trainers[i]._check_finite({name: float(v[i]) for name, v in metrics.items()})
+            except TrainingDivergedError as e:
+                raise TrainingDivergedError(f"seed {self.seeds[i]}: {e}") from None
+
+    def _save_all(self) -> None:
+        if any(t.run_dir is not None for t in self.trainers):
+            self.sync()
+        for t in self.trainers:
+            if t.run_dir is not None:
+                t.save(t.run_dir / "checkpoints" / "last.npz")
+
+
+def _transpose(dicts: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    return {k: [d[k] for d in dicts] for k in dicts[0]}
+
+
+def seed_dir(out_dir: str | Path, seed: int) -> Path:
+    """The run directory of one seed of a multi-seed run: `out_dir/seed<k>`."""
+    return Path(out_dir) / f"seed{seed}"
+
+
+def make_seed_agents(variant: str, env: EnvSpec, seeds: Sequence[int], out_dir: str | Path | None = None, **hyperparameters: Any) -> list[Agent]:
+    """One agent per seed, as `wppg.agent.make_agent` builds them; run dirs `out_dir/seed<k>`."""
+    seeds = check_seeds(seeds, variant)
+    agents = []
+    for s in seeds:
+        # A user's env instance would be shared by every seed's pool: give each seed its own copy.
+        env_s = copy.deepcopy(env) if isinstance(env, gym.Env) else env
+        run_dir = seed_dir(out_dir, s) if out_dir is not None else None
+        agents.append(make_agent(variant, env_s, seed=s, run_dir=run_dir, progress=False, **hyperparameters))
+    return agents
+
+
+def train_seeds(
+    variant: str,
+    env: EnvSpec,
+    seeds: Sequence[int],
+    total_steps: int,
+    out_dir: str | Path | None,
+    *,
+    progress: bool = False,
+    command: str | None = None,
+    **hyperparameters: Any,
+) -> list[dict[str, Any]]:
+    """Train `seeds` of one off-policy agent in this process, updates vmapped across seeds.
+
+    `variant` is one of `wppg.agent.VARIANTS` ('wppg', 'wppg-i', 'sac', 'wpo'); hyperparameters are
+    the agents' keywords (config and `TrainConfig` fields, `preset` for WPPG). Seed k writes the
+    usual run directory `out_dir/seed<k>/` (config.json, train.csv, eval.csv, tb/,
+    checkpoints/last.npz, summary.json); `out_dir=None` writes nothing. Returns, per seed,
+    {'seed', 'run_dir', 'env_steps', 'final_eval'}.
+    """
+    require(int(total_steps) >= 1, f"total_steps must be >= 1, got {total_steps}")
+    hyperparameters.pop("seed", None)
+    agents = make_seed_agents(variant, env, seeds, out_dir, total_steps=int(total_steps), **hyperparameters)
+    for a in agents:
+        run_dir = a.trainer.run_dir
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config = {**a.trainer.meta, "train_config": a.train_config.to_dict(), "vmapped_seeds": [b.train_config.seed for b in agents]}
+            if command is not None:
+                config["command"] = command
+            (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    multi = MultiSeedTrainer(agents, progress=progress)
+    evals = multi.learn(int(total_steps))
+    return [
+        {"seed": s, "run_dir": str(t.run_dir) if t.run_dir is not None else None, "env_steps": t.env_steps, "final_eval": e}
+        for s, t, e in zip(multi.seeds, multi.trainers, evals)
+    ]
+
+
+def measure_vmapped_speedup(variant: str, env_id: str, n_seeds: int, steps: int, **hyperparameters: Any) -> dict[str, Any]:
+    """Per-seed env steps/s of `n_seeds` vmapped seeds against one single-seed `Trainer` run.
+
+    Both runs take the same hyperparameters (defaults: the `TrainConfig` and config defaults,
+    batch 256 and (256, 256) networks, UTD 1, train_freq 1; `learning_starts` defaults to the
+    batch size), first go through the warm-up and one update call (compilation), then are timed
+    over `steps` more env steps per seed with one evaluation episode at the end (evaluation is
+    per seed in both, so it costs both the same per seed). The XLA threading is the process's.
+    Returns steps/s per seed of each and their ratio `speedup` (> 1: vmapping pays).
+    """
+    require(n_seeds >= 1, f"n_seeds must be >= 1, got {n_seeds}")
+    require(steps >= 1, f"steps must be >= 1, got {steps}")
+    _require_off_policy(variant)
+    hp = {"eval_episodes": 1, "eval_every": 10**12, "checkpoint_every": 0, "log_every": 10**12, **hyperparameters}
+    hp.setdefault("learning_starts", hp.get("batch_size", 256))
+    warm = int(hp["learning_starts"]) + int(hp.get("train_freq", 1)) * int(hp.get("n_envs", 1))
+
+    single = make_agent(variant, env_id, seed=0, progress=False, **hp)
+    single.trainer.learn(warm)
+    t0 = time.perf_counter()
+    single.trainer.learn(warm + steps)
+    single_s = time.perf_counter() - t0
+
+    multi = MultiSeedTrainer(make_seed_agents(variant, env_id, range(n_seeds), **hp), progress=False)
+    multi.learn(warm)
+    t0 = time.perf_counter()
+    multi.learn(warm + steps)
+    multi_s = time.perf_counter() - t0
+
+    single_sps, multi_sps = steps / single_s, steps / multi_s
+    return {
+        "n_seeds": n_seeds,
+        "steps": steps,
+        "single_steps_per_s": single_sps,
+        "vmapped_steps_per_s_per_seed": multi_sps,
+        "vmapped_steps_per_s_total": n_seeds * multi_sps,
+        "speedup": multi_sps / single_sps,
+    }
