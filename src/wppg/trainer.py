@@ -358,8 +358,8 @@ class Trainer(BaseTrainer):
         if self.env_steps < c.learning_starts:
             actions = self.np_rng.uniform(self._low, self._high, size=(c.n_envs, self.algo.act_dim)).astype(np.float32)
         else:
-            self.key, k = jax.random.split(self.key)
-            actions = np.asarray(self.algo.act(self.state.actor_params, obs, k))
+            actions, self.key = self.algo.explore(self.state.actor_params, obs, self.key)
+            actions = np.asarray(actions)
         obs = obs.copy()
         next_obs, reward, terminated, _, finished = self.pool.step(actions)
         self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)

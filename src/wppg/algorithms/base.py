@@ -109,6 +109,7 @@ class OffPolicyAlgorithm(abc.ABC):
         self.critic_tx = optax.adam(config.critic_lr)
         self.update = jax.jit(self._update)
         self.act = jax.jit(self._act, static_argnames="deterministic")
+        self.explore = jax.jit(self._explore)
 
     # --- hooks -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -177,6 +178,13 @@ class OffPolicyAlgorithm(abc.ABC):
         shape = (obs.shape[0], 1, self.policy.latent_dim)
         eps = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
         return self.policy.apply(actor_params, obs, eps)[:, 0]
+
+    def _explore(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
+        """Exploration actions and the trainer's next key: the key split runs inside the same
+        compiled call as the policy (one dispatch per env step), with the same numbers as splitting
+        outside and calling `act`."""
+        key, k = jax.random.split(key)
+        return self._act(actor_params, obs, k), key
 
 
 def adam_step(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:

@@ -58,6 +58,9 @@ def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] |
     else:
         env.pop("WPPG_BENCH_CPUS", None)
     env["PYTHONUNBUFFERED"] = "1"
+    # The seeds of one algorithm on one env compile the same programs: JAX's persistent cache
+    # shares them between runs instead of compiling them again in every process.
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "wppg" / "jax"))
     return env
 
 
