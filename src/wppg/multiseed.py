@@ -72,8 +72,17 @@ def _require_off_policy(variant: str) -> None:
     )
 
 
+@jax.jit
 def _stack(trees: Sequence[Any]) -> Any:
+    """Stack N pytrees along a new leading axis (jitted: one compilation, not one per leaf shape)."""
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+@jax.jit
+def _unstack(tree: Any) -> list[Any]:
+    """Inverse of `_stack`."""
+    n = jax.tree.leaves(tree)[0].shape[0]
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
 
 
 class MultiSeedTrainer:
@@ -124,16 +133,14 @@ class MultiSeedTrainer:
 
     # --- stacked state <-> trainers -----------------------------------------------------------
     def _gather(self) -> None:
-        self._state = _stack([t.state for t in self.trainers])
-        self._keys = jnp.stack([t.key for t in self.trainers])
+        self._state, self._keys = _stack([(t.state, t.key) for t in self.trainers])
 
     def sync(self) -> None:
         """Write the stacked agent states and keys back into each seed's trainer."""
         if self._state is None:
             return
-        for i, t in enumerate(self.trainers):
-            t.state = jax.tree.map(lambda x, i=i: x[i], self._state)
-            t.key = self._keys[i]
+        for t, (state, key) in zip(self.trainers, _unstack((self._state, self._keys))):
+            t.state, t.key = state, key
 
     # --- the loop ----------------------------------------------------------------------------
     def learn(self, until_step: int) -> list[dict[str, float]]:
