@@ -225,7 +225,7 @@ def test_update_moves_the_mean_towards_better_actions():
     algo = PPOAlgorithm(cfg, 2, bounds, n_envs=1, total_steps=10**6)
     state = algo.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (128, 2))
-    state, out = algo.explore(state, obs, jax.random.PRNGKey(2))  # a batch of 128 states at once
+    state, out, _ = algo.explore(state, obs, jax.random.PRNGKey(2))  # a batch of 128 states at once
     reward = -((out["action"][:, 0] - 0.5) ** 2)
     col = lambda x: x[:, None]  # T = 128 steps of one env
     ones = jnp.ones((128, 1))

@@ -111,8 +111,7 @@ class OnPolicyTrainer(BaseTrainer):
         return super().learn(until_step)
 
     def _env_step(self) -> list[tuple[float, int]]:
-        self.key, k = jax.random.split(self.key)
-        self.state, out = self.algo.explore(self.state, self.pool.obs, k)
+        self.state, out, self.key = self.algo.explore(self.state, self.pool.obs, self.key)
         out = jax.device_get(out)
         actions = np.clip(out["action"], self._low, self._high)
         next_obs, reward, terminated, truncated, finished = self.pool.step(actions)

@@ -71,7 +71,8 @@ class PPOConfig:
     clip_coef: float = 0.2
     """Clip range eps of the probability ratio, and of the value change when clip_vloss (0.2)."""
     clip_vloss: bool = True
-    """Clip the value loss: max((V - R)^2, (V_old + clip(V - V_old, +-clip_coef) - R)^2) (on)."""
+    """Clip the value loss: max((V - R)^2, (V_old + clip(V - V_old, +-clip_coef) - R)^2) (on, as ppo2
+    and CleanRL; Stable-Baselines3 leaves it off, and it can slow learning: see docs/algorithms.md)."""
     vf_coef: float = 0.5
     """Weight of the value loss (0.5)."""
     ent_coef: float = 0.0
@@ -330,24 +331,26 @@ class PPOAlgorithm:
         return normalize_obs(stats, obs, self.config.clip_obs) if self.config.norm_obs else obs
 
     def _explore_fn(self, params: Any, obs_stats: RunningStats, obs: jnp.ndarray, key: jax.Array):
+        key, k = jax.random.split(key)
         if self.config.norm_obs:
             obs_stats = obs_stats.update(obs)
         x = self._normalize(obs_stats, obs)
         mean = self.actor.apply(params["actor"], x)
-        action = mean + jnp.exp(params["log_std"]) * jax.random.normal(key, mean.shape)
+        action = mean + jnp.exp(params["log_std"]) * jax.random.normal(k, mean.shape)
         out = {
             "obs": x,
             "action": action,
             "log_prob": gaussian_log_prob(action, mean, params["log_std"]),
             "value": self.critic.apply(params["critic"], x)[:, 0],
         }
-        return obs_stats, out
+        return obs_stats, out, key
 
-    def explore(self, state: PPOState, obs: jnp.ndarray, key: jax.Array) -> tuple[PPOState, dict[str, jnp.ndarray]]:
+    def explore(self, state: PPOState, obs: jnp.ndarray, key: jax.Array) -> tuple[PPOState, dict[str, jnp.ndarray], jax.Array]:
         """One rollout step for observations [N, D]: the statistics absorb obs, then the policy
-        samples. Returns the new state and the normalised obs, unclipped actions, log-probs, values."""
-        obs_stats, out = self._explore(state.params, state.obs_stats, obs, key)
-        return state.replace(obs_stats=obs_stats), out
+        samples. Returns the new state; the normalised obs, unclipped actions, log-probs and values;
+        and the trainer's next key (split inside the same compiled call: one dispatch per env step)."""
+        obs_stats, out, key = self._explore(state.params, state.obs_stats, obs, key)
+        return state.replace(obs_stats=obs_stats), out, key
 
     def _value_fn(self, params: Any, obs_stats: RunningStats, obs: jnp.ndarray) -> jnp.ndarray:
         return self.critic.apply(params["critic"], self._normalize(obs_stats, obs))[:, 0]
