@@ -310,7 +310,7 @@ def test_header_not_json(saved, tmp_path):
 
 
 def test_header_with_unknown_agent(saved, tmp_path):
-    bad = _write(tmp_path / "ppo.npz", saved[2], {**saved[1], "variant": "ppo"})
+    bad = _write(tmp_path / "ddpg.npz", saved[2], {**saved[1], "variant": "ddpg"})
     with pytest.raises(CheckpointError, match="unknown agent 'ppo'"):
         Agent.load(bad)
 
