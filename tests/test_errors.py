@@ -311,7 +311,7 @@ def test_header_not_json(saved, tmp_path):
 
 def test_header_with_unknown_agent(saved, tmp_path):
     bad = _write(tmp_path / "ddpg.npz", saved[2], {**saved[1], "variant": "ddpg"})
-    with pytest.raises(CheckpointError, match="unknown agent 'ppo'"):
+    with pytest.raises(CheckpointError, match="unknown agent 'ddpg'"):
         Agent.load(bad)
 
 
