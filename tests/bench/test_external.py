@@ -70,11 +70,15 @@ def test_ppo_defaults_are_the_standard_ones():
     setup = map_hyperparameters("sb3-ppo", {"eval_every": 2048})
     kw = setup.kwargs
     assert kw["n_steps"] == 2048 and kw["batch_size"] == 64 and kw["n_epochs"] == 10
-    assert kw["gae_lambda"] == 0.95 and kw["clip_range"] == kw["clip_range_vf"] == 0.2
-    assert kw["ent_coef"] == 0.0 and kw["vf_coef"] == 0.5 and kw["max_grad_norm"] == 0.5
-    assert kw["policy_kwargs"]["net_arch"] == {"pi": [64, 64], "vf": [64, 64]} and kw["policy_kwargs"]["activation_fn"] == "tanh"
-    assert setup.options == {"anneal_lr": True, "normalize": True}
+    assert kw["gae_lambda"] == 0.95 and kw["clip_range"] == kw["clip_range_vf"] == 0.2 and kw["normalize_advantage"]
+    assert kw["ent_coef"] == 0.0 and kw["vf_coef"] == 0.5 and kw["max_grad_norm"] == 0.5 and kw["learning_rate"] == 3e-4
+    pk = kw["policy_kwargs"]
+    assert pk["net_arch"] == {"pi": [64, 64], "vf": [64, 64]} and pk["activation_fn"] == "tanh"
+    assert pk["log_std_init"] == 0.0 and pk["optimizer_kwargs"] == {"eps": 1e-5} and pk["ortho_init"]
+    assert setup.options == {"anneal_lr": True, "norm_obs": True, "norm_reward": True, "clip_obs": 10.0, "clip_reward": 10.0}
     assert setup.protocol.eval_every == 2048
+    off = map_hyperparameters("sb3-ppo", {"clip_vloss": False, "norm_obs": False, "learning_starts": 10_000})
+    assert off.kwargs["clip_range_vf"] is None and off.options["norm_obs"] is False
 
 
 @pytest.mark.parametrize(
@@ -82,7 +86,8 @@ def test_ppo_defaults_are_the_standard_ones():
     [
         ("sb3-sac", {"K": 8}, "K have no equivalent in sb3-sac"),
         ("sbx-sac", {"eta": 0.1, "tau": 1e-4}, "eta, tau have no equivalent"),
-        ("sb3-ppo", {"learning_starts": 100}, "learning_starts have no equivalent in sb3-ppo"),
+        ("sb3-ppo", {"learning_starts": 100}, "learning_starts has no meaning for sb3-ppo"),
+        ("sb3-ppo", {"alpha": 0.2}, "alpha have no equivalent in sb3-ppo"),
         ("sb3-ppo", {"n_steps": 100, "n_minibatches": 32}, "equal minibatches"),
         ("sb3-sac", {"critic_lr": 1e-3}, "one learning rate"),
         ("sbx-sac", {"alpha_lr": 1e-3}, "temperature with the actor's learning rate"),
@@ -255,4 +260,4 @@ def test_measure_speed_counts_only_the_timed_steps():
     pytest.importorskip("stable_baselines3")
     r = external.measure_speed("sb3-sac", "Pendulum-v1", total_steps=50, learning_starts=50, train_freq=5, gradient_steps=5)
     assert r["env_steps"] == 50 and r["update_calls"] == 10 and r["gradient_steps"] == 50
-    assert r["steps_per_s"] > 0 and 0 < r["update_time_s"] <= r["wall_time_s"]
+    assert r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0 and 0 < r["update_time_s"] <= r["wall_time_s"]

@@ -12,7 +12,10 @@ eval.csv, tb/, summary.json). What is matched:
   `alpha`, or fixed at `alpha`). SB3 has one learning rate for actor, critics and temperature,
   so `sb3-sac` needs actor_lr == critic_lr == alpha_lr; SBX has a separate critic rate but
   tunes the temperature with the actor's, so `sbx-sac` needs alpha_lr == actor_lr.
-- PPO: the usual continuous-control settings (`ReferencePPOConfig`).
+- PPO: every field of `PPOConfig` (the standard continuous-control settings: GAE, clipped
+  value loss, observation and reward normalisation by SB3's VecNormalize, orthogonal
+  initialisation, annealed learning rate, tanh (64, 64) networks); SB3's clipped value loss is
+  the squared error of the clipped prediction rather than the max of clipped and unclipped.
 - Evaluation, exactly `Trainer.evaluate_and_log`: every `eval_every` env steps and at the end,
   `eval_episodes` episodes on a separate env whose resets are seeded seed + 100000 + i, once
   with stochastic actions and once with the mode. Stochastic evaluation actions use their own
@@ -43,14 +46,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from wppg.algorithms.base import require
+from wppg.algorithms.ppo import PPOConfig
 from wppg.algorithms.sac import SACConfig
+from wppg.onpolicy import OFF_POLICY_FIELDS
 from wppg.trainer import TrainConfig, peak_rss_mb
 
 EXTERNAL_ALGOS: dict[str, tuple[str, str]] = {
@@ -62,54 +67,6 @@ EXTERNAL_ALGOS: dict[str, tuple[str, str]] = {
 
 TRAIN_CSV_WINDOW = 20
 """Finished training episodes averaged into train.csv's train_return (as `Trainer.learn`)."""
-
-
-@dataclass(frozen=True)
-class ReferencePPOConfig:
-    """The standard continuous-control PPO settings (Schulman et al. 2017, MuJoCo), given to
-    SB3's PPO. SB3 differs from the usual implementation in one detail: its clipped value loss
-    is the squared error of the clipped prediction, not the max of clipped and unclipped."""
-
-    gamma: float = 0.99
-    """Discount factor gamma."""
-    lr: float = 3e-4
-    """Adam learning rate (one optimiser for policy and value networks)."""
-    anneal_lr: bool = True
-    """Anneal the learning rate linearly to 0 over the run."""
-    n_steps: int = 2048
-    """Env steps per rollout."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    n_minibatches: int = 32
-    """Minibatches per epoch (SB3's batch_size = n_steps // n_minibatches)."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    clip_range: float = 0.2
-    """Clipping range of the probability ratio, also used for the value prediction."""
-    ent_coef: float = 0.0
-    """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Value loss coefficient."""
-    max_grad_norm: float = 0.5
-    """Global gradient-norm clip."""
-    normalize: bool = True
-    """Running observation and reward normalisation, both clipped to +-10 (SB3's VecNormalize)."""
-    hidden: Sequence[int] = field(default=(64, 64))
-    """Hidden widths of the separate tanh MLPs of policy and value function."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        require(0.0 <= self.gamma < 1.0, f"gamma must be in [0, 1), got {self.gamma}")
-        require(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        require(self.n_steps >= 2 and self.n_epochs >= 1 and self.n_minibatches >= 1, "n_steps must be >= 2, n_epochs and n_minibatches >= 1")
-        require(
-            self.n_steps % self.n_minibatches == 0 and self.n_steps // self.n_minibatches >= 2,
-            f"n_steps ({self.n_steps}) must split into n_minibatches ({self.n_minibatches}) equal minibatches of >= 2 steps",
-        )
-        require(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        require(self.clip_range > 0 and self.max_grad_norm > 0, "clip_range and max_grad_norm must be > 0")
-        require(self.ent_coef >= 0 and self.vf_coef >= 0, "ent_coef and vf_coef must be >= 0")
-        require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden must be positive widths, got {self.hidden}")
 
 
 @dataclass(frozen=True)
@@ -198,19 +155,29 @@ def _map_sac(algo: str, hp: dict[str, Any]) -> ReferenceSetup:
 
 
 def _map_ppo(hp: dict[str, Any]) -> ReferenceSetup:
-    ppo_keys = {f.name for f in dataclasses.fields(ReferencePPOConfig)}
-    parts = _split("sb3-ppo", hp, {"protocol": _PROTOCOL_KEYS, "ppo": ppo_keys})
-    TrainConfig(**parts["protocol"])  # validates the protocol's ranges
-    c = ReferencePPOConfig(**parts["ppo"])
+    ppo_keys = {f.name for f in dataclasses.fields(PPOConfig)}
+    parts = _split("sb3-ppo", hp, {"protocol": _PROTOCOL_KEYS, "off_policy": set(OFF_POLICY_FIELDS), "ppo": ppo_keys})
+    # As our on-policy trainer: the off-policy fields are accepted only at their defaults.
+    TrainConfig(**parts["protocol"], **parts["off_policy"])
+    for name, value in parts["off_policy"].items():
+        require(value == getattr(TrainConfig, name), f"{name} has no meaning for sb3-ppo; leave it at its default {getattr(TrainConfig, name)}")
+    c = PPOConfig(**parts["ppo"])
+    require(
+        c.n_steps % c.n_minibatches == 0 and c.n_steps // c.n_minibatches >= 2,
+        f"n_steps ({c.n_steps}) must split into n_minibatches ({c.n_minibatches}) equal minibatches of >= 2 steps for sb3-ppo",
+    )
     kwargs = {
-        "learning_rate": c.lr,
+        "learning_rate": c.learning_rate,
         "n_steps": c.n_steps,
         "batch_size": c.n_steps // c.n_minibatches,
         "n_epochs": c.n_epochs,
         "gamma": c.gamma,
         "gae_lambda": c.gae_lambda,
-        "clip_range": c.clip_range,
-        "clip_range_vf": c.clip_range,
+        "clip_range": c.clip_coef,
+        # SB3's clipped value loss is the squared error of the clipped prediction, not the max
+        # of clipped and unclipped errors.
+        "clip_range_vf": c.clip_coef if c.clip_vloss else None,
+        "normalize_advantage": c.norm_adv,
         "ent_coef": c.ent_coef,
         "vf_coef": c.vf_coef,
         "max_grad_norm": c.max_grad_norm,
@@ -218,11 +185,18 @@ def _map_ppo(hp: dict[str, Any]) -> ReferenceSetup:
             "net_arch": {"pi": list(c.hidden), "vf": list(c.hidden)},
             "activation_fn": "tanh",
             "ortho_init": True,
-            "log_std_init": 0.0,
+            "log_std_init": c.init_log_std,
+            "optimizer_kwargs": {"eps": c.adam_eps},
         },
     }
-    protocol = ProtocolSettings(**parts["protocol"])
-    return ReferenceSetup("sb3-ppo", kwargs, {"anneal_lr": c.anneal_lr, "normalize": c.normalize}, protocol)
+    options = {
+        "anneal_lr": c.anneal_lr,
+        "norm_obs": c.norm_obs,
+        "norm_reward": c.norm_reward,
+        "clip_obs": c.clip_obs,
+        "clip_reward": c.clip_reward,
+    }
+    return ReferenceSetup("sb3-ppo", kwargs, options, ProtocolSettings(**parts["protocol"]))
 
 
 # --- the evaluation protocol ---------------------------------------------------------------------
@@ -407,8 +381,11 @@ def _build(setup: ReferenceSetup, env_id: str, seed: int) -> tuple[Any, Callable
     schedule = (lambda progress_remaining: lr * progress_remaining) if setup.options["anneal_lr"] else lr
     env: Any = DummyVecEnv([lambda: Monitor(make_env())])
     transform = None
-    if setup.options["normalize"]:
-        env = VecNormalize(env, norm_obs=True, norm_reward=True, clip_obs=10.0, clip_reward=10.0, gamma=kwargs["gamma"])
+    o = setup.options
+    if o["norm_obs"] or o["norm_reward"]:
+        env = VecNormalize(
+            env, norm_obs=o["norm_obs"], norm_reward=o["norm_reward"], clip_obs=o["clip_obs"], clip_reward=o["clip_reward"], gamma=kwargs["gamma"]
+        )
         transform = env.normalize_obs  # reads the running statistics without updating them
     model = PPO("MlpPolicy", env, learning_rate=schedule, policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0, **kwargs)
     return model, transform
@@ -559,15 +536,15 @@ def measure_speed(
     class Clock(BaseCallback):
         def _on_training_start(self) -> None:
             if learning_starts == 0:
-                marks["t0"] = time.perf_counter()
+                marks["t0"], marks["cpu0"] = time.perf_counter(), time.process_time()
 
         def _on_step(self) -> bool:
             if self.num_timesteps == learning_starts:
-                marks["t0"] = time.perf_counter()
+                marks["t0"], marks["cpu0"] = time.perf_counter(), time.process_time()
             return True
 
     model.learn(learning_starts + total_steps, callback=Clock(), progress_bar=False)
-    elapsed = time.perf_counter() - marks["t0"]
+    elapsed, cpu = time.perf_counter() - marks["t0"], time.process_time() - marks["cpu0"]
     timed_steps = int(model.num_timesteps) - learning_starts
     threads = None
     if algo == "sb3-sac":
@@ -585,6 +562,9 @@ def measure_speed(
         "env_steps": timed_steps,
         "wall_time_s": elapsed,
         "steps_per_s": timed_steps / max(elapsed, 1e-9),
+        # Per second of this process's CPU time: less sensitive to other processes on the core.
+        "cpu_time_s": cpu,
+        "steps_per_cpu_s": timed_steps / max(cpu, 1e-9),
         "update_time_s": timer.time,
         "update_calls": timer.calls,
         "gradient_steps": timer.steps,
