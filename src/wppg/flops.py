@@ -11,6 +11,8 @@ Network passes, for a layer with R rows, fan-in I and fan-out O (2 R I O each):
 - backward to the action input: dX of every layer down to the action block, no dW.
 The critics and the implicit policy split their first layer into a state block (B rows) and a
 sample block (B K rows), see `wppg.networks.StateSampleMLP`; the twin critics count twice.
+Passes over K samples per state run in chunks of about `CHUNK_ROWS` rows
+(`wppg.algorithms.base.sample_chunks`), each chunk recomputing the small state block.
 """
 
 from __future__ import annotations
@@ -74,14 +76,22 @@ def gradient_step_products(algo: str, obs_dim: int, act_dim: int, hidden: Sequen
     Parts: the soft target (policy samples, target critics), the critic regression (forward and
     backward of the online twins on the batch), the actor step. Twin-critic products appear twice.
     """
+    from wppg.algorithms.base import sample_chunks
+
     B, D, d, h = batch, obs_dim, act_dim, tuple(hidden)
 
-    def critic(samples: int) -> list[Layer]:
-        return state_sample_layers(B, samples, D, d, h, 1)
+    def per_chunk(samples: int, make, passes) -> list[Product]:
+        """Products of `passes` over `samples` per state, run in `sample_chunks` chunks as the
+        algorithms do (each chunk recomputes the state block of the first layer)."""
+        chunks = sample_chunks(B, samples)
+        return [p for _ in range(chunks) for f in passes for p in f(make(B * samples // chunks))]
 
-    def policy(samples: int) -> list[Layer]:
+    def critic(rows: int) -> list[Layer]:
+        return state_sample_layers(B, rows, D, d, h, 1)
+
+    def policy(rows: int) -> list[Layer]:
         if algo == "wppg-i":
-            return state_sample_layers(B, samples, D, latent_dim, h, d)
+            return state_sample_layers(B, rows, D, latent_dim, h, d)
         return mlp_layers(B, D, h, 2 * d)  # the Gaussian's network runs once per state
 
     def twin(products: list[Product]) -> list[Product]:
@@ -90,11 +100,17 @@ def gradient_step_products(algo: str, obs_dim: int, act_dim: int, hidden: Sequen
     if algo == "sac":
         K = 1
     n_soft = K + (entropy_M + max(0, entropy_L - K) if algo != "sac" else 0)
+    if algo == "wppg-i":  # the whole actor step runs chunk by chunk
+        actor = per_chunk(K, lambda r: policy(r), [forward, backward_to_params]) + twin(
+            per_chunk(K, critic, [forward, backward_to_action]))  # fmt: skip
+        soft_policy = per_chunk(n_soft, policy, [forward])
+    else:
+        actor = forward(policy(B * K)) + backward_to_params(policy(B * K)) + twin(per_chunk(K, critic, [forward, backward_to_action]))
+        soft_policy = forward(policy(B * n_soft))
     return {
-        "soft_target": forward(policy(B * n_soft)) + twin(forward(critic(B * K))),
+        "soft_target": soft_policy + twin(per_chunk(K, critic, [forward])),
         "critic_regression": twin(forward(critic(B)) + backward_to_params(critic(B))),
-        "actor": forward(policy(B * K)) + twin(forward(critic(B * K)) + backward_to_action(critic(B * K)))
-        + backward_to_params(policy(B * K)),
+        "actor": actor,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,9 +88,47 @@ def td_target(reward: jnp.ndarray, terminated: jnp.ndarray, gamma: float, next_v
     return reward + gamma * (1.0 - terminated) * next_value
 
 
+CHUNK_ROWS = 1024
+"""Rows (states x samples) per chunk when a network runs on K samples per state. With (256, 256)
+MLPs a chunk's activations (1024 x 256 floats, 1 MiB) stay in cache between the matrix products
+and the elementwise passes; one pass over all B K rows at once made the K = 32 critic passes
+1.5-3x slower on a 2-core Xeon (docs/performance.md). The arithmetic is the same."""
+
+
+def sample_chunks(batch: int, n_samples: int, rows: int = CHUNK_ROWS) -> int:
+    """Number of chunks the n_samples per state are split into: the largest divisor of n_samples
+    that keeps batch * samples-per-chunk <= rows (at least one sample per chunk)."""
+    per = max(1, min(n_samples, rows // max(batch, 1)))
+    while n_samples % per:
+        per -= 1
+    return n_samples // per
+
+
+def map_samples(fn: Callable[[jnp.ndarray], jnp.ndarray], x: jnp.ndarray) -> jnp.ndarray:
+    """fn over the sample axis of x [B, K, ...] in `sample_chunks` chunks (a `lax.map`), for an fn
+    that maps [B, k, ...] to [B, k, ...]; the same values as fn(x), computed chunk by chunk."""
+    b, k = x.shape[:2]
+    c = sample_chunks(b, k)
+    if c == 1:
+        return fn(x)
+    chunks = jnp.moveaxis(x.reshape(b, c, k // c, *x.shape[2:]), 1, 0)
+    out = jax.lax.map(fn, chunks)
+    return jnp.moveaxis(out, 0, 1).reshape(b, k, *out.shape[3:])
+
+
 def min_q(critic: TwinQ, params: Any, obs: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
     """min_j Q_j(s, a) for K actions per state: obs [B, D], actions [B, K, d] -> [B, K]."""
-    return jnp.min(critic.apply(params, obs, actions), axis=0)
+    return map_samples(lambda a: jnp.min(critic.apply(params, obs, a), axis=0), actions)
+
+
+def grad_min_q(critic: TwinQ, params: Any, obs: jnp.ndarray, actions: jnp.ndarray) -> jnp.ndarray:
+    """grad_a min_j Q_j(s, a) at K actions per state, [B, K, d]; each chunk's backward pass runs
+    right after its forward pass, while its activations are still in cache."""
+
+    def grad(a: jnp.ndarray) -> jnp.ndarray:
+        return jax.grad(lambda a: jnp.sum(jnp.min(critic.apply(params, obs, a), axis=0)))(a)
+
+    return map_samples(grad, actions)
 
 
 class OffPolicyAlgorithm(abc.ABC):

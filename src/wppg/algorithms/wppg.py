@@ -19,8 +19,11 @@ from wppg.algorithms.base import (
     OffPolicyAlgorithm,
     OffPolicyConfig,
     adam_step,
+    grad_min_q,
+    map_samples,
     min_q,
     require,
+    sample_chunks,
 )
 from wppg.entropy import plug_in_entropy_from_samples
 from wppg.envs import ActionBounds
@@ -106,6 +109,13 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         self.policy = make_policy(config.policy, obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, config.latent_dim)
         super().__init__(config, obs_dim, bounds)
 
+    def sample_actions(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
+        """g_theta(s, eps) for latents [B, n, m]; an implicit policy's network runs per sample, so
+        it runs chunk by chunk (`map_samples`), a Gaussian's runs once per state."""
+        if self.config.policy == "implicit":
+            return map_samples(lambda e: self.policy.apply(actor_params, obs, e), eps)
+        return self.policy.apply(actor_params, obs, eps)
+
     def soft_value(self, state: AgentState, next_obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, dict]:
         """(1/K) sum_k min_j Qbar_j(s', a'_k) + tau H_hat(s'), with a'_k = g(s', eps_k).
 
@@ -120,19 +130,21 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         k_actions, k_noise = jax.random.split(key)
         n_reused = min(c.entropy_L, c.K)
         n = c.K + c.entropy_M + (c.entropy_L - n_reused)
-        actions = self.policy.apply(state.actor_params, next_obs, sample_latents(self.policy, k_actions, next_obs.shape[0], n))
+        actions = self.sample_actions(state.actor_params, next_obs, sample_latents(self.policy, k_actions, next_obs.shape[0], n))
         next_actions, centres = actions[:, : c.K], actions[:, c.K : c.K + c.entropy_M]
         baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
         h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma)
         return entropy_regularised_value(q, h, c.tau), {"entropy": jnp.mean(h)}
 
+    def heat_noise(self, key: jax.Array, shape: tuple[int, ...]) -> jnp.ndarray:
+        """The heat step's xi ~ N(0, 2 tau eta I)."""
+        return jnp.sqrt(2.0 * self.config.tau * self.config.eta) * jax.random.normal(key, shape)
+
     def particle_displacement(self, critic_params: Any, obs: jnp.ndarray, a0: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Transport + heat: returns (eta grad_a min_j Q_j(s, a0) + xi, grad_a min_j Q_j), xi ~ N(0, 2 tau eta I)."""
-        c = self.config
-        grad_q = jax.grad(lambda a: jnp.sum(min_q(self.critic, critic_params, obs, a)))(a0)
-        xi = jnp.sqrt(2.0 * c.tau * c.eta) * jax.random.normal(key, a0.shape)
-        return c.eta * grad_q + xi, grad_q
+        grad_q = grad_min_q(self.critic, critic_params, obs, a0)
+        return self.config.eta * grad_q + self.heat_noise(key, a0.shape), grad_q
 
     def projection_loss(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
         """mean over the B*K samples of ||g_theta(s, eps) - target||^2."""
@@ -144,17 +156,38 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
         The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0
         and the residual is a0 - target = -displacement; so the forward pass that made a0 is
-        reused through its VJP instead of being run a second time inside the loss. The result
-        equals jax.grad(projection_loss) (tests/test_updates.py).
+        reused through its VJP instead of being run a second time inside the loss (the result
+        equals jax.grad(projection_loss), tests/test_perf_equivalence.py). An implicit policy's
+        network runs per sample, so its whole step runs chunk by chunk over the K samples
+        (`sample_chunks`), summing the chunks' gradients.
         """
+        c = self.config
+        b = obs.shape[0]
         k_eps, k_xi = jax.random.split(key)
-        eps = sample_latents(self.policy, k_eps, obs.shape[0], self.config.K)
-        a0, pullback = jax.vjp(lambda p: self.policy.apply(p, obs, eps), state.actor_params)
-        displacement, grad_q = self.particle_displacement(state.critic_params, obs, a0, k_xi)
-        target = couple(self.config.coupling, a0, displacement)
-        residual = jax.lax.stop_gradient(a0 - target)
-        (grads,) = pullback(2.0 * residual / (residual.size // residual.shape[-1]))
-        loss = jnp.mean(jnp.sum(residual**2, axis=-1))
+        eps = sample_latents(self.policy, k_eps, b, c.K)
+        xi = self.heat_noise(k_xi, (b, c.K, self.act_dim))
+        n = b * c.K
+
+        def fit(eps_c: jnp.ndarray, xi_c: jnp.ndarray):
+            a0, pullback = jax.vjp(lambda p: self.policy.apply(p, obs, eps_c), state.actor_params)
+            grad_q = grad_min_q(self.critic, state.critic_params, obs, a0)
+            residual = jax.lax.stop_gradient(a0 - couple(c.coupling, a0, c.eta * grad_q + xi_c))
+            (grads,) = pullback(2.0 * residual / n)
+            return grads, (jnp.sum(residual**2), jnp.sum(jnp.linalg.norm(grad_q, axis=-1)))
+
+        n_chunks = sample_chunks(b, c.K) if c.policy == "implicit" else 1
+        if n_chunks == 1:
+            grads, (sq, gq) = fit(eps, xi)
+        else:
+
+            def chunks(x):
+                return jnp.moveaxis(x.reshape(b, n_chunks, c.K // n_chunks, x.shape[-1]), 1, 0)
+
+            def body(total, xs):
+                return jax.tree.map(jnp.add, total, fit(*xs)), None
+
+            zero = (jax.tree.map(jnp.zeros_like, state.actor_params), (jnp.zeros(()), jnp.zeros(())))
+            (grads, (sq, gq)), _ = jax.lax.scan(body, zero, (chunks(eps), chunks(xi)))
         actor_params, actor_opt = adam_step(self.actor_tx, grads, state.actor_opt, state.actor_params)
-        info = {"actor_loss": loss, "grad_a_q_norm": jnp.mean(jnp.linalg.norm(grad_q, axis=-1))}
+        info = {"actor_loss": sq / n, "grad_a_q_norm": gq / n}
         return state.replace(actor_params=actor_params, actor_opt=actor_opt), info
