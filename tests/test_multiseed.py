@@ -55,10 +55,10 @@ def assert_close_evals(a: dict, b: dict):
         np.testing.assert_allclose(b[k], a[k], rtol=RTOL)
 
 
-@pytest.mark.parametrize("variant", ["sac", "wppg-i"])
-def test_each_seed_equals_a_separate_run(variant, tiny, tmp_path):
+@pytest.mark.parametrize("variant,batching", [("sac", "vmap"), ("wppg-i", "vmap"), ("sac", "map")])
+def test_each_seed_equals_a_separate_run(variant, batching, tiny, tmp_path):
     hp = tiny(variant)
-    results = train_seeds(variant, ENV, [0, 3], 200, tmp_path, **hp)
+    results = train_seeds(variant, ENV, [0, 3], 200, tmp_path, batching=batching, **hp)
     assert [r["seed"] for r in results] == [0, 3]
     for r in results:
         single = make_agent(variant, ENV, seed=r["seed"], progress=False, total_steps=200, **hp)
@@ -116,6 +116,8 @@ def test_bad_input_is_refused(tiny, tmp_path):
         train_seeds("td3", ENV, [0, 1], 100, tmp_path)
     with pytest.raises(ConfigError, match="total_steps"):
         train_seeds("sac", ENV, [0, 1], 0, tmp_path)
+    with pytest.raises(ConfigError, match="batching must be one of"):
+        train_seeds("sac", ENV, [0, 1], 10, tmp_path, batching="pmap")
     a, b = (make_agent("sac", ENV, seed=s, progress=False, **tiny("sac", batch_size=16 * (s + 1))) for s in (0, 1))
     with pytest.raises(ConfigError, match="differ only in their seed"):
         MultiSeedTrainer([a, b])

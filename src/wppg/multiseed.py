@@ -19,9 +19,12 @@ parameters and evaluation returns to a relative 1e-5 after a few hundred env ste
 
 Speed: the gain is the work that one seed leaves on the table. Where one seed's update is small
 for the device (a GPU, or small networks where call overhead dominates on a CPU core), N seeds
-cost little more than one; where it already keeps the device busy (batch 256 and (256, 256)
-networks on one CPU core, where the products run near the core's matmul rate), N seeds cost
-about N times one. `measure_vmapped_speedup` measures it; docs/results/multiseed.md has the figures.
+cost little more than one. Where it already keeps the device busy, N seeds cost about N times
+one: with batch 256 and (256, 256) networks on one CPU core, a single-seed run spends 80-95% of
+its time in update calls whose matrix products run near the core's matmul rate, so only the
+rest (act and update dispatch, env steps, sampling) is shared, and four seeds train about 1.05
+times faster together than one after another. `measure_vmapped_speedup` measures it on the
+machine at hand (`wppg bench speed --sections vmap`).
 """
 
 from __future__ import annotations
@@ -72,6 +75,23 @@ def _require_off_policy(variant: str) -> None:
     )
 
 
+BATCHING = ("vmap", "map")
+"""How one call covers every seed: 'vmap' batches the seeds' arrays (one program on arrays with
+a seed axis); 'map' loops over the seeds inside one jitted call (`jax.lax.map`)."""
+
+
+def _check_batching(batching: str) -> str:
+    require(batching in BATCHING, f"batching must be one of {BATCHING}, got {batching!r}")
+    return batching
+
+
+def _seed_loop(fn):
+    def looped(*args):
+        return jax.lax.map(lambda a: fn(*a), args)
+
+    return looped
+
+
 @jax.jit
 def _stack(trees: Sequence[Any]) -> Any:
     """Stack N pytrees along a new leading axis (jitted: one compilation, not one per leaf shape)."""
@@ -86,9 +106,15 @@ def _unstack(tree: Any) -> list[Any]:
 
 
 class MultiSeedTrainer:
-    """Trains the agents (one per seed, same algorithm, hyperparameters and env) in lock-step."""
+    """Trains the agents (one per seed, same algorithm, hyperparameters and env) in lock-step.
 
-    def __init__(self, agents: Sequence[Agent], progress: bool = True):
+    `batching` says how one call covers the seeds (see `BATCHING`): 'vmap' (the default) is what
+    fills a GPU and what pays on small networks; with large networks on a CPU, whose cores the
+    products of one seed already keep busy, 'map' can be faster (the vmapped program's batched
+    products run slower there than the seeds' products one after another).
+    """
+
+    def __init__(self, agents: Sequence[Agent], progress: bool = True, batching: str = "vmap"):
         agents = list(agents)
         require(len(agents) > 0, "MultiSeedTrainer needs at least one agent")
         for a in agents:
@@ -114,10 +140,14 @@ class MultiSeedTrainer:
         self.algo: OffPolicyAlgorithm = first.algorithm
         for a in agents:
             a.algorithm = a.trainer.algo = self.algo
-        self._act = jax.jit(jax.vmap(self._act_one))
-        self._update = jax.jit(jax.vmap(self._update_one))
+        self.batching = _check_batching(batching)
+        over_seeds = jax.vmap if batching == "vmap" else _seed_loop
+        self._act = jax.jit(over_seeds(self._act_one))
+        self._update = jax.jit(over_seeds(self._update_one))
         self._state: Any = None
         self._keys: Any = None
+        self.last_costs: dict[str, Any] = {}
+        """Wall time, per-seed steps/s and update-call time of the last `learn` call."""
 
     # --- the two vmapped calls ------------------------------------------------------------------
     def _act_one(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
@@ -232,6 +262,7 @@ class MultiSeedTrainer:
             "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done * n, 1),
             "vmapped_seeds": self.seeds,
         }
+        self.last_costs = costs
         for t in trainers:
             if t.run_dir is not None:
                 t._write_summary(costs)
@@ -254,10 +285,10 @@ class MultiSeedTrainer:
     def _check_finite(self, metrics: dict[str, np.ndarray]) -> None:
         """Stop on a non-finite loss of any seed, with that seed's trainer's message; nothing of
         the diverged update is kept (the trainers hold the last good state)."""
-        bad = [i for i in range(len(self.trainers)) if not all(np.isfinite(v[i]) for v in metrics.values())]
-        if bad:
+        finite = np.all([np.isfinite(v) for v in metrics.values()], axis=0)
+        if not finite.all():
             self.sync()
-            i = bad[0]
+            i = int(np.argmin(finite))
             try:
                 self.trainers[i]._check_finite({name: float(v[i]) for name, v in metrics.items()})
             except TrainingDivergedError as e:
@@ -301,6 +332,7 @@ def train_seeds(
     *,
     progress: bool = False,
     command: str | None = None,
+    batching: str = "vmap",
     **hyperparameters: Any,
 ) -> list[dict[str, Any]]:
     """Train `seeds` of one off-policy agent in this process, updates vmapped across seeds.
@@ -308,11 +340,12 @@ def train_seeds(
     `variant` is one of `wppg.agent.VARIANTS` ('wppg', 'wppg-i', 'sac', 'wpo'); hyperparameters are
     the agents' keywords (config and `TrainConfig` fields, `preset` for WPPG). Seed k writes the
     usual run directory `out_dir/seed<k>/` (config.json, train.csv, eval.csv, tb/,
-    checkpoints/last.npz, summary.json); `out_dir=None` writes nothing. Returns, per seed,
-    {'seed', 'run_dir', 'env_steps', 'final_eval'}.
+    checkpoints/last.npz, summary.json); `out_dir=None` writes nothing. `batching` is
+    `MultiSeedTrainer`'s. Returns, per seed, {'seed', 'run_dir', 'env_steps', 'final_eval'}.
     """
     require(int(total_steps) >= 1, f"total_steps must be >= 1, got {total_steps}")
-    hyperparameters.pop("seed", None)
+    _check_batching(batching)
+    require("seed" not in hyperparameters, "train_seeds takes `seeds`, not `seed`")
     agents = make_seed_agents(variant, env, seeds, out_dir, total_steps=int(total_steps), **hyperparameters)
     for a in agents:
         run_dir = a.trainer.run_dir
@@ -322,7 +355,7 @@ def train_seeds(
             if command is not None:
                 config["command"] = command
             (run_dir / "config.json").write_text(json.dumps(config, indent=2))
-    multi = MultiSeedTrainer(agents, progress=progress)
+    multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
     evals = multi.learn(int(total_steps))
     return [
         {"seed": s, "run_dir": str(t.run_dir) if t.run_dir is not None else None, "env_steps": t.env_steps, "final_eval": e}
@@ -330,41 +363,63 @@ def train_seeds(
     ]
 
 
-def measure_vmapped_speedup(variant: str, env_id: str, n_seeds: int, steps: int, **hyperparameters: Any) -> dict[str, Any]:
+def measure_vmapped_speedup(
+    variant: str, env_id: str, n_seeds: int, steps: int, *, rounds: int = 3, batching: str = "vmap", **hyperparameters: Any
+) -> dict[str, Any]:
     """Per-seed env steps/s of `n_seeds` vmapped seeds against one single-seed `Trainer` run.
 
     Both runs take the same hyperparameters (defaults: the `TrainConfig` and config defaults,
     batch 256 and (256, 256) networks, UTD 1, train_freq 1; `learning_starts` defaults to the
-    batch size), first go through the warm-up and one update call (compilation), then are timed
-    over `steps` more env steps per seed with one evaluation episode at the end (evaluation is
-    per seed in both, so it costs both the same per seed). The XLA threading is the process's.
-    Returns steps/s per seed of each and their ratio `speedup` (> 1: vmapping pays).
+    batch size) and first go through the warm-up and one update call (compilation). Then
+    `rounds` times in turn, the single run and the vmapped run each train `steps / rounds` more
+    env steps per seed; each such `learn` call ends with one evaluation episode and a checkpoint
+    per seed in a temporary directory (per seed, both pay the same for those). Alternating the
+    two and keeping each one's fastest round keeps a change of the machine's load from favouring
+    either. The XLA threading is the process's.
+
+    Returns the env steps/s per seed of each, `speedup` = n_seeds * vmapped per-seed steps/s /
+    single steps/s, which is the time of N separate runs (one after another, or sharing the same
+    cores) over the time of one vmapped run of the N seeds (> 1: vmapping pays), and the share of
+    each one's time spent in update calls.
     """
+    import tempfile
+
     require(n_seeds >= 1, f"n_seeds must be >= 1, got {n_seeds}")
-    require(steps >= 1, f"steps must be >= 1, got {steps}")
+    require(rounds >= 1 and steps >= rounds, f"steps ({steps}) and rounds ({rounds}) must be >= 1 with steps >= rounds")
     _require_off_policy(variant)
     hp = {"eval_episodes": 1, "eval_every": 10**12, "checkpoint_every": 0, "log_every": 10**12, **hyperparameters}
     hp.setdefault("learning_starts", hp.get("batch_size", 256))
     warm = int(hp["learning_starts"]) + int(hp.get("train_freq", 1)) * int(hp.get("n_envs", 1))
+    chunk = steps // rounds
 
-    single = make_agent(variant, env_id, seed=0, progress=False, **hp)
-    single.trainer.learn(warm)
-    t0 = time.perf_counter()
-    single.trainer.learn(warm + steps)
-    single_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="wppg-vmap-speed-") as tmp:
+        single = make_agent(variant, env_id, seed=0, run_dir=Path(tmp) / "single", progress=False, **hp)
+        multi = MultiSeedTrainer(make_seed_agents(variant, env_id, range(n_seeds), Path(tmp) / "multi", **hp), progress=False, batching=batching)
+        single.trainer.learn(warm)
+        multi.learn(warm)
+        best: dict[str, tuple[float, float]] = {}  # run -> (seconds per env step, update share)
+        for r in range(1, rounds + 1):
+            for name in ("single", "multi"):
+                t0 = time.perf_counter()
+                if name == "single":
+                    single.trainer.learn(warm + r * chunk)
+                    update_s = json.loads((Path(tmp) / "single" / "summary.json").read_text())["update_time_s"]
+                else:
+                    multi.learn(warm + r * chunk)
+                    update_s = multi.last_costs["update_time_s"]
+                elapsed = time.perf_counter() - t0
+                if name not in best or elapsed / chunk < best[name][0]:
+                    best[name] = (elapsed / chunk, update_s / elapsed)
 
-    multi = MultiSeedTrainer(make_seed_agents(variant, env_id, range(n_seeds), **hp), progress=False)
-    multi.learn(warm)
-    t0 = time.perf_counter()
-    multi.learn(warm + steps)
-    multi_s = time.perf_counter() - t0
-
-    single_sps, multi_sps = steps / single_s, steps / multi_s
+    single_sps, multi_sps = 1.0 / best["single"][0], 1.0 / best["multi"][0]
     return {
         "n_seeds": n_seeds,
-        "steps": steps,
+        "batching": batching,
+        "steps": chunk * rounds,
         "single_steps_per_s": single_sps,
         "vmapped_steps_per_s_per_seed": multi_sps,
         "vmapped_steps_per_s_total": n_seeds * multi_sps,
-        "speedup": multi_sps / single_sps,
+        "speedup": n_seeds * multi_sps / single_sps,
+        "single_update_share": best["single"][1],
+        "vmapped_update_share": best["multi"][1],
     }
