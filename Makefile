@@ -23,7 +23,7 @@ demo: $(STAMP)
 
 ## Unit tests, smoke runs and a short learning check (CPU, a few minutes)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 ## Longer learning checks (tens of minutes on CPU)
 test-learning: $(STAMP)
