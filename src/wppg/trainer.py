@@ -11,6 +11,7 @@ exactly where it stopped.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import time
@@ -88,7 +89,7 @@ class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite; the offending state was not saved."""
 
 
-class BaseTrainer:
+class BaseTrainer(abc.ABC):
     """The loop skeleton, evaluation, logs, summary and checkpoints shared by every trainer.
 
     A subclass supplies the interaction and what an update consumes, through four hooks:
@@ -123,20 +124,21 @@ class BaseTrainer:
         self.logger = None
 
     # --- hooks -------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _env_step(self) -> list[tuple[float, int]]:
         """Act in every env of `self.pool` once and store the data; returns the finished episodes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _update_due(self) -> bool:
         """Whether an update call follows the env step just taken."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _update_input(self) -> Any:
         """What `algo.update(state, input, key)` consumes (drawn before the update's key is split)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _grad_steps_per_update(self) -> int:
-        raise NotImplementedError
+        """Gradient steps one update call takes (for the cost figures of summary.json)."""
 
     def _after_update(self) -> None:
         """Called once an update's new state has been kept."""
