@@ -45,6 +45,18 @@ def test_state_sample_mlp_init_matches_concatenated_lecun_normal():
         np.testing.assert_allclose(float(jnp.std(params[name]["kernel"])), float(jnp.std(ref)), rtol=0.1)
 
 
+def unfused_actor_update(algo, state, obs, key):
+    """The actor step with the same draws, by the unfused path: a second forward inside the
+    projection loss, one pass over all samples. Returns (loss, parameters after the Adam step)."""
+    k_eps, k_xi = jax.random.split(key)
+    eps = sample_latents(algo.policy, k_eps, obs.shape[0], algo.config.K)
+    a0 = algo.policy.apply(state.actor_params, obs, eps)
+    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, k_xi)
+    loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, couple("shared-latent", a0, disp))
+    updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
+    return loss, jax.tree.map(lambda p, u: p + u, state.actor_params, updates)
+
+
 @pytest.mark.parametrize("policy", ["gaussian", "implicit"])
 def test_actor_step_gradient_equals_projection_loss_gradient(policy):
     """The VJP-reusing actor step applies exactly Adam(grad of the least-squares projection)."""
@@ -53,15 +65,7 @@ def test_actor_step_gradient_equals_projection_loss_gradient(policy):
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
     key = jax.random.PRNGKey(7)
     new, info = algo.actor_step(state, obs, key)
-    # The same draws, by the unfused path: a second forward inside the loss.
-    k_eps, k_xi = jax.random.split(key)
-    eps = sample_latents(algo.policy, k_eps, 6, 4)
-    a0 = algo.policy.apply(state.actor_params, obs, eps)
-    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, k_xi)
-    target = couple("shared-latent", a0, disp)
-    loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, target)
-    updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
-    expected = jax.tree.map(lambda p, u: p + u, state.actor_params, updates)
+    loss, expected = unfused_actor_update(algo, state, obs, key)
     np.testing.assert_allclose(info["actor_loss"], loss, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -132,12 +136,7 @@ def test_chunked_implicit_actor_step_equals_one_pass():
     assert sample_chunks(512, 8) == 4
     key = jax.random.PRNGKey(7)
     new, info = algo.actor_step(state, obs, key)
-    k_eps, k_xi = jax.random.split(key)
-    eps = sample_latents(algo.policy, k_eps, 512, 8)
-    a0 = algo.policy.apply(state.actor_params, obs, eps)
-    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, k_xi)
-    loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, couple("shared-latent", a0, disp))
-    updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
+    loss, expected = unfused_actor_update(algo, state, obs, key)
     np.testing.assert_allclose(info["actor_loss"], loss, rtol=1e-4)
-    for a, b, u in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(state.actor_params), jax.tree.leaves(updates)):
-        np.testing.assert_allclose(a, b + u, rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
