@@ -10,7 +10,7 @@ from scipy import stats
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
 from wppg.algorithms.wppg import couple
-from wppg.entropy import plug_in_entropy
+from wppg.entropy import mixture_entropy, plug_in_entropy
 from wppg.envs import ActionBounds
 from wppg.networks import MLP, StateSampleMLP
 from wppg.policies import sample_latents
@@ -140,3 +140,15 @@ def test_chunked_implicit_actor_step_equals_one_pass():
     np.testing.assert_allclose(info["actor_loss"], loss, rtol=1e-4)
     for a, b in zip(jax.tree.leaves(new.actor_params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("d", [1, 3, 6, 17])
+def test_mixture_entropy_per_coordinate_distances_equal_broadcast_reduction(d):
+    """The estimator's squared distances, summed one coordinate at a time, give the entropy of the
+    plain [B, L, M, d] broadcast-and-reduce formula."""
+    k1, k2 = jax.random.split(jax.random.PRNGKey(d))
+    centres, baselines, sigma = jax.random.uniform(k1, (8, 16, d), minval=-1), jax.random.uniform(k2, (8, 12, d), minval=-1), 0.3
+    sq = jnp.sum((baselines[:, :, None, :] - centres[:, None, :, :]) ** 2, axis=-1)
+    log_kernel = -sq / (2 * sigma**2) - 0.5 * d * np.log(2 * np.pi * sigma**2)
+    expected = -jnp.mean(jax.scipy.special.logsumexp(log_kernel, axis=-1) - np.log(16), axis=-1)
+    np.testing.assert_allclose(mixture_entropy(centres, baselines, sigma), expected, rtol=1e-5, atol=1e-5)

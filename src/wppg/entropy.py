@@ -22,7 +22,10 @@ def mixture_entropy(centres: jnp.ndarray, baselines: jnp.ndarray, sigma: float) 
     """H_hat from centres [..., M, d] and (already noised) baselines [..., L, d]; returns [...]."""
     d = centres.shape[-1]
     m = centres.shape[-2]
-    sq = jnp.sum((baselines[..., :, None, :] - centres[..., None, :, :]) ** 2, axis=-1)  # [..., L, M]
+    # Squared distances [..., L, M] summed one action coordinate at a time: the same sum as
+    # reducing a [..., L, M, d] difference over its last axis, but every pass runs over M in the
+    # innermost dimension instead of over d (often 1-6), which XLA:CPU vectorises about 7x better.
+    sq = sum((baselines[..., :, None, i] - centres[..., None, :, i]) ** 2 for i in range(d))
     log_kernel = -sq / (2 * sigma**2) - 0.5 * d * math.log(2 * math.pi * sigma**2)
     log_mixture = jax.scipy.special.logsumexp(log_kernel, axis=-1) - math.log(m)
     return -jnp.mean(log_mixture, axis=-1)
