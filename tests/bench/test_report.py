@@ -153,3 +153,18 @@ def test_report_of_nothing_fails_clearly(tmp_path):
     with contextlib.redirect_stderr(err):
         assert main(["report", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
     assert "no run directories" in err.getvalue()
+
+
+def test_notes_go_under_the_header_and_a_missing_notes_file_is_refused(tmp_path):
+    write_run(tmp_path / "runs", "EnvA-v0", "x", 0, 1.0)
+    notes = tmp_path / "notes.md"
+    notes.write_text("Scope: EnvA only; EnvD was left out (no budget).\n")
+    out = tmp_path / "r.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "50", "--notes", str(notes)]) == 0
+    md = out.read_text()
+    assert md.index("Scope: EnvA only; EnvD was left out (no budget).") < md.index("## Final evaluation return per env")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--notes", str(tmp_path / "missing.md")]) == 2
+    assert "missing.md does not exist" in err.getvalue()

@@ -131,12 +131,21 @@ def report_main(argv: list[str]) -> int:
     p.add_argument("--metric", choices=("return_mode", "return_stochastic"), default="return_mode",
                    help="evaluation return of the curves and the aggregate statistics")  # fmt: skip
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregate CIs")
+    p.add_argument("--notes", type=Path, default=None,
+                   help="Markdown file placed under the report's header (scope of the runs, what was left out and why)")  # fmt: skip
     args = p.parse_args(argv)
     from wppg.bench.report import build_report
 
+    notes = ""
+    if args.notes is not None:
+        if not args.notes.is_file():
+            print(f"wppg report: --notes file {args.notes} does not exist", file=sys.stderr)
+            return 2
+        notes = args.notes.read_text()
+
     try:
         result = build_report(args.run_dirs, args.out, args.figures, metric=args.metric, reps=args.reps,
-                              command="wppg report " + shlex.join(argv))  # fmt: skip
+                              command="wppg report " + shlex.join(argv), notes=notes)  # fmt: skip
     except BenchError as e:
         print(f"wppg report: error: {e}", file=sys.stderr)
         return 2

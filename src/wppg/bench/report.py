@@ -255,9 +255,11 @@ def build_report(
     metric: str = "return_mode",
     reps: int = 2000,
     command: str = "",
+    notes: str = "",
 ) -> dict[str, Any]:
     """Write the Markdown report to `out` (figures into `figures`) and `out` with suffix .json
-    (the numbers); returns those numbers."""
+    (the numbers); returns those numbers. `notes` (Markdown: the scope of the runs, what was left
+    out and why) goes under the header as written."""
     out = Path(out)
     figures = Path(figures) if figures is not None else out.parent / "figures" / out.stem
     records = discover(run_dirs)
@@ -270,6 +272,8 @@ def build_report(
     lines = ["# Benchmark results", ""]
     if command:
         lines += [f"Written by `{command}`.", ""]
+    if notes.strip():
+        lines += [notes.strip(), ""]
     lines += [
         (
             f"{len(done)} finished runs on {len(envs)} env(s); {len(unfinished)} unfinished or failed run(s) are listed apart "
@@ -454,6 +458,14 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
     return [*lines, ""]
 
 
+def _display_path(path: Path) -> str:
+    """The path relative to the working directory when it lies under it (reports get committed)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _unfinished_section(unfinished: list[RunRecord], result: dict[str, Any]) -> list[str]:
     if not unfinished:
         return []
@@ -469,7 +481,7 @@ def _unfinished_section(unfinished: list[RunRecord], result: dict[str, Any]) -> 
         err = (r.error or "").replace("|", "/")
         lines.append(
             f"| {r.env_id} | {r.algo} | {r.seed if r.seed is not None else '?'} | {r.env_steps:,} / {r.budget if r.budget is not None else '?'} | "
-            f"{_f(r.final.get('return_mode'))} | {err or '-'} | {r.path} |"
+            f"{_f(r.final.get('return_mode'))} | {err or '-'} | {_display_path(r.path)} |"
         )
         result["unfinished"].append({"env": r.env_id, "algo": r.algo, "seed": r.seed, "env_steps": r.env_steps, "budget": r.budget,
                                      "error": r.error, "path": str(r.path)})  # fmt: skip
