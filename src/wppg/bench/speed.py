@@ -154,11 +154,34 @@ def _ours_steps_per_s(variant: str, hp: dict[str, Any], env_id: str, steps: int,
     return {"steps_per_s": steps / elapsed, "wall_time_s": elapsed, "ms_per_gradient_step": summary.get("ms_per_gradient_step")}
 
 
+def _reference_row(ref: str, env_id: str, steps: int, learning_starts: int, tf: int, seed: int, when: str, log) -> dict[str, Any] | None:
+    """Env steps/s of an external SAC (SBX or SB3) at train_freq = gradient_steps = tf; None if not installed."""
+    try:
+        from wppg.bench.external import measure_speed
+
+        r = measure_speed(ref, env_id, steps, learning_starts, tf, tf, seed)
+    except ImportError as e:
+        log(f"  {ref}: not installed ({e}); `pip install wppg[external]`")
+        return None
+    # The reference's first update call compiles (SBX) or warms up; replace it by a typical call.
+    typical = (r["update_time_s"] - r["first_update_s"]) / max(r["update_calls"] - 1, 1)
+    steady = r["env_steps"] / max(r["wall_time_s"] - r["first_update_s"] + typical, 1e-9)
+    log(f"  {ref:23s} train_freq={tf:<3d} {steady:7.1f} env steps/s ({r['steps_per_s']:.1f} with its first update call; {when})")
+    return {"impl": ref, "algo": "sac", "train_freq": tf, "env_steps": r["env_steps"], "steps_per_s": steady, "when": when,
+            "steps_per_s_with_first_call": r["steps_per_s"], "ms_per_gradient_step": r["ms_per_gradient_step"],
+            "version": r.get("reference_version")}  # fmt: skip
+
+
 def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[int], seed: int, cases=TRAINING_CASES,
              external: bool = True, log=print) -> list[dict[str, Any]]:
-    """Env steps/s of whole training runs: ours and, if installed, SBX / SB3 SAC."""
+    """Env steps/s of whole training runs: ours and, if installed, SBX / SB3 SAC.
+
+    SBX is measured right before and right after our runs at each train_freq, so that a drift of
+    the machine's speed during the section shows, and the faster of the two is the reference."""
     rows = []
     for tf in train_freqs:
+        if external:
+            rows += [r for r in [_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, "before ours", log)] if r]
         for variant, hp in cases:
             slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
             n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
@@ -166,23 +189,9 @@ def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[in
             label = variant + "".join(f" {k}={v}" for k, v in hp.items())
             rows.append({"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r})
             log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
-        if not external:
-            continue
-        for ref in ("sbx-sac", "sb3-sac"):
-            try:
-                from wppg.bench.external import measure_speed
-
-                r = measure_speed(ref, env_id, steps, learning_starts, tf, tf, seed)
-            except ImportError as e:
-                log(f"  {ref}: not installed ({e}); `pip install wppg[external]`")
-                continue
-            # The reference's first update call compiles (SBX) or warms up; replace it by a typical call.
-            typical = (r["update_time_s"] - r["first_update_s"]) / max(r["update_calls"] - 1, 1)
-            steady = r["env_steps"] / max(r["wall_time_s"] - r["first_update_s"] + typical, 1e-9)
-            rows.append({"impl": ref, "algo": "sac", "train_freq": tf, "env_steps": r["env_steps"], "steps_per_s": steady,
-                         "steps_per_s_with_first_call": r["steps_per_s"], "ms_per_gradient_step": r["ms_per_gradient_step"],
-                         "version": r.get("reference_version")})  # fmt: skip
-            log(f"  {ref:23s} train_freq={tf:<3d} {steady:7.1f} env steps/s ({r['steps_per_s']:.1f} with its first update call)")
+        if external:
+            for ref in ("sbx-sac", "sb3-sac"):
+                rows += [r for r in [_reference_row(ref, env_id, steps, learning_starts, tf, seed, "after ours", log)] if r]
     return rows
 
 
