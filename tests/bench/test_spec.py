@@ -201,3 +201,12 @@ def test_cli_speed_dispatches_to_the_speed_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "wppg.bench.speed", fake)
     assert run_cli(["bench", "speed", "--sections", "vmap"])[0] == 7
     assert seen == [["--sections", "vmap"]]
+
+
+def test_set_values_skip_external_references_without_the_key():
+    """`--set preset=cpu` reaches WPPG but not SBX SAC, which has no such setting; a key the
+    reference does map (train_freq) reaches it."""
+    spec = spec_with(algos={"wppg": {"seeds": 1}, "sbx-sac": {"seeds": 1}}, common={})
+    runs = {r.algo: r.hyperparameters for r in spec.override(set_values={"preset": "cpu", "train_freq": 4}).runs()}
+    assert runs["wppg"]["preset"] == "cpu" and "preset" not in runs["sbx-sac"]
+    assert runs["wppg"]["train_freq"] == runs["sbx-sac"]["train_freq"] == 4

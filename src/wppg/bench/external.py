@@ -109,6 +109,24 @@ def map_hyperparameters(algo: str, hyperparameters: dict[str, Any]) -> Reference
     return _map_sac(algo, hp)
 
 
+_SAC_TRAIN_KEYS = {"learning_starts", "batch_size", "buffer_size", "utd", "train_freq"}
+
+
+def _groups(algo: str) -> dict[str, set[str]]:
+    """Our hyperparameter names each reference has an equivalent for, by where they go."""
+    if algo == "sb3-ppo":
+        return {"protocol": _PROTOCOL_KEYS, "off_policy": set(OFF_POLICY_FIELDS), "ppo": {f.name for f in dataclasses.fields(PPOConfig)}}
+    return {"train": _SAC_TRAIN_KEYS | _PROTOCOL_KEYS, "sac": {f.name for f in dataclasses.fields(SACConfig)}}
+
+
+def accepted_hyperparameters(algo: str) -> set[str]:
+    """Every hyperparameter name `map_hyperparameters` accepts for this reference (what the bench
+    spec checks names against, and what `--set` is applied to)."""
+    if algo not in EXTERNAL_ALGOS:
+        raise ValueError(f"unknown external algorithm {algo!r}; choose one of {sorted(EXTERNAL_ALGOS)}")
+    return set().union(*_groups(algo).values()) | _IGNORED_KEYS | {"n_envs"}
+
+
 def _split(algo: str, hp: dict[str, Any], groups: dict[str, set[str]]) -> dict[str, dict[str, Any]]:
     known = set().union(*groups.values()) | _IGNORED_KEYS
     unknown = sorted(set(hp) - known)
@@ -120,9 +138,7 @@ def _split(algo: str, hp: dict[str, Any], groups: dict[str, set[str]]) -> dict[s
 
 
 def _map_sac(algo: str, hp: dict[str, Any]) -> ReferenceSetup:
-    train_keys = {"learning_starts", "batch_size", "buffer_size", "utd", "train_freq"}
-    sac_keys = {f.name for f in dataclasses.fields(SACConfig)}
-    parts = _split(algo, hp, {"train": train_keys | _PROTOCOL_KEYS, "sac": sac_keys})
+    parts = _split(algo, hp, _groups(algo))
     tc = TrainConfig(**parts["train"])  # validates ranges and batch <= buffer
     sc = SACConfig(**parts["sac"])
     kwargs: dict[str, Any] = {
@@ -155,8 +171,7 @@ def _map_sac(algo: str, hp: dict[str, Any]) -> ReferenceSetup:
 
 
 def _map_ppo(hp: dict[str, Any]) -> ReferenceSetup:
-    ppo_keys = {f.name for f in dataclasses.fields(PPOConfig)}
-    parts = _split("sb3-ppo", hp, {"protocol": _PROTOCOL_KEYS, "off_policy": set(OFF_POLICY_FIELDS), "ppo": ppo_keys})
+    parts = _split("sb3-ppo", hp, _groups("sb3-ppo"))
     # As our on-policy trainer: the off-policy fields are accepted only at their defaults.
     TrainConfig(**parts["protocol"], **parts["off_policy"])
     for name, value in parts["off_policy"].items():
