@@ -1,7 +1,7 @@
 """Milliseconds per gradient step of each algorithm (4 steps scanned per call, median of N calls),
 Hopper-v5 shapes (obs 11, act 3), batch 256, (256, 256) MLPs, entropy M = L = 16.
 
-    python benchmarks/step_time.py [REPS] [OUT.json]
+    python benchmarks/step_time.py [REPS] [OUT.json] [CASE ...]      # CASE: e.g. "sac" "wppg K=1"
 
 It uses only the API every version of the package has (the algorithm classes and `update`), so
 two versions can be timed in one run: put an older checkout's `src` first on PYTHONPATH for one
@@ -38,7 +38,10 @@ def main() -> None:
                "reward": r.normal(size=(N, B)).astype(np.float32), "next_obs": r.normal(size=(N, B, D)).astype(np.float32),
                "terminated": np.zeros((N, B), np.float32)}  # fmt: skip
     out = {}
+    only = set(sys.argv[3:])
     for name, make in CASES:
+        if only and name not in only:
+            continue
         algo = make(bounds)
         state, key = algo.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)
         jax.block_until_ready(algo.update(state, batches, key))
