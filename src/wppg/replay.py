@@ -19,19 +19,21 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
         self.capacity = int(capacity)
-        widths = {"obs": obs_dim, "action": act_dim, "reward": 1, "next_obs": obs_dim, "terminated": 1}
-        self.rows = np.zeros((self.capacity, sum(widths.values())), np.float32)
-        self._slices: dict[str, tuple[slice, bool]] = {}
+        # Column(s) of each field in a row: a slice for vectors, a plain index for the scalars
+        # (reward, terminated), so that reading a field gives [n, width] or [n] directly.
+        widths = {"obs": obs_dim, "action": act_dim, "reward": None, "next_obs": obs_dim, "terminated": None}
+        self._columns: dict[str, slice | int] = {}
         start = 0
         for name in FIELDS:
-            # reward and terminated are scalars per transition: stored as one column, read as [n].
-            self._slices[name] = (slice(start, start + widths[name]), name in ("reward", "terminated"))
-            start += widths[name]
+            width = widths[name]
+            self._columns[name] = start if width is None else slice(start, start + width)
+            start += 1 if width is None else width
+        self.rows = np.zeros((self.capacity, start), np.float32)
         self.ptr = 0
         self.size = 0
 
     def _fields(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: rows[..., s][..., 0] if scalar else rows[..., s] for name, (s, scalar) in self._slices.items()}
+        return {name: rows[..., col] for name, col in self._columns.items()}
 
     @property
     def data(self) -> dict[str, np.ndarray]:
@@ -43,8 +45,8 @@ class ReplayBuffer:
         n = len(batch["reward"])
         idx = (self.ptr + np.arange(n)) % self.capacity
         new = np.empty((n, self.rows.shape[1]), np.float32)
-        for name, (s, scalar) in self._slices.items():
-            new[:, s] = np.asarray(batch[name]).reshape(n, -1) if scalar else batch[name]
+        for name, col in self._columns.items():
+            new[:, col] = batch[name]
         self.rows[idx] = new
         self.ptr = int((self.ptr + n) % self.capacity)
         self.size = int(min(self.size + n, self.capacity))
@@ -65,7 +67,7 @@ class ReplayBuffer:
         size = int(state["size"])
         if size > self.capacity:
             raise ValueError(f"checkpoint buffer holds {size} transitions but capacity is {self.capacity}")
-        view = self._fields(self.rows)
+        view = self.data
         for name in FIELDS:
             view[name][:size] = state[name]
         self.ptr, self.size = int(state["ptr"]), size

@@ -180,8 +180,9 @@ def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[in
     the machine's speed during the section shows, and the faster of the two is the reference."""
     rows = []
     for tf in train_freqs:
-        if external:
-            rows += [r for r in [_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, "before ours", log)] if r]
+        refs_before, refs_after = (["sbx-sac"], ["sbx-sac", "sb3-sac"]) if external else ([], [])
+        for ref in refs_before:
+            rows.append(_reference_row(ref, env_id, steps, learning_starts, tf, seed, "before ours", log))
         for variant, hp in cases:
             slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
             n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
@@ -189,10 +190,9 @@ def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[in
             label = variant + "".join(f" {k}={v}" for k, v in hp.items())
             rows.append({"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r})
             log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
-        if external:
-            for ref in ("sbx-sac", "sb3-sac"):
-                rows += [r for r in [_reference_row(ref, env_id, steps, learning_starts, tf, seed, "after ours", log)] if r]
-    return rows
+        for ref in refs_after:
+            rows.append(_reference_row(ref, env_id, steps, learning_starts, tf, seed, "after ours", log))
+    return [r for r in rows if r is not None]  # references that are not installed give None
 
 
 def train_freq_multiple(n: int, tf: int) -> int:
