@@ -13,6 +13,7 @@ from wppg.algorithms.wppg import couple
 from wppg.entropy import mixture_entropy, plug_in_entropy
 from wppg.envs import ActionBounds
 from wppg.networks import MLP, StateSampleMLP
+from wppg.noise import standard_normal
 from wppg.policies import sample_latents
 
 BOUNDS = ActionBounds(np.array([2.0, 1.0], np.float32), np.array([0.0, 0.5], np.float32))
@@ -152,3 +153,32 @@ def test_mixture_entropy_per_coordinate_distances_equal_broadcast_reduction(d):
     log_kernel = -sq / (2 * sigma**2) - 0.5 * d * np.log(2 * np.pi * sigma**2)
     expected = -jnp.mean(jax.scipy.special.logsumexp(log_kernel, axis=-1) - np.log(16), axis=-1)
     np.testing.assert_allclose(mixture_entropy(centres, baselines, sigma), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(256, 32, 3), (64, 16, 1), (5, 7, 17), (3,)])
+def test_standard_normal_drawn_flat_equals_jax_random_normal(shape):
+    """The flat draw + reshape gives jax.random.normal's numbers, also under vmap over keys."""
+    key = jax.random.PRNGKey(11)
+    np.testing.assert_array_equal(standard_normal(key, shape), jax.random.normal(key, shape))
+    keys = jax.random.split(key, 3)
+    np.testing.assert_array_equal(
+        jax.vmap(lambda k: standard_normal(k, shape))(keys), jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
+    )
+
+
+def test_keyed_update_equals_eager_split_then_update():
+    """The trainers' update call (key split inside the compiled call) gives the numbers of
+    splitting outside and calling `update`, and the same next key."""
+    algo = WPPGAlgorithm(WPPGConfig(hidden=(16,), K=2, entropy_M=2, entropy_L=2), 3, BOUNDS)
+    state = algo.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(1)
+    batches = {"obs": rng.normal(size=(2, 8, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (2, 8, 2)).astype(np.float32),
+               "reward": rng.normal(size=(2, 8)).astype(np.float32), "next_obs": rng.normal(size=(2, 8, 3)).astype(np.float32),
+               "terminated": np.zeros((2, 8), np.float32)}  # fmt: skip
+    key = jax.random.PRNGKey(5)
+    s1, m1, next_key = algo.keyed_update(state, batches, key)
+    expected_next, k = jax.random.split(key)
+    s2, m2 = algo.update(state, batches, k)
+    np.testing.assert_array_equal(next_key, expected_next)
+    for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s2, m2))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from wppg.noise import standard_normal
+
 
 def mixture_entropy(centres: jnp.ndarray, baselines: jnp.ndarray, sigma: float) -> jnp.ndarray:
     """H_hat from centres [..., M, d] and (already noised) baselines [..., L, d]; returns [...]."""
@@ -43,7 +45,7 @@ def plug_in_entropy_from_samples(
     baselines.
     """
     baselines = baselines / scale
-    baselines = baselines + sigma * jax.random.normal(key, baselines.shape)
+    baselines = baselines + sigma * standard_normal(key, baselines.shape)
     return mixture_entropy(centres / scale, baselines, sigma) + jnp.sum(jnp.log(scale))
 
 

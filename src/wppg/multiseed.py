@@ -44,7 +44,7 @@ import numpy as np
 
 from wppg.agent import VARIANTS, Agent, make_agent
 from wppg.algorithms import ALGORITHMS
-from wppg.algorithms.base import OffPolicyAlgorithm, require
+from wppg.algorithms.base import OffPolicyAlgorithm, require, with_key_split
 from wppg.envs import EnvPool, EnvSpec
 from wppg.trainer import Trainer, TrainingDivergedError
 
@@ -143,7 +143,7 @@ class MultiSeedTrainer:
         self.batching = _check_batching(batching)
         over_seeds = jax.vmap if batching == "vmap" else _seed_loop
         self._act = jax.jit(over_seeds(self._act_one))
-        self._update = jax.jit(over_seeds(self._update_one))
+        self._update = jax.jit(over_seeds(with_key_split(self.algo._update)))
         self._state: Any = None
         self._keys: Any = None
         self.last_costs: dict[str, Any] = {}
@@ -154,12 +154,6 @@ class MultiSeedTrainer:
         """`Trainer`'s act step for one seed: split its key, act with the second half."""
         key, k = jax.random.split(key)
         return self.algo._act(actor_params, obs, k), key
-
-    def _update_one(self, state: Any, batches: dict, key: jax.Array) -> tuple[Any, dict, jax.Array]:
-        """`Trainer`'s update step for one seed: split its key, update with the second half."""
-        key, k = jax.random.split(key)
-        state, metrics = self.algo._update(state, batches, k)
-        return state, metrics, key
 
     # --- stacked state <-> trainers -----------------------------------------------------------
     def _gather(self) -> None:

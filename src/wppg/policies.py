@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from wppg.networks import MLP, StateSampleMLP
+from wppg.noise import standard_normal
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -94,4 +95,4 @@ def make_policy(
 
 def sample_latents(policy: GaussianPolicy | ImplicitPolicy, key: jax.Array, batch: int, k: int) -> jnp.ndarray:
     """K standard-normal latents per state, [batch, k, latent_dim]."""
-    return jax.random.normal(key, (batch, k, policy.latent_dim))
+    return standard_normal(key, (batch, k, policy.latent_dim))

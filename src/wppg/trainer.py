@@ -5,7 +5,7 @@ evaluation protocol, the run logs and summary, the finite check and the checkpoi
 state (agent state, JAX key, NumPy generator, envs, counters). `Trainer` is the off-policy loop
 (replay buffer, random warm-up, `utd` gradient steps per env step); the on-policy loop lives in
 `wppg.onpolicy`. A trainer knows nothing of any one algorithm: it calls `algo.init`,
-`algo.update` and `algo.act`, and checkpoints the whole run so that a resumed run continues
+`algo.keyed_update` (`algo.update` with its key split inside) and `algo.act`, and checkpoints the whole run so that a resumed run continues
 exactly where it stopped.
 """
 
@@ -177,9 +177,8 @@ class BaseTrainer(abc.ABC):
 
                 if self._update_due():
                     batch = self._update_input()
-                    self.key, k = jax.random.split(self.key)
                     t0 = time.perf_counter()
-                    new_state, metrics = self.algo.update(self.state, batch, k)
+                    new_state, metrics, self.key = self.algo.keyed_update(self.state, batch, self.key)
                     metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
                     update_time += time.perf_counter() - t0
                     update_calls += 1

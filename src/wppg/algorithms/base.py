@@ -20,6 +20,21 @@ import optax
 
 from wppg.envs import ActionBounds
 from wppg.networks import TwinQ
+from wppg.noise import standard_normal
+
+
+def with_key_split(update: Callable) -> Callable:
+    """`update(state, input, key) -> (state, metrics)` as `(state, input, key) -> (state, metrics,
+    next_key)` with `next_key, k = jax.random.split(key)` and `update(state, input, k)`: the
+    trainers' key split then runs inside the update's compiled call (the same numbers as splitting
+    outside, without an eager split of its own per update call, about 0.5 ms on a CPU)."""
+
+    def keyed(state: Any, inputs: Any, key: jax.Array) -> tuple[Any, Any, jax.Array]:
+        key, k = jax.random.split(key)
+        state, metrics = update(state, inputs, k)
+        return state, metrics, key
+
+    return keyed
 
 
 class ConfigError(ValueError):
@@ -146,6 +161,7 @@ class OffPolicyAlgorithm(abc.ABC):
         self.actor_tx = optax.adam(config.actor_lr)
         self.critic_tx = optax.adam(config.critic_lr)
         self.update = jax.jit(self._update)
+        self.keyed_update = jax.jit(with_key_split(self._update))
         self.act = jax.jit(self._act, static_argnames="deterministic")
         self.explore = jax.jit(self._explore)
 
@@ -214,7 +230,7 @@ class OffPolicyAlgorithm(abc.ABC):
     def _act(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array, deterministic: bool = False) -> jnp.ndarray:
         """Actions [B, d] for observations [B, D]; deterministic=True gives the mode (eps = 0)."""
         shape = (obs.shape[0], 1, self.policy.latent_dim)
-        eps = jnp.zeros(shape) if deterministic else jax.random.normal(key, shape)
+        eps = jnp.zeros(shape) if deterministic else standard_normal(key, shape)
         return self.policy.apply(actor_params, obs, eps)[:, 0]
 
     def _explore(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:

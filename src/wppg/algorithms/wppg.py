@@ -27,6 +27,7 @@ from wppg.algorithms.base import (
 )
 from wppg.entropy import plug_in_entropy_from_samples
 from wppg.envs import ActionBounds
+from wppg.noise import standard_normal
 from wppg.policies import make_policy, sample_latents
 
 COUPLINGS = ("shared-latent",)
@@ -139,7 +140,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
     def heat_noise(self, key: jax.Array, shape: tuple[int, ...]) -> jnp.ndarray:
         """The heat step's xi ~ N(0, 2 tau eta I)."""
-        return jnp.sqrt(2.0 * self.config.tau * self.config.eta) * jax.random.normal(key, shape)
+        return jnp.sqrt(2.0 * self.config.tau * self.config.eta) * standard_normal(key, shape)
 
     def particle_displacement(self, critic_params: Any, obs: jnp.ndarray, a0: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Transport + heat: returns (eta grad_a min_j Q_j(s, a0) + xi, grad_a min_j Q_j), xi ~ N(0, 2 tau eta I)."""
