@@ -33,3 +33,21 @@ def test_cli_writes_json(tmp_path):
     assert code == 0
     result = json.loads(out.read_text())
     assert result["machine"]["cores"] >= 1 and [r["algo"] for r in result["training"]] == ["sac"]
+
+
+def test_training_rounds_and_ratio_summary():
+    rows = speed.training("Pendulum-v1", 32, 32, [32], 0, cases=[("sac", {"hidden": (16,), "batch_size": 16})], external=False,
+                          rounds=2, log=lambda s: None)  # fmt: skip
+    assert [r["round"] for r in rows] == [1, 2]
+    synthetic = [
+        {"impl": "sbx-sac", "algo": "sac", "train_freq": 32, "steps_per_s": 100.0, "round": 1},
+        {"impl": "wppg", "algo": "sac", "train_freq": 32, "steps_per_s": 150.0, "round": 1, "ratio_to_sbx_round": 1.5},
+        {"impl": "wppg", "algo": "sac", "train_freq": 32, "steps_per_s": 110.0, "round": 2, "ratio_to_sbx_round": 1.1},
+        {"impl": "wppg", "algo": "sac", "train_freq": 32, "steps_per_s": 120.0, "round": 3, "ratio_to_sbx_round": 1.2},
+    ]
+    assert speed.ratio_summary(synthetic) == {"sac train_freq=32": {"ratios": [1.5, 1.1, 1.2], "median": 1.2}}
+
+
+def test_cli_refuses_zero_rounds():
+    with pytest.raises(SystemExit):
+        speed.main(["--sections", "training", "--rounds", "0"])

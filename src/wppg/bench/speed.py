@@ -173,26 +173,48 @@ def _reference_row(ref: str, env_id: str, steps: int, learning_starts: int, tf: 
 
 
 def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[int], seed: int, cases=TRAINING_CASES,
-             external: bool = True, log=print) -> list[dict[str, Any]]:
+             external: bool = True, rounds: int = 1, log=print) -> list[dict[str, Any]]:
     """Env steps/s of whole training runs: ours and, if installed, SBX / SB3 SAC.
 
-    SBX is measured right before and right after our runs at each train_freq, so that a drift of
-    the machine's speed during the section shows, and the faster of the two is the reference."""
+    At each train_freq, `rounds` times: SBX right before our runs, ours, SBX right after, so that
+    a drift of the machine's speed during a round shows; the faster SBX figure of the round is
+    that round's reference (`ratio_to_sbx_round`). SB3 runs once, after the last round."""
     rows = []
     for tf in train_freqs:
-        refs_before, refs_after = (["sbx-sac"], ["sbx-sac", "sb3-sac"]) if external else ([], [])
-        for ref in refs_before:
-            rows.append(_reference_row(ref, env_id, steps, learning_starts, tf, seed, "before ours", log))
-        for variant, hp in cases:
-            slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
-            n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
-            r = _ours_steps_per_s(variant, hp, env_id, n, learning_starts, tf, seed)
-            label = variant + "".join(f" {k}={v}" for k, v in hp.items())
-            rows.append({"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r})
-            log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
-        for ref in refs_after:
-            rows.append(_reference_row(ref, env_id, steps, learning_starts, tf, seed, "after ours", log))
-    return [r for r in rows if r is not None]  # references that are not installed give None
+        for rnd in range(1, rounds + 1):
+            tag = f"round {rnd}/{rounds}, " if rounds > 1 else ""
+            refs_after = (["sbx-sac", "sb3-sac"] if rnd == rounds else ["sbx-sac"]) if external else []
+            round_rows = []
+            if external:
+                round_rows.append(_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, tag + "before ours", log))
+            for variant, hp in cases:
+                slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
+                n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
+                r = _ours_steps_per_s(variant, hp, env_id, n, learning_starts, tf, seed)
+                label = variant + "".join(f" {k}={v}" for k, v in hp.items())
+                round_rows.append({"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r})
+                log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
+            for ref in refs_after:
+                round_rows.append(_reference_row(ref, env_id, steps, learning_starts, tf, seed, tag + "after ours", log))
+            round_rows = [r for r in round_rows if r is not None]  # references that are not installed give None
+            sbx = [r["steps_per_s"] for r in round_rows if r["impl"] == "sbx-sac"]
+            for r in round_rows:
+                r["round"] = rnd
+                if sbx and r["impl"] == "wppg":
+                    r["ratio_to_sbx_round"] = r["steps_per_s"] / max(sbx)
+            rows += round_rows
+    return rows
+
+
+def ratio_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per algorithm and train_freq of ours: the per-round ratios to that round's SBX SAC and their median."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if "ratio_to_sbx_round" in r:
+            out.setdefault(f"{r['algo']} train_freq={r['train_freq']}", {"ratios": []})["ratios"].append(r["ratio_to_sbx_round"])
+    for v in out.values():
+        v["median"] = float(np.median(v["ratios"]))
+    return out
 
 
 def train_freq_multiple(n: int, tf: int) -> int:
@@ -240,10 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--entropy-ml", type=int, nargs=2, default=[16, 16], metavar=("M", "L"), help="entropy centres/baselines in the roofline")
     p.add_argument("--reps", type=int, default=10, help="timed repetitions per measurement (median)")
     p.add_argument("--seeds", type=int, default=4, help="N of the vmap section")
+    p.add_argument("--rounds", type=int, default=1, help="rounds of the training section (SBX, ours, SBX each round)")
+    p.add_argument("--wppg-K", type=int, nargs="+", default=None, metavar="K", help="only these K of wppg in the training section")
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="our algorithms to measure")
     p.add_argument("--no-external", action="store_true", help="skip SBX / SB3 even if installed")
     p.add_argument("--out", type=Path, default=Path("runs/speed/speed.json"), help="JSON with every figure")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
 
     import gymnasium as gym
 
@@ -262,19 +288,16 @@ def main(argv: list[str] | None = None) -> int:
                                       log=lambda s: print(s, flush=True))  # fmt: skip
     if "training" in args.sections:
         print(f"training on {args.env}: {args.steps} timed env steps after {args.learning_starts} random ones, UTD 1", flush=True)
-        cases = [c for c in TRAINING_CASES if c[0] in args.variants]
+        cases = [c for c in TRAINING_CASES if c[0] in args.variants and (args.wppg_K is None or c[0] != "wppg" or c[1]["K"] in args.wppg_K)]
         rows = training(args.env, args.steps, args.learning_starts, args.train_freq, 0, cases, external=not args.no_external,
-                        log=lambda s: print(s, flush=True))  # fmt: skip
+                        rounds=args.rounds, log=lambda s: print(s, flush=True))  # fmt: skip
         result["training"] = rows
-        refs = [r["steps_per_s"] for r in rows if r["impl"] == "sbx-sac"]
-        if refs:
-            best = max(refs)
-            result["sbx_best_steps_per_s"] = best
-            print(f"ratios against SBX SAC at its fastest setting ({best:.1f} env steps/s):", flush=True)
-            for r in rows:
-                if r["impl"] == "wppg":
-                    r["ratio_to_sbx_best"] = r["steps_per_s"] / best
-                    print(f"  {r['algo']:18s} train_freq={r['train_freq']:<3d} {r['ratio_to_sbx_best']:.2f}x", flush=True)
+        summary = ratio_summary(rows)
+        if summary:
+            result["ratios_to_sbx"] = summary
+            print("ratios against SBX SAC (per round: the faster of SBX before and after our runs in that round):", flush=True)
+            for name, v in summary.items():
+                print(f"  {name:30s} " + " ".join(f"{x:.2f}x" for x in v["ratios"]) + f"   median {v['median']:.2f}x", flush=True)
     if "vmap" in args.sections:
         print(f"vmapped seeds on {args.env}: N = {args.seeds}", flush=True)
         result["vmap"] = vmap_section(args.env, args.seeds, args.steps, log=lambda s: print(s, flush=True))
