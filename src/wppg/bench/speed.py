@@ -168,7 +168,8 @@ def _reference_row(ref: str, env_id: str, steps: int, learning_starts: int, tf: 
     steady = r["env_steps"] / max(r["wall_time_s"] - r["first_update_s"] + typical, 1e-9)
     log(f"  {ref:23s} train_freq={tf:<3d} {steady:7.1f} env steps/s ({r['steps_per_s']:.1f} with its first update call; {when})")
     return {"impl": ref, "algo": "sac", "train_freq": tf, "env_steps": r["env_steps"], "steps_per_s": steady, "when": when,
-            "steps_per_s_with_first_call": r["steps_per_s"], "ms_per_gradient_step": r["ms_per_gradient_step"],
+            "steps_per_s_with_first_call": r["steps_per_s"], "ms_per_gradient_step": 1e3 * typical / tf,
+            "ms_per_gradient_step_with_first_call": r["ms_per_gradient_step"],
             "version": r.get("reference_version")}  # fmt: skip
 
 
