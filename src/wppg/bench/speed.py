@@ -7,7 +7,8 @@ Three sections, each printing measured figures and ratios as it goes:
   the rates measured for their shapes (1.0 = nothing but matmuls at full speed);
 - training: env steps/s of whole training runs (env, buffer, updates; no evaluation) on one env
   for sac and wppg (K = 1, 8, 32) and wppg-i, and, when installed, SBX SAC and SB3 SAC with the
-  same settings; ratios against the fastest SBX setting;
+  same settings; SBX runs right before and right after ours, `--rounds R` times over, and each
+  round's ratios are taken against that round's faster SBX figure (their median is printed);
 - vmap: per-seed throughput of N seeds trained in one process against one seed alone.
 
 Everything runs in this process with the XLA threading it was started with; the header records
