@@ -142,18 +142,14 @@ class MultiSeedTrainer:
             a.algorithm = a.trainer.algo = self.algo
         self.batching = _check_batching(batching)
         over_seeds = jax.vmap if batching == "vmap" else _seed_loop
-        self._act = jax.jit(over_seeds(self._act_one))
+        # The single-seed trainer's two calls, each with its key split inside: `explore` and
+        # `keyed_update` of one seed, mapped over the seeds.
+        self._act = jax.jit(over_seeds(self.algo._explore))
         self._update = jax.jit(over_seeds(with_key_split(self.algo._update)))
         self._state: Any = None
         self._keys: Any = None
         self.last_costs: dict[str, Any] = {}
         """Wall time, per-seed steps/s and update-call time of the last `learn` call."""
-
-    # --- the two vmapped calls ------------------------------------------------------------------
-    def _act_one(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
-        """`Trainer`'s act step for one seed: split its key, act with the second half."""
-        key, k = jax.random.split(key)
-        return self.algo._act(actor_params, obs, k), key
 
     # --- stacked state <-> trainers -----------------------------------------------------------
     def _gather(self) -> None:

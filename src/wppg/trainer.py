@@ -5,8 +5,8 @@ evaluation protocol, the run logs and summary, the finite check and the checkpoi
 state (agent state, JAX key, NumPy generator, envs, counters). `Trainer` is the off-policy loop
 (replay buffer, random warm-up, `utd` gradient steps per env step); the on-policy loop lives in
 `wppg.onpolicy`. A trainer knows nothing of any one algorithm: it calls `algo.init`,
-`algo.keyed_update` (`algo.update` with its key split inside) and `algo.act`, and checkpoints the whole run so that a resumed run continues
-exactly where it stopped.
+`algo.keyed_update` (`algo.update` with its key split inside) and `algo.act`, and checkpoints
+the whole run so that a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations

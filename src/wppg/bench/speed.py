@@ -185,27 +185,29 @@ def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[in
     for tf in train_freqs:
         for rnd in range(1, rounds + 1):
             tag = f"round {rnd}/{rounds}, " if rounds > 1 else ""
-            refs_after = (["sbx-sac", "sb3-sac"] if rnd == rounds else ["sbx-sac"]) if external else []
-            round_rows = []
+            refs_after = ["sbx-sac", "sb3-sac"] if rnd == rounds else ["sbx-sac"]
+            round_rows = [_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, tag + "before ours", log)] if external else []
+            round_rows += [_ours_row(variant, hp, env_id, steps, learning_starts, tf, seed, log) for variant, hp in cases]
             if external:
-                round_rows.append(_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, tag + "before ours", log))
-            for variant, hp in cases:
-                slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
-                n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
-                r = _ours_steps_per_s(variant, hp, env_id, n, learning_starts, tf, seed)
-                label = variant + "".join(f" {k}={v}" for k, v in hp.items())
-                round_rows.append({"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r})
-                log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
-            for ref in refs_after:
-                round_rows.append(_reference_row(ref, env_id, steps, learning_starts, tf, seed, tag + "after ours", log))
+                round_rows += [_reference_row(ref, env_id, steps, learning_starts, tf, seed, tag + "after ours", log) for ref in refs_after]
             round_rows = [r for r in round_rows if r is not None]  # references that are not installed give None
-            sbx = [r["steps_per_s"] for r in round_rows if r["impl"] == "sbx-sac"]
+            sbx = max((r["steps_per_s"] for r in round_rows if r["impl"] == "sbx-sac"), default=None)
             for r in round_rows:
                 r["round"] = rnd
                 if sbx and r["impl"] == "wppg":
-                    r["ratio_to_sbx_round"] = r["steps_per_s"] / max(sbx)
+                    r["ratio_to_sbx_round"] = r["steps_per_s"] / sbx
             rows += round_rows
     return rows
+
+
+def _ours_row(variant: str, hp: dict[str, Any], env_id: str, steps: int, learning_starts: int, tf: int, seed: int, log) -> dict[str, Any]:
+    """One training-section row of ours (1/8 of the steps for the slow cases: K >= 32 and wppg-i)."""
+    slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
+    n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
+    r = _ours_steps_per_s(variant, hp, env_id, n, learning_starts, tf, seed)
+    label = variant + "".join(f" {k}={v}" for k, v in hp.items())
+    log(f"  wppg {label:18s} train_freq={tf:<3d} {r['steps_per_s']:7.1f} env steps/s ({n} steps)")
+    return {"impl": "wppg", "algo": label, "train_freq": tf, "env_steps": n, **r}
 
 
 def ratio_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
