@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 
 from wppg.agent import PPO, SAC, WPO, WPPG, Agent  # noqa: E402
 from wppg.algorithms import PPOConfig, SACConfig, WPOConfig, WPPGConfig  # noqa: E402
+from wppg.tasks import register_tasks  # noqa: E402
 from wppg.trainer import TrainConfig  # noqa: E402
+
+register_tasks()  # the wppg/ Gymnasium ids (multimodal tasks with known soft-optimal policies)
 
 __all__ = ["PPO", "SAC", "WPO", "WPPG", "Agent", "PPOConfig", "SACConfig", "TrainConfig", "WPOConfig", "WPPGConfig", "__version__"]

@@ -234,6 +234,18 @@ class BaseTrainer(abc.ABC):
             "peak_rss_mb": peak_rss_mb(),
             "final_eval": self.last_eval,
         }
+        from wppg.tasks import is_task, policy_metrics
+
+        # The eval env already exists after learn, so other envs cost one isinstance check.
+        if is_task(self.eval_env if self.eval_env is not None else self.meta.get("env_id")):
+            env = self.make_env()
+            params = self.state.actor_params
+            summary["task_metrics"] = policy_metrics(
+                env,
+                lambda obs, k: self.algo.act(params, obs, k, deterministic=False),
+                jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 3),  # its own stream of the run seed
+            )
+            env.close()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
     def _check_finite(self, metrics: dict[str, float]) -> None:

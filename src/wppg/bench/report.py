@@ -4,7 +4,8 @@ Per env: the final evaluation return (mode and stochastic) of the finished runs,
 percentile-bootstrap CI over seeds. Across envs: min-max normalised scores, their interquartile
 mean (IQM) with 95% stratified-bootstrap CIs and the probability of improvement of each
 algorithm over each other (rliable). Learning curves per env (mean and 95% bootstrap band), the
-cost per algorithm, the protocol, and the runs that did not finish, listed apart.
+cost per algorithm, the protocol, and the runs that did not finish, listed apart. Runs on the
+`wppg/` tasks add their task metrics (distance to the soft-optimal policy, mode masses, goals).
 """
 
 from __future__ import annotations
@@ -317,6 +318,7 @@ def build_report(
             lines += ["", f"![{env} learning curves]({rel})"]
         lines.append("")
 
+    lines += _task_metrics_section(done, result)
     lines += _aggregate_section(finals, reps, result, metric)
     lines += _cost_section(done)
     lines += _protocol_section(records, done, [Path(p) for p in run_dirs], command)
@@ -335,6 +337,59 @@ def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str) -> Pa
         return None
     safe = env.replace("/", "_")
     return plot_curves(curves, figures / f"{safe}.png", title=f"{env}: mean over seeds, band: 95% bootstrap CI", ylabel=f"eval {metric.replace('_', ' ')}")
+
+
+TASK_REFERENCE = (
+    "The `wppg/` tasks have a known soft-optimal policy: on a one-step bandit, the Gibbs policy "
+    "exp(r(a) / tau) / Z at the env's reference temperature (tau = 0.1 unless the env was made with another). "
+    "Its values: `w2_to_gibbs` 0 (W2 distance from 2000 policy samples to it), `mass_left` 0.5 (double well: "
+    "fraction of actions a < 0), `mode_min_mass` 0.25 (four modes: smallest fraction of actions in a quadrant), "
+    "and `policy_std`, `policy_mean`, `mean_reward` as in the `reference` row; on MultiGoal, `goals_reached` 4 "
+    "(distinct goals reached by 20 stochastic episodes), with `success_rate` the fraction of those episodes "
+    "that reach a goal. Sample metrics carry sampling noise: exact Gibbs samples give a W2 of a few hundredths."
+)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _task_metrics_section(done: list[RunRecord], result: dict[str, Any]) -> list[str]:
+    """Per env and algorithm, mean and 95% bootstrap CI over seeds of the runs' summary task_metrics."""
+    runs = [r for r in done if isinstance(r.summary.get("task_metrics"), dict)]
+    if not runs:
+        return []
+    from wppg.tasks import reference_metrics
+
+    lines = ["## Task metrics", "", TASK_REFERENCE, ""]
+    result["task_metrics"] = {}
+    for env in sorted({r.env_id for r in runs}):
+        mine = [r for r in runs if r.env_id == env]
+        names = list(dict.fromkeys(k for r in mine for k, v in r.summary["task_metrics"].items() if _number(v)))
+        header = "| algorithm | seeds | " + " | ".join(names) + " |"
+        lines += [f"### {env}", "", header, "|---" * (len(names) + 2) + "|"]
+        reference = reference_metrics(env) or {}
+        if reference:
+            lines.append("| reference | - | " + " | ".join(_f(reference.get(k), 3) for k in names) + " |")
+        out: dict[str, Any] = {"reference": reference, "algos": {}}
+        for algo in sorted({r.algo for r in mine}):
+            by_algo = [r for r in mine if r.algo == algo]
+            row: dict[str, Any] = {"seeds": [r.seed for r in by_algo]}
+            cells = []
+            for k in names:
+                got = [r.summary["task_metrics"].get(k) for r in by_algo]
+                vals = np.array([v for v in got if _number(v)], float)
+                if len(vals):
+                    m, lo, hi = mean_ci(vals)
+                    row[k] = {"values": vals.tolist(), "mean": m, "ci": [lo, hi] if np.isfinite(lo) else [None, None]}
+                    cells.append(_mci(m, lo, hi, digits=3))
+                else:
+                    cells.append("-")
+            out["algos"][algo] = row
+            lines.append(f"| {algo} | {len(by_algo)} | " + " | ".join(cells) + " |")
+        result["task_metrics"][env] = out
+        lines.append("")
+    return lines
 
 
 def _aggregate_section(finals: dict[str, dict[str, list[float]]], reps: int, result: dict[str, Any], metric: str) -> list[str]:
