@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
-from wppg.algorithms.wppg import couple
+from wppg.algorithms.base import grad_min_q
+from wppg.coupling import couple
 from wppg.entropy import mixture_entropy, plug_in_entropy
 from wppg.envs import ActionBounds
 from wppg.networks import MLP, StateSampleMLP
@@ -52,16 +53,19 @@ def unfused_actor_update(algo, state, obs, key):
     k_eps, k_xi = jax.random.split(key)
     eps = sample_latents(algo.policy, k_eps, obs.shape[0], algo.config.K)
     a0 = algo.policy.apply(state.actor_params, obs, eps)
-    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, k_xi)
-    loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, couple("shared-latent", a0, disp))
+    grad_q = grad_min_q(algo.critic, state.critic_params, obs, a0)
+    c = algo.config
+    target = couple(c.coupling, a0, grad_q, c.eta, c.tau, k_xi, algo.scale)
+    loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, target)
     updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
     return loss, jax.tree.map(lambda p, u: p + u, state.actor_params, updates)
 
 
+@pytest.mark.parametrize("coupling", ["shared-latent", "ot", "score"])
 @pytest.mark.parametrize("policy", ["gaussian", "implicit"])
-def test_actor_step_gradient_equals_projection_loss_gradient(policy):
+def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling):
     """The VJP-reusing actor step applies exactly Adam(grad of the least-squares projection)."""
-    algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05), 3, BOUNDS)
+    algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05, coupling=coupling), 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
     key = jax.random.PRNGKey(7)
@@ -131,7 +135,7 @@ def test_chunked_implicit_actor_step_equals_one_pass():
     gradients: the same step as the unchunked projection gradient."""
     from wppg.algorithms.base import sample_chunks
 
-    algo = WPPGAlgorithm(WPPGConfig(policy="implicit", hidden=(16,), K=8, tau=0.05), 3, BOUNDS)
+    algo = WPPGAlgorithm(WPPGConfig(policy="implicit", hidden=(16,), K=8, tau=0.05, coupling="ot"), 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (512, 3))
     assert sample_chunks(512, 8) == 4

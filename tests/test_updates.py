@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
-from wppg.algorithms.base import Batch, min_q, td_target
-from wppg.algorithms.wppg import couple, entropy_regularised_value
+from wppg.algorithms.base import Batch, grad_min_q, min_q, td_target
+from wppg.algorithms.wppg import entropy_regularised_value
+from wppg.coupling import couple
 from wppg.envs import ActionBounds
 from wppg.policies import sample_latents
 
@@ -15,6 +16,7 @@ BOUNDS = ActionBounds(np.array([2.0, 1.0], np.float32), np.array([0.0, 0.5], np.
 
 
 def make(policy="gaussian", **kw):
+    kw = {"coupling": "shared-latent", **kw}
     algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, entropy_M=4, entropy_L=4, **kw), 3, BOUNDS)
     return algo, algo.init(jax.random.PRNGKey(0))
 
@@ -26,8 +28,9 @@ def test_actor_gradient_is_scaled_policy_gradient(policy):
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
     eps = sample_latents(algo.policy, jax.random.PRNGKey(2), 6, algo.config.K)
     a0 = algo.policy.apply(state.actor_params, obs, eps)
-    disp, grad_q = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(3))
-    target = couple("shared-latent", a0, disp)
+    grad_q = grad_min_q(algo.critic, state.critic_params, obs, a0)
+    target = couple("shared-latent", a0, grad_q, algo.config.eta, algo.config.tau, jax.random.PRNGKey(3))
+    disp = target - a0
     grad = jax.grad(algo.projection_loss)(state.actor_params, obs, eps, target)
     _, vjp = jax.vjp(lambda p: algo.policy.apply(p, obs, eps), state.actor_params)
     (expected,) = vjp(disp)
@@ -41,7 +44,7 @@ def test_transport_direction_is_grad_of_min_q():
     algo, state = make(tau=0.0)
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
     a0 = jnp.asarray([[[0.3, 0.6]], [[-1.0, 0.9]]])
-    disp, _ = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(0))
+    disp = couple("shared-latent", a0, grad_min_q(algo.critic, state.critic_params, obs, a0), algo.config.eta, 0.0, jax.random.PRNGKey(0)) - a0
     h = 1e-3
     for b in range(2):
         for i in range(2):
@@ -54,7 +57,8 @@ def test_heat_noise_variance_is_2_tau_eta():
     algo, state = make(tau=0.3, eta=0.2)
     a0 = jnp.zeros((64, 256, 2))
     obs = jnp.zeros((64, 3))
-    disp, grad_q = algo.particle_displacement(state.critic_params, obs, a0, jax.random.PRNGKey(5))
+    grad_q = grad_min_q(algo.critic, state.critic_params, obs, a0)
+    disp = couple("shared-latent", a0, grad_q, 0.2, 0.3, jax.random.PRNGKey(5)) - a0
     xi = np.asarray(disp - 0.2 * grad_q)
     assert abs(xi.var() - 2 * 0.3 * 0.2) < 0.01
     assert abs(xi.mean()) < 0.01

@@ -131,9 +131,10 @@ class Agent:
 class WPPG(Agent):
     """WPPG (policy='gaussian') or WPPG-I (policy='implicit'). Hyperparameters: `WPPGConfig` and
     `TrainConfig` fields, for example `WPPG("Pendulum-v1", policy="implicit", K=8, eta=0.1)`.
-    `preset='cpu'` applies a cheaper documented preset (see `wppg.algorithms.wppg.PRESETS`)."""
+    `preset='cpu'` applies a cheaper documented preset, `preset='paper'` the paper's exact algorithm
+    (shared-latent projection); see `wppg.algorithms.wppg.PRESETS`."""
 
-    def __init__(self, env: EnvSpec, policy: str = "gaussian", *, preset: str = "paper", **kwargs: Any):
+    def __init__(self, env: EnvSpec, policy: str = "gaussian", *, preset: str = "default", **kwargs: Any):
         if preset not in PRESETS:
             raise ConfigError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
         if policy not in ("gaussian", "implicit"):

@@ -47,8 +47,9 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         """Run directory: config.json, train.csv, eval.csv, tb/, checkpoints/last.npz, summary.json."""
         algo: Literal["wppg", "wppg-i", "sac", "wpo", "ppo"] = "wppg"
         """Algorithm: wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
-        preset: Literal["paper", "cpu"] = "paper"
-        """WPPG hyperparameter preset applied before the flags: paper (K=32) or cpu (K=8, entropy M=L=8)."""
+        preset: Literal["default", "paper", "cpu"] = "default"
+        """WPPG hyperparameter preset applied before the flags: default (K=32, 'ot' projection), paper (the
+        paper's algorithm: K=32, 'shared-latent' projection) or cpu (K=8, entropy M=L=8, 'ot')."""
         overwrite: bool = False
         """Replace an existing run in --out (otherwise refuse, to never lose saved work)."""
         progress: bool = True
@@ -83,7 +84,7 @@ def _fail(message: str) -> int:
 def cmd_train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo", default="wppg", choices=sorted(VARIANTS))
-    pre.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    pre.add_argument("--preset", default="default", choices=sorted(PRESETS))
     known, _ = pre.parse_known_args(argv)
     algo_name, fixed = VARIANTS[known.algo]
     cfg_cls = ALGORITHMS[algo_name][1]

@@ -61,3 +61,21 @@ def plug_in_entropy(
     centres and L baselines (see `plug_in_entropy_from_samples`)."""
     k_centres, k_baselines, k_noise = jax.random.split(key, 3)
     return plug_in_entropy_from_samples(sample(k_centres, m), sample(k_baselines, l), k_noise, scale, sigma)
+
+
+def calibrated_entropy_target(target: float, dim: int, sigma: float, m: int, l: int, n_states: int = 4096) -> float:
+    """What the plug-in estimator (on the unit box, kernel width `sigma`, M = m, L = l) reads, on
+    average, for a policy of true entropy `target` nats: its mean over `n_states` independent draws
+    on the isotropic Gaussian of that entropy, std s = exp(target / dim) / sqrt(2 pi e).
+
+    The estimator measures pi * N(0, sigma^2 I), which has more entropy than pi (at least that of
+    the kernel alone), and a mixture of finitely many centres adds an upward bias; comparing the
+    estimate with this number rather than with `target` removes both for Gaussian-like policies.
+    The tanh squashing is ignored (it matters only for spreads near the box's half-width). The
+    draws use a fixed key, so the number is a deterministic function of its arguments.
+    """
+    s = math.exp(target / dim) / math.sqrt(2 * math.pi * math.e)
+    k_c, k_b, k_n = jax.random.split(jax.random.PRNGKey(0), 3)
+    centres = s * standard_normal(k_c, (n_states, m, dim))
+    baselines = s * standard_normal(k_b, (n_states, l, dim)) + sigma * standard_normal(k_n, (n_states, l, dim))
+    return float(jnp.mean(mixture_entropy(centres, baselines, sigma)))

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from wppg.algorithms.base import (
     AgentState,
@@ -23,25 +24,25 @@ from wppg.algorithms.base import (
     map_samples,
     min_q,
     require,
-    sample_chunks,
 )
-from wppg.entropy import plug_in_entropy_from_samples
+from wppg.coupling import COUPLINGS, couple
+from wppg.entropy import calibrated_entropy_target, plug_in_entropy_from_samples
 from wppg.envs import ActionBounds
-from wppg.noise import standard_normal
 from wppg.policies import make_policy, sample_latents
-
-COUPLINGS = ("shared-latent",)
 
 
 @dataclass(frozen=True)
 class WPPGConfig(OffPolicyConfig):
-    """WPPG hyperparameters; defaults are the paper's (K=32, eta=0.1, tau=1e-4, ...).
+    """WPPG hyperparameters; defaults are the paper's (K=32, eta=0.1, tau=1e-4, ...) except `coupling`.
 
     Choices the paper leaves open, and deviations:
     - the K bootstrap actions a'_k are drawn from the online policy (no target actor), as in SAC;
     - sigma, M, L of the entropy estimator are not given in the paper (see `entropy_sigma`);
-    - the heat-step noise xi is independent of eps, so it cancels in expectation after the
-      least-squares projection: its only effect on the learned policy is gradient noise.
+    - `coupling` defaults to 'ot', not the paper's 'shared-latent': under the paper's projection the
+      heat-step noise is independent of eps and cancels in expectation, so the policy collapses to
+      a deterministic map whatever tau is (measured in docs/algorithms.md). `preset='paper'` gives
+      the paper's algorithm exactly;
+    - `tau='auto'` (not in the paper) learns the temperature towards a target entropy, as SAC does.
     """
 
     policy: str = "gaussian"
@@ -50,8 +51,18 @@ class WPPGConfig(OffPolicyConfig):
     """Action samples per state, for the actor update and for the soft target (paper: 32)."""
     eta: float = 0.1
     """Wasserstein proximal step size eta (paper: 0.1)."""
-    tau: float = 1e-4
-    """Entropy temperature tau: heat-step variance 2 tau eta and critic entropy bonus (paper: 1e-4)."""
+    tau: float | str = 1e-4
+    """Entropy temperature tau: heat-step variance 2 tau eta and critic entropy bonus (paper: 1e-4), or
+    'auto': learn log tau so that the plug-in entropy estimate tracks `target_entropy` (starts at `tau_init`)."""
+    tau_init: float = 0.2
+    """Initial temperature when tau='auto' (as SAC's initial alpha here)."""
+    tau_lr: float = 3e-4
+    """Adam learning rate of log tau when tau='auto' (as SAC's alpha_lr)."""
+    target_entropy: float | None = None
+    """Target entropy for tau='auto', in nats of the policy on the unit box u = (a - bias) / scale (SAC's
+    convention); None means -dim(A). The plug-in estimator measures the kernel-smoothed policy and is biased
+    for finite M, L: the target it is compared with is its mean on an isotropic Gaussian of this entropy
+    (`wppg.entropy.calibrated_entropy_target`)."""
     latent_dim: int | None = None
     """WPPG-I latent dimension m; None means max(1, round(obs_dim / 3)) (paper's rule). Ignored by 'gaussian'."""
     entropy_sigma: float = 0.1
@@ -62,23 +73,38 @@ class WPPGConfig(OffPolicyConfig):
     """Number of mixture centres M of the entropy estimator (not in the paper)."""
     entropy_L: int = 16
     """Number of baseline samples L of the entropy estimator (not in the paper)."""
-    coupling: str = "shared-latent"
-    """How current samples are paired with particle targets in the projection; only 'shared-latent'."""
+    coupling: str = "ot"
+    """How the K current samples of a state are paired with their particle targets in the projection
+    (`wppg.coupling`): 'ot' (default; optimal assignment of samples to moved particles, heat noise included),
+    'score' (deterministic heat step from the kernel score of the K samples) or 'shared-latent' (the paper's:
+    each latent keeps its own particle; the heat noise cancels and the policy collapses)."""
 
     def validate(self) -> None:
         super().validate()
         require(self.policy in ("gaussian", "implicit"), f"policy must be 'gaussian' or 'implicit', got {self.policy!r}")
         require(self.K >= 1, f"K must be >= 1, got {self.K}")
         require(self.eta > 0, f"eta must be > 0, got {self.eta}")
-        require(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
+        if isinstance(self.tau, str):
+            require(self.tau == "auto", f"tau must be a number >= 0 or 'auto', got {self.tau!r}")
+        else:
+            require(self.tau >= 0, f"tau must be >= 0 or 'auto', got {self.tau}")
+        require(self.tau_init > 0, f"tau_init must be > 0, got {self.tau_init}")
+        require(self.tau_lr > 0, f"tau_lr must be > 0, got {self.tau_lr}")
         require(self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         require(self.entropy_sigma > 0, f"entropy_sigma must be > 0, got {self.entropy_sigma}")
         require(self.entropy_M >= 1 and self.entropy_L >= 1, f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}")
         require(self.coupling in COUPLINGS, f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
 
+    @property
+    def auto_tau(self) -> bool:
+        return self.tau == "auto"
+
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
+    # The library's defaults: the paper's hyperparameters with the 'ot' projection.
+    "default": {},
+    # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md).
+    "paper": {"coupling": "shared-latent"},
     # K=8 and M=L=8 cut an update on two CPU cores by 3-5x against the paper's K=32, M=L=16
     # (docs/results/update_time.md) while still averaging the soft target and the actor
     # step over several samples per state. tau=1e-4 makes the entropy term small, so the noisier
@@ -87,18 +113,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def couple(coupling: str, a0: jnp.ndarray, displacement: jnp.ndarray) -> jnp.ndarray:
-    """Projection targets for the samples a0 = g_theta(s, eps), one per latent eps, [B, K, d].
-
-    'shared-latent': the particle a0 = g(s, eps) moves to a0 + displacement and is matched with
-    the same latent eps.
-    """
-    if coupling == "shared-latent":
-        return a0 + displacement
-    raise ValueError(f"unknown coupling {coupling!r}")
-
-
-def entropy_regularised_value(q: jnp.ndarray, entropy: jnp.ndarray, tau: float) -> jnp.ndarray:
+def entropy_regularised_value(q: jnp.ndarray, entropy: jnp.ndarray, tau: float | jnp.ndarray) -> jnp.ndarray:
     """V(s') = (1/K) sum_k q[:, k] + tau * H_hat(s'), from min-over-twins values q [B, K]."""
     return jnp.mean(q, axis=-1) + tau * entropy
 
@@ -108,7 +123,26 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
     def __init__(self, config: WPPGConfig, obs_dim: int, bounds: ActionBounds):
         self.policy = make_policy(config.policy, obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, config.latent_dim)
+        self.tau_tx = optax.adam(config.tau_lr)
+        if config.auto_tau:
+            target = -float(bounds.dim) if config.target_entropy is None else config.target_entropy
+            # Compared with the estimate on the unit box (env-unit estimate minus sum log scale).
+            self.entropy_target = calibrated_entropy_target(
+                target, bounds.dim, config.entropy_sigma, config.entropy_M, config.entropy_L
+            ) + float(jnp.sum(jnp.log(jnp.asarray(bounds.scale))))
         super().__init__(config, obs_dim, bounds)
+
+    def init_extra(self) -> dict:
+        if not self.config.auto_tau:
+            return {}
+        log_tau = jnp.log(jnp.asarray(self.config.tau_init, jnp.float32))
+        return {"log_tau": log_tau, "tau_opt": self.tau_tx.init(log_tau)}
+
+    def temperature(self, state: AgentState) -> jnp.ndarray:
+        """tau: the configured value, or the learned one when tau='auto'."""
+        if self.config.auto_tau:
+            return jnp.exp(state.extra["log_tau"])
+        return jnp.asarray(self.config.tau, jnp.float32)
 
     def sample_actions(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
         """g_theta(s, eps) for latents [B, n, m]; an implicit policy's network runs per sample, so
@@ -136,16 +170,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
         h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma)
-        return entropy_regularised_value(q, h, c.tau), {"entropy": jnp.mean(h)}
-
-    def heat_noise(self, key: jax.Array, shape: tuple[int, ...]) -> jnp.ndarray:
-        """The heat step's xi ~ N(0, 2 tau eta I)."""
-        return jnp.sqrt(2.0 * self.config.tau * self.config.eta) * standard_normal(key, shape)
-
-    def particle_displacement(self, critic_params: Any, obs: jnp.ndarray, a0: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """Transport + heat: returns (eta grad_a min_j Q_j(s, a0) + xi, grad_a min_j Q_j), xi ~ N(0, 2 tau eta I)."""
-        grad_q = grad_min_q(self.critic, critic_params, obs, a0)
-        return self.config.eta * grad_q + self.heat_noise(key, a0.shape), grad_q
+        return entropy_regularised_value(q, h, self.temperature(state)), {"entropy": jnp.mean(h)}
 
     def projection_loss(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
         """mean over the B*K samples of ||g_theta(s, eps) - target||^2."""
@@ -153,42 +178,40 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         return jnp.mean(jnp.sum(residual**2, axis=-1))
 
     def actor_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
-        """Move K particles per state by transport + heat, then project them back onto g_theta.
+        """Move K particles per state by transport + heat, pair them with the current samples
+        (`coupling`), then project them back onto g_theta by least squares.
 
-        The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0
-        and the residual is a0 - target = -displacement; so the forward pass that made a0 is
-        reused through its VJP instead of being run a second time inside the loss (the result
-        equals jax.grad(projection_loss), tests/test_perf_equivalence.py). An implicit policy's
-        network runs per sample, so its whole step runs chunk by chunk over the K samples
-        (`sample_chunks`), summing the chunks' gradients.
+        All K samples of a state are drawn and moved before the pairing, which may match across
+        them. The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0
+        and the residual is a0 - target; so the forward pass that made a0 is reused through its
+        VJP instead of being run a second time inside the loss (the result equals
+        jax.grad(projection_loss), tests/test_perf_equivalence.py). An implicit policy's network
+        runs chunk by chunk over the K samples, forward and backward (`map_samples`).
         """
         c = self.config
         b = obs.shape[0]
         k_eps, k_xi = jax.random.split(key)
         eps = sample_latents(self.policy, k_eps, b, c.K)
-        xi = self.heat_noise(k_xi, (b, c.K, self.act_dim))
+        a0, pullback = jax.vjp(lambda p: self.sample_actions(p, obs, eps), state.actor_params)
+        grad_q = grad_min_q(self.critic, state.critic_params, obs, a0)
+        target = couple(c.coupling, a0, grad_q, c.eta, self.temperature(state), k_xi, self.scale)
+        residual = jax.lax.stop_gradient(a0 - target)
         n = b * c.K
-
-        def fit(eps_c: jnp.ndarray, xi_c: jnp.ndarray):
-            a0, pullback = jax.vjp(lambda p: self.policy.apply(p, obs, eps_c), state.actor_params)
-            grad_q = grad_min_q(self.critic, state.critic_params, obs, a0)
-            residual = jax.lax.stop_gradient(a0 - couple(c.coupling, a0, c.eta * grad_q + xi_c))
-            (grads,) = pullback(2.0 * residual / n)
-            return grads, (jnp.sum(residual**2), jnp.sum(jnp.linalg.norm(grad_q, axis=-1)))
-
-        n_chunks = sample_chunks(b, c.K) if c.policy == "implicit" else 1
-        if n_chunks == 1:
-            grads, (sq, gq) = fit(eps, xi)
-        else:
-
-            def chunks(x):
-                return jnp.moveaxis(x.reshape(b, n_chunks, c.K // n_chunks, x.shape[-1]), 1, 0)
-
-            def body(total, xs):
-                return jax.tree.map(jnp.add, total, fit(*xs)), None
-
-            zero = (jax.tree.map(jnp.zeros_like, state.actor_params), (jnp.zeros(()), jnp.zeros(())))
-            (grads, (sq, gq)), _ = jax.lax.scan(body, zero, (chunks(eps), chunks(xi)))
+        (grads,) = pullback(2.0 * residual / n)
         actor_params, actor_opt = adam_step(self.actor_tx, grads, state.actor_opt, state.actor_params)
-        info = {"actor_loss": sq / n, "grad_a_q_norm": gq / n}
+        info = {
+            "actor_loss": jnp.sum(residual**2) / n,
+            "grad_a_q_norm": jnp.mean(jnp.linalg.norm(grad_q, axis=-1)),
+        }
         return state.replace(actor_params=actor_params, actor_opt=actor_opt), info
+
+    def gradient_step(self, state: AgentState, batch: Any, key: jax.Array) -> tuple[AgentState, dict]:
+        """The shared critic and actor steps, then (tau='auto') one Adam step on log tau with the
+        loss log_tau * (H_hat - target): tau falls while the estimated entropy is above the target."""
+        state, info = super().gradient_step(state, batch, key)
+        info["tau"] = self.temperature(state)
+        if not self.config.auto_tau:
+            return state, info
+        gap = jax.lax.stop_gradient(info["entropy"] - self.entropy_target)
+        log_tau, tau_opt = adam_step(self.tau_tx, gap, state.extra["tau_opt"], state.extra["log_tau"])
+        return state.replace(extra={"log_tau": log_tau, "tau_opt": tau_opt}), info
