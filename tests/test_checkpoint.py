@@ -69,6 +69,11 @@ def test_exact_resume_pendulum(variant, tiny, tmp_path):
     _check_exact_resume(variant, "Pendulum-v1", tiny, tmp_path)
 
 
+def test_exact_resume_with_auto_tau(tiny, tmp_path):
+    """The same with a learned temperature (tau='auto', in the agent state) and the 'ot' projection."""
+    _check_exact_resume("wppg-i", "Pendulum-v1", lambda v: tiny(v, tau="auto", coupling="ot"), tmp_path)
+
+
 def test_exact_resume_mujoco(tiny, tmp_path):
     """The same on a MuJoCo env, whose physics state is not pickled with the env (see envs.snapshot)."""
     pytest.importorskip("mujoco")

@@ -220,6 +220,7 @@ class MultiSeedTrainer:
                     means = {name: np.mean(v, axis=0) for name, v in acc.items()}
                     for i, (t, r) in enumerate(zip(trainers, recent)):
                         row = {name: float(m[i]) for name, m in means.items()}
+                        row.update(t.policy_spread(jax.tree.map(lambda x, i=i: x[i], self._state.actor_params)))
                         row["steps_per_s"] = sps
                         if r:
                             row["train_return"] = float(np.mean(r))

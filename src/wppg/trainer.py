@@ -28,6 +28,7 @@ import numpy as np
 from wppg import __version__
 from wppg import checkpoint as ckpt
 from wppg.algorithms.base import OffPolicyAlgorithm, require
+from wppg.diagnostics import STATES, make_policy_spread
 from wppg.envs import EnvPool
 from wppg.replay import ReplayBuffer
 
@@ -122,6 +123,7 @@ class BaseTrainer(abc.ABC):
         self.n_evals = 0
         self.last_eval: dict[str, float] = {}
         self.logger = None
+        self._spread = make_policy_spread(algo.act, algo.bounds)
 
     # --- hooks -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -142,6 +144,17 @@ class BaseTrainer(abc.ABC):
 
     def _after_update(self) -> None:
         """Called once an update's new state has been kept."""
+
+    def _recent_obs(self) -> np.ndarray:
+        """Observations the policy-spread diagnostics are measured on (`wppg.diagnostics`)."""
+        return self.pool.obs
+
+    def policy_spread(self, actor_params: Any) -> dict[str, float]:
+        """`policy_std` and `policy_entropy` of the policy on `_recent_obs()` (see `wppg.diagnostics`);
+        the key depends only on the run seed and the env step."""
+        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 3), self.env_steps)
+        out = self._spread(actor_params, np.asarray(self._recent_obs(), np.float32), key)
+        return {name: float(v) for name, v in jax.device_get(out).items()}
 
     def _save_extra(self) -> dict[str, Any]:
         """Arrays of the subclass's own data (replay buffer, rollout) for the checkpoint."""
@@ -192,6 +205,7 @@ class BaseTrainer(abc.ABC):
                 if self.env_steps % c.log_every < c.n_envs and acc:
                     sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                     row = {name: float(np.mean(v)) for name, v in acc.items()}
+                    row.update(self.policy_spread(self.state.actor_params))
                     row["steps_per_s"] = sps
                     if recent:
                         row["train_return"] = float(np.mean(recent))
@@ -388,6 +402,10 @@ class Trainer(BaseTrainer):
     def _grad_steps_per_update(self) -> int:
         c = self.config
         return c.train_freq * c.n_envs * c.utd
+
+    def _recent_obs(self) -> np.ndarray:
+        n = min(STATES, self.buffer.size)
+        return self.buffer.data["obs"][(self.buffer.ptr - 1 - np.arange(n)) % self.buffer.capacity]
 
     def _save_extra(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state()}

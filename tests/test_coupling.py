@@ -1,0 +1,163 @@
+"""The projection's couplings (wppg.coupling) on closed-form cases, and the automatic temperature."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from wppg.algorithms import WPPGAlgorithm, WPPGConfig
+from wppg.coupling import AUCTION_EPS_FINAL, auction_assignment, couple, kernel_score, ot_pair, silverman_bandwidth
+from wppg.entropy import calibrated_entropy_target, mixture_entropy
+from wppg.envs import ActionBounds
+from wppg.noise import standard_normal
+
+
+def test_ot_pairing_in_1d_is_sorting():
+    """The k-th smallest sample is paired with the k-th smallest particle."""
+    a0 = jax.random.normal(jax.random.PRNGKey(0), (5, 9, 1))
+    y = jax.random.normal(jax.random.PRNGKey(1), (5, 9, 1))
+    out = np.asarray(ot_pair(a0, y))[..., 0]
+    for b in range(5):
+        order = np.argsort(np.asarray(a0[b, :, 0]))
+        np.testing.assert_array_equal(out[b, order], np.sort(np.asarray(y[b, :, 0])))
+
+
+def _cost(a: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sum((a - y) ** 2))
+
+
+@pytest.mark.parametrize("K, d", [(2, 2), (3, 3), (5, 2), (8, 3), (8, 6), (16, 2)])
+def test_ot_pairing_is_an_optimal_assignment(K, d):
+    """In d-D the auction's pairing is a permutation of the particles whose cost is the optimum of
+    scipy's exact solver, up to the auction's bound K * eps_final * (benefit range)."""
+    rng = np.random.default_rng(K * 10 + d)
+    a0 = rng.normal(size=(12, K, d)).astype(np.float32)
+    y = (a0 + 0.5 * rng.normal(size=(12, K, d))).astype(np.float32)
+    out = np.asarray(jax.jit(ot_pair)(a0, y))
+    for b in range(12):
+        cost = ((a0[b][:, None] - y[b][None]) ** 2).sum(-1)
+        rows, cols = linear_sum_assignment(cost)
+        benefit = 2 * a0[b] @ y[b].T
+        bound = K * AUCTION_EPS_FINAL * (benefit.max() - benefit.min()) + 1e-5 * cost[rows, cols].sum()
+        assert _cost(a0[b], out[b]) <= cost[rows, cols].sum() + bound
+        # a permutation of the particles: each particle used once
+        match = np.argmin(((out[b][:, None] - y[b][None]) ** 2).sum(-1), axis=1)
+        assert sorted(match) == list(range(K))
+
+
+def test_auction_assignment_against_brute_force():
+    """All permutations of small matrices, including ties (equal rows)."""
+    rng = np.random.default_rng(0)
+    for k in (3, 5):
+        for trial in range(6):
+            benefit = rng.integers(0, 4, size=(k, k)).astype(np.float32) if trial % 2 else rng.normal(size=(k, k)).astype(np.float32)
+            perm = np.asarray(auction_assignment(jnp.asarray(benefit)))
+            assert sorted(perm) == list(range(k))
+            best = max(sum(benefit[i, p[i]] for i in range(k)) for p in itertools.permutations(range(k)))
+            got = sum(benefit[i, perm[i]] for i in range(k))
+            assert got >= best - k * AUCTION_EPS_FINAL * (benefit.max() - benefit.min()) - 1e-6
+
+
+def test_kernel_score_equals_finite_differences_of_log_kde():
+    a = jax.random.normal(jax.random.PRNGKey(3), (2, 6, 2))
+    h = jnp.asarray([[0.4, 0.7], [0.5, 0.3]])
+
+    def log_kde(x, b):  # log (1/K) sum_j N(x; a_j, diag(h^2))
+        z = (x[None, :] - a[b]) / h[b]
+        return jax.scipy.special.logsumexp(-0.5 * jnp.sum(z**2, -1)) - jnp.sum(jnp.log(h[b])) - math.log(6)
+
+    score = np.asarray(kernel_score(a, h))
+    eps = 1e-2
+    e = eps * jnp.eye(2)
+    for b in range(2):
+        fd = jax.vmap(lambda x, b=b: jax.vmap(lambda ei: log_kde(x + ei, b) - log_kde(x - ei, b))(e))(a[b]) / (2 * eps)
+        np.testing.assert_allclose(score[b], np.asarray(fd), rtol=2e-2, atol=2e-3)
+
+
+def test_silverman_bandwidth_formula_and_floor():
+    a = jax.random.normal(jax.random.PRNGKey(0), (3, 50, 2)) * jnp.asarray([1.0, 0.2])
+    h = np.asarray(silverman_bandwidth(a))
+    expected = np.std(np.asarray(a), axis=1) * (4 / (4 * 50)) ** (1 / 6)
+    np.testing.assert_allclose(h, expected, rtol=1e-5)
+    assert np.all(np.asarray(silverman_bandwidth(jnp.zeros((1, 8, 2)), floor=0.01)) == 0.01)
+
+
+def test_couplings_move_the_same_particles():
+    """shared-latent: a0 + eta G + xi with xi ~ N(0, 2 tau eta); ot: the same particles re-paired
+    (the same multiset); score: deterministic (no key), a0 + eta (G - tau * kernel score)."""
+    key = jax.random.PRNGKey(0)
+    a0 = 0.3 * jax.random.normal(jax.random.PRNGKey(1), (64, 8, 1))
+    g = -a0
+    shared = couple("shared-latent", a0, g, 0.1, 0.5, key)
+    xi = np.asarray(shared - a0 - 0.1 * g)
+    assert abs(xi.var() - 2 * 0.5 * 0.1) < 0.01
+    ot = couple("ot", a0, g, 0.1, 0.5, key)
+    np.testing.assert_allclose(np.sort(np.asarray(ot), axis=1), np.sort(np.asarray(shared), axis=1), rtol=1e-6)
+    s1, s2 = couple("score", a0, g, 0.1, 0.5, key), couple("score", a0, g, 0.1, 0.5, jax.random.PRNGKey(9))
+    np.testing.assert_array_equal(s1, s2)
+    h = silverman_bandwidth(a0, 1e-3)
+    np.testing.assert_allclose(s1, a0 + 0.1 * (g - 0.5 * kernel_score(a0, h)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("coupling, grows", [("shared-latent", False), ("ot", True), ("score", True)])
+def test_heat_step_spreads_the_targets_only_with_a_pairing_across_samples(coupling, grows):
+    """The least-squares fit's expected target for a latent: with shared-latent it is a0 + eta G
+    (noise averages out over keys), so the fitted spread does not grow; OT and score pairings give
+    targets whose per-latent mean over keys is wider than a0 (the heat step survives)."""
+    a0 = jnp.linspace(-0.2, 0.2, 8).reshape(1, 8, 1)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+    mean_target = jnp.mean(jax.vmap(lambda k: couple(coupling, a0, jnp.zeros_like(a0), 0.1, 0.1, k))(keys), axis=0)
+    ratio = float(jnp.std(mean_target) / jnp.std(a0))
+    assert (ratio > 1.05) if grows else (abs(ratio - 1) < 0.02), ratio
+
+
+def test_calibrated_target_is_the_estimator_mean_on_a_gaussian():
+    """Against an independent Monte Carlo of the estimator on the Gaussian of the target entropy;
+    and as M, L grow it approaches the closed-form entropy of that Gaussian smoothed by the kernel."""
+    d, target, sigma = 2, -2.0, 0.1
+    s = math.exp(target / d) / math.sqrt(2 * math.pi * math.e)
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(42), 3)
+    c = s * standard_normal(k1, (4096, 8, d))
+    b = s * standard_normal(k2, (4096, 8, d)) + sigma * standard_normal(k3, (4096, 8, d))
+    independent = float(jnp.mean(mixture_entropy(c, b, sigma)))
+    assert abs(calibrated_entropy_target(target, d, sigma, 8, 8) - independent) < 0.02
+    smoothed = 0.5 * d * math.log(2 * math.pi * math.e * (s**2 + sigma**2))
+    assert abs(calibrated_entropy_target(target, d, sigma, 128, 128, n_states=512) - smoothed) < 0.05
+    assert calibrated_entropy_target(target, d, sigma, 8, 8) > smoothed  # the finite-M bias is upward
+
+
+BOUNDS = ActionBounds(np.array([2.0], np.float32), np.array([0.0], np.float32))
+
+
+@pytest.mark.parametrize("target, direction", [(-8.0, -1), (3.0, 1)])
+def test_auto_tau_moves_towards_the_target_entropy(target, direction):
+    """Entropy above the target lowers tau; below it raises tau."""
+    cfg = WPPGConfig(hidden=(16,), K=4, entropy_M=4, entropy_L=4, tau="auto", tau_init=0.5, tau_lr=1e-2, target_entropy=target)
+    algo = WPPGAlgorithm(cfg, 3, BOUNDS)
+    state = algo.init(jax.random.PRNGKey(0))
+    rng = np.random.default_rng(0)
+    batches = {"obs": rng.normal(size=(20, 16, 3)), "action": rng.uniform(-2, 2, (20, 16, 1)), "reward": rng.normal(size=(20, 16)),
+               "next_obs": rng.normal(size=(20, 16, 3)), "terminated": np.zeros((20, 16))}  # fmt: skip
+    new, metrics = algo.update(state, {k: v.astype(np.float32) for k, v in batches.items()}, jax.random.PRNGKey(1))
+    moved = float(jnp.exp(new.extra["log_tau"])) - 0.5
+    assert np.sign(moved) == direction and abs(moved) > 0.05
+    assert "tau" in metrics
+    # The learned tau is what the update uses: the soft value's entropy term scales with it.
+    v1, _ = algo.soft_value(new, jnp.zeros((4, 3)), jax.random.PRNGKey(2))
+    v2, _ = algo.soft_value(new.replace(extra={**new.extra, "log_tau": new.extra["log_tau"] + 1.0}), jnp.zeros((4, 3)), jax.random.PRNGKey(2))
+    assert not np.allclose(v1, v2)
+
+
+def test_tau_auto_is_validated():
+    from wppg.algorithms import ConfigError
+
+    with pytest.raises(ConfigError, match="tau"):
+        WPPGConfig(tau="hot")
+    with pytest.raises(ConfigError, match="coupling"):
+        WPPGConfig(coupling="nearest")
