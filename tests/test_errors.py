@@ -15,7 +15,7 @@ from wppg import checkpoint as ckpt
 from wppg.agent import Agent
 from wppg.algorithms import ConfigError, SACConfig, WPPGConfig
 from wppg.checkpoint import CheckpointError
-from wppg.envs import ActionSpaceError, describe_env
+from wppg.envs import ActionSpaceError, EnvOutputError, describe_env
 from wppg.trainer import TrainConfig, TrainingDivergedError
 
 
@@ -177,13 +177,14 @@ CHECKPOINT_EVERY = 50
 
 class NaNRewardEnv(gym.Env):
     """A Pendulum-shaped env (obs in R^3, action in [-2, 2], 200-step episodes) without a
-    registered id, whose rewards are NaN from its NAN_AFTER+1-th step on."""
+    registered id, whose rewards are `bad` (NaN by default) from its NAN_AFTER+1-th step on."""
 
     observation_space = gym.spaces.Box(-8.0, 8.0, (3,), np.float32)
     action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
-    def __init__(self, nan_after: int = NAN_AFTER):
+    def __init__(self, nan_after: int = NAN_AFTER, bad: float = float("nan")):
         self.nan_after = nan_after
+        self.bad = bad
         self.steps = 0
         self.t = 0
         self.x = np.zeros(3, np.float32)
@@ -200,33 +201,44 @@ class NaNRewardEnv(gym.Env):
         self.x = np.clip(0.95 * self.x + 0.1 * float(np.asarray(action).reshape(-1)[0]), -8.0, 8.0).astype(np.float32)
         reward = -float(np.sum(self.x**2))
         if self.steps > self.nan_after:
-            reward = float("nan")
+            reward = self.bad
         return self.x.copy(), reward, False, self.t >= 200, {}
 
 
-def test_nan_reward_raises_and_keeps_last_good_checkpoint(tiny, tmp_path):
+@pytest.mark.parametrize("bad", [float("nan"), 1e30], ids=["nan-reward", "huge-reward"])
+def test_bad_reward_raises_and_keeps_last_good_checkpoint(bad, tiny, tmp_path):
+    """A NaN reward is refused at the env boundary (it never reaches the replay buffer); a finite
+    but huge one makes the critic loss overflow, which stops training before the update is kept."""
     run_dir = tmp_path / "run"
-    agent = wppg.WPPG(NaNRewardEnv(), seed=0, run_dir=run_dir, progress=False, **tiny("wppg", checkpoint_every=CHECKPOINT_EVERY))
-    with pytest.raises(TrainingDivergedError) as err:
+    env = NaNRewardEnv(bad=bad)
+    agent = wppg.WPPG(env, seed=0, run_dir=run_dir, progress=False, **tiny("wppg", checkpoint_every=CHECKPOINT_EVERY))
+    expected = EnvOutputError if np.isnan(bad) else TrainingDivergedError
+    with pytest.raises(expected) as err:
         agent.learn(400)
     msg = str(err.value)
-    assert isinstance(err.value, FloatingPointError)
-    assert "critic_loss" in msg, msg
     m = re.search(r"env step (\d+)", msg)
     assert m, f"the message does not give the env step: {msg}"
     step = int(m.group(1))
-    assert NAN_AFTER < step <= agent.num_timesteps, msg
+    if np.isnan(bad):
+        assert "reward" in msg and "nan" in msg, msg
+        assert step == NAN_AFTER + 1 and agent.num_timesteps == NAN_AFTER, msg
+        assert np.all(np.isfinite(agent.trainer.buffer.data["reward"][: agent.trainer.buffer.size]))
+    else:
+        assert isinstance(err.value, FloatingPointError)
+        assert "critic_loss" in msg, msg
+        assert NAN_AFTER < step <= agent.num_timesteps, msg
     last = run_dir / "checkpoints" / "last.npz"
     assert str(last) in msg, f"the message does not point to the last good checkpoint: {msg}"
     # the diverged update was not kept: the agent's own parameters are still finite
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(agent.trainer.state))
 
-    # the last periodic checkpoint predates the NaN and holds finite parameters and rewards
+    # the last periodic checkpoint predates the bad reward and holds finite parameters and rewards
     meta, tree = ckpt.load(last)
     assert meta["env_steps"] == (step - 1) // CHECKPOINT_EVERY * CHECKPOINT_EVERY
     assert meta["env_steps"] <= NAN_AFTER
     assert meta["env_id"] is None
     assert np.all(np.isfinite(tree["buffer"]["reward"]))
+    assert np.all(np.abs(tree["buffer"]["reward"]) < 1e3)
     with pytest.raises(CheckpointError, match="pass env="):
         Agent.load(run_dir, progress=False)  # no registered id to rebuild the env from
     restored = Agent.load(run_dir, env=NaNRewardEnv(), progress=False)

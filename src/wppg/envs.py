@@ -273,7 +273,7 @@ def snapshot(env: gym.Env) -> bytes:
 
 def restore(blob: bytes) -> gym.Env:
     """Inverse of `snapshot`. Executes code from `blob`: call it on trusted data only."""
-    env, extra = pickle.loads(blob)  # noqa: S301 -- the caller has checked that the data are trusted
+    env, extra = pickle.loads(blob)  # the caller has checked that the data are trusted
     env.unwrapped.np_random  # materialise the generator before overwriting its state
     env.unwrapped.np_random.bit_generator.state = extra["np_random"]
     if "mujoco" in extra:
@@ -312,7 +312,8 @@ def check_output(obs: Any, reward: Any, obs_shape: tuple[int, ...], where: str) 
     if o.shape != tuple(obs_shape):
         raise EnvOutputError(f"{where}: the observation has shape {o.shape}, but the observation space says {tuple(obs_shape)}")
     if not np.isfinite(r):
-        raise EnvOutputError(f"{where}: the reward is {float(r)} (non-finite as float32; raw value {reward!r})")
+        overflow = " (it overflows float32, the dtype of the replay buffer)" if np.isfinite(float(reward)) else ""
+        raise EnvOutputError(f"{where}: the reward is {reward!r}{overflow}")
     if not np.all(np.isfinite(o)):
         bad = np.flatnonzero(~np.isfinite(o))
         raise EnvOutputError(f"{where}: the observation holds non-finite values at indices {bad[:8].tolist()}: {o[bad[:8]].tolist()}")
@@ -377,7 +378,7 @@ class EnvPool:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], make_env: Callable[[], gym.Env], trust: bool = False) -> "EnvPool":
+    def from_state(cls, state: dict[str, Any], make_env: Callable[[], gym.Env], trust: bool = False) -> EnvPool:
         """Rebuild the pool from `state`: fresh envs from `make_env` with the data-only snapshots
         written in. A pickled snapshot (an env whose state is not plain data, or a checkpoint of an
         older version) is unpickled only with `trust=True`; otherwise `EnvStateError` is raised and

@@ -29,10 +29,11 @@ machine at hand (`wppg bench speed --sections vmap`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import signal
 import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,14 @@ import numpy as np
 from wppg.agent import VARIANTS, Agent, make_agent
 from wppg.algorithms import ALGORITHMS
 from wppg.algorithms.base import OffPolicyAlgorithm, require, with_key_split
-from wppg.envs import EnvPool, EnvSpec
-from wppg.trainer import Trainer, TrainingDivergedError
+from wppg.envs import EnvOutputError, EnvPool, EnvSpec
+from wppg.rundir import RunLock, check_writable
+from wppg.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    TrainingInterrupted,
+    stop_on_signals,
+)
 
 
 def check_seeds(seeds: Sequence[int], variant: str | None = None) -> list[int]:
@@ -167,8 +174,18 @@ class MultiSeedTrainer:
         """Interact and learn until `until_step` env steps per seed; returns each seed's last evaluation.
 
         The schedule (warm-up, update calls, train.csv rows, evaluations, checkpoints, summary) is
-        that of `Trainer.learn`, step for step, for every seed.
+        that of `Trainer.learn`, step for step, for every seed; so are the run-directory locks and
+        the stop on SIGINT / SIGTERM (every seed checkpointed, then `TrainingInterrupted`).
         """
+        with contextlib.ExitStack() as stack:
+            for t in self.trainers:
+                t.target_steps = int(until_step)
+                if t.run_dir is not None:
+                    stack.enter_context(RunLock(check_writable(t.run_dir)))
+            stop = stack.enter_context(stop_on_signals())
+            return self._learn(until_step, stop)
+
+    def _learn(self, until_step: int, stop: Any) -> list[dict[str, float]]:
         from tqdm.auto import tqdm
 
         from wppg.logger import RunLogger
@@ -185,17 +202,21 @@ class MultiSeedTrainer:
         n = len(trainers)
         lead = trainers[0]
         start_steps, start_time = lead.env_steps, time.perf_counter()
-        recent = [deque(maxlen=20) for _ in trainers]
-        acc: dict[str, list[np.ndarray]] = {}
+        # Each seed's logging windows are its trainer's, so they are checkpointed with it.
+        recent = [t.recent_returns for t in trainers]
         update_time, update_calls, grad_steps_done = 0.0, 0, 0
         bar = tqdm(total=until_step, initial=lead.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
         bar.set_description(f"{n} seeds")
         try:
-            while lead.env_steps < until_step:
-                if lead.env_steps < c.learning_starts:
-                    finished = [t._env_step() for t in trainers]  # uniform actions: host only, no key
-                else:
-                    finished = self._policy_env_step()
+            while lead.env_steps < until_step and stop.signum is None:
+                try:
+                    if lead.env_steps < c.learning_starts:
+                        finished = [t._env_step() for t in trainers]  # uniform actions: host only, no key
+                    else:
+                        finished = self._policy_env_step()
+                except EnvOutputError as e:
+                    raise EnvOutputError(f"{e}, at env step {lead.env_steps + c.n_envs}; training stopped and nothing of "
+                                         f"this step was stored{lead._last_good()}") from None
                 for t, r, f in zip(trainers, recent, finished):
                     r.extend(ret for ret, _ in f)
                     t.env_steps += c.n_envs
@@ -213,18 +234,18 @@ class MultiSeedTrainer:
                     self._check_finite(metrics)
                     self._state, self._keys = state, keys
                     for name, v in metrics.items():
-                        acc.setdefault(name, []).append(np.asarray(v, np.float64))
+                        for i, t in enumerate(trainers):
+                            t.log_metrics.setdefault(name, []).append(float(np.asarray(v, np.float64)[i]))
 
-                if lead.env_steps % c.log_every < c.n_envs and acc:
+                if lead.env_steps % c.log_every < c.n_envs and lead.log_metrics:
                     sps = (lead.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                    means = {name: np.mean(v, axis=0) for name, v in acc.items()}
-                    for i, (t, r) in enumerate(zip(trainers, recent)):
-                        row = {name: float(m[i]) for name, m in means.items()}
+                    for t, r in zip(trainers, recent):
+                        row = {name: float(np.mean(v)) for name, v in t.log_metrics.items()}
                         row["steps_per_s"] = sps
                         if r:
                             row["train_return"] = float(np.mean(r))
                         t._log("train", row)
-                    acc = {}
+                        t.log_metrics.clear()
                     bar.set_postfix(sps=f"{sps:.0f}", refresh=False)
                 if lead.env_steps % c.eval_every < c.n_envs:
                     self.sync()
@@ -236,6 +257,14 @@ class MultiSeedTrainer:
         finally:
             bar.close()
             self.sync()
+        if stop.signum is not None:
+            self._save_all()
+            name, where = signal.Signals(stop.signum).name, " ".join(str(t.run_dir) for t in trainers if t.run_dir is not None)
+            raise TrainingInterrupted(
+                f"{name}: training stopped at env step {lead.env_steps}" + (f"; checkpoints written in {where}" if where else ""),
+                stop.signum,
+                lead.env_steps,
+            )
         for t in trainers:
             if t.last_eval.get("step") != t.env_steps:
                 t.evaluate_and_log()
@@ -337,6 +366,13 @@ def train_seeds(
     _check_batching(batching)
     require("seed" not in hyperparameters, "train_seeds takes `seeds`, not `seed`")
     agents = make_seed_agents(variant, env, seeds, out_dir, total_steps=int(total_steps), **hyperparameters)
+    return train_agents(agents, int(total_steps), progress=progress, command=command, batching=batching)
+
+
+def train_agents(
+    agents: Sequence[Agent], total_steps: int, *, progress: bool = False, command: str | None = None, batching: str = "vmap"
+) -> list[dict[str, Any]]:
+    """`train_seeds` on agents already built by `make_seed_agents` (validated before any file is touched)."""
     for a in agents:
         run_dir = a.trainer.run_dir
         if run_dir is not None:

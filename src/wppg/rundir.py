@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 LOCK_NAME = ".lock"
 
@@ -80,12 +80,12 @@ def _describe(holder: dict[str, Any] | None) -> str:
 class RunLock:
     """The lock of one run directory; re-entrant within a process (`with RunLock(d): ...`)."""
 
-    _held: dict[Path, int] = {}
+    _held: ClassVar[dict[Path, int]] = {}
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir).absolute() / LOCK_NAME
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> Self:
         """Take the lock, replacing a stale one; raises `RunLockedError` naming a live holder."""
         if self._held.get(self.path):
             self._held[self.path] += 1
@@ -139,7 +139,7 @@ class RunLock:
         if count == 1 and (_holder(self.path) or {}).get("pid") == os.getpid():
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -246,7 +246,7 @@ class BaseTrainer(abc.ABC):
                         finished = self._env_step()
                     except EnvOutputError as e:
                         raise EnvOutputError(
-                            f"{e} (env step {self.env_steps + c.n_envs}); training stopped and nothing of this step was "
+                            f"{e}, at env step {self.env_steps + c.n_envs}; training stopped and nothing of this step was "
                             f"stored{self._last_good()}"
                         ) from None
                     recent.extend(r for r, _ in finished)
