@@ -13,7 +13,7 @@ import pytest
 import wppg
 from wppg import checkpoint as ckpt
 from wppg.agent import Agent
-from wppg.algorithms import ConfigError, SACConfig, WPPGConfig
+from wppg.algorithms import ConfigError, PPOConfig, SACConfig, WPPGConfig
 from wppg.checkpoint import CheckpointError
 from wppg.envs import ActionSpaceError, EnvOutputError, describe_env
 from wppg.trainer import TrainConfig, TrainingDivergedError
@@ -48,8 +48,9 @@ BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         (gym.spaces.Box(-np.inf, np.inf, (2,), np.float32), ["unbounded", "finite"]),
         (gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, np.inf], np.float32)), ["unbounded"]),
         (gym.spaces.Box(-1.0, 1.0, (2, 2), np.float32), ["one-dimensional", "(2, 2)"]),
+        (gym.spaces.Box(-1.0, 1.0, (0,), np.float32), ["zero size"]),
     ],
-    ids=["discrete", "multidiscrete", "dict", "tuple", "unbounded", "half-unbounded", "2d-box"],
+    ids=["discrete", "multidiscrete", "dict", "tuple", "unbounded", "half-unbounded", "2d-box", "zero-size"],
 )
 def test_unsupported_action_space(space, words, tmp_path):
     with pytest.raises(ActionSpaceError) as err:
@@ -128,6 +129,73 @@ def test_invalid_hyperparameter(agent_cls, kwargs, field, tmp_path):
         agent_cls("Pendulum-v1", run_dir=tmp_path / "run", progress=False, **kwargs)
     assert re.match(rf"{field}\b", str(err.value)), f"message does not start with the field {field!r}: {err.value}"
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("cfg", "kwargs", "field"),
+    [
+        (WPPGConfig, {"hidden": "64"}, "hidden"),
+        (WPPGConfig, {"hidden": (32, True)}, "hidden"),
+        (WPPGConfig, {"hidden": 64}, "hidden"),
+        (WPPGConfig, {"K": 2.5}, "K"),
+        (WPPGConfig, {"K": True}, "K"),
+        (WPPGConfig, {"K": "8"}, "K"),
+        (WPPGConfig, {"eta": float("inf")}, "eta"),
+        (WPPGConfig, {"eta": "0.1"}, "eta"),
+        (WPPGConfig, {"tau": float("nan")}, "tau"),
+        (WPPGConfig, {"actor_lr": float("nan")}, "actor_lr"),
+        (WPPGConfig, {"critic_lr": float("inf")}, "critic_lr"),
+        (WPPGConfig, {"entropy_sigma": float("nan")}, "entropy_sigma"),
+        (WPPGConfig, {"latent_dim": 2.5}, "latent_dim"),
+        (WPPGConfig, {"policy": 1}, "policy"),
+        (SACConfig, {"autotune": 1}, "autotune"),
+        (SACConfig, {"target_entropy": "auto"}, "target_entropy"),
+        (PPOConfig, {"n_steps": 64.5}, "n_steps"),
+        (PPOConfig, {"norm_obs": "yes"}, "norm_obs"),
+        (TrainConfig, {"batch_size": True}, "batch_size"),
+        (TrainConfig, {"learning_starts": 1.5}, "learning_starts"),
+        (TrainConfig, {"seed": -1}, "seed"),
+        (TrainConfig, {"seed": "0"}, "seed"),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else ",".join(f"{k}={x!r}" for k, x in v.items()) if isinstance(v, dict) else "error",
+)
+def test_hyperparameter_of_the_wrong_type(cfg, kwargs, field):
+    """Types are checked from the field annotations, for every config class: a ConfigError that
+    starts with the field's name, instead of hidden="64" becoming widths (6, 4)."""
+    with pytest.raises(ConfigError) as err:
+        cfg(**kwargs)
+    assert re.match(rf"{field}\b", str(err.value)), f"message does not start with the field {field!r}: {err.value}"
+
+
+def test_hyperparameter_types_that_are_accepted():
+    c = WPPGConfig(K=2.0, tau=0, eta=1, hidden=[8, 8], latent_dim=None)
+    assert (c.K, c.tau, c.eta, c.hidden) == (2, 0.0, 1.0, (8, 8))
+    assert type(c.K) is int and type(c.tau) is float
+    assert TrainConfig(total_steps=1e6).total_steps == 1_000_000
+    assert SACConfig(target_entropy=None).target_entropy is None and SACConfig(target_entropy=-2).target_entropy == -2.0
+    assert wppg.WPPG("Pendulum-v1", progress=False, hidden=[16]).algo_config.hidden == (16,)
+
+
+def test_field_types_cover_new_fields_and_unions():
+    """A field added later is checked by its annotation alone; `float | str` takes both."""
+    import dataclasses
+
+    from wppg.algorithms.base import OffPolicyConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(OffPolicyConfig):
+        temperature: float | str = 0.1
+        samples: int | None = None
+
+    assert Later(temperature="auto").temperature == "auto"
+    assert Later(temperature=1).temperature == 1.0
+    assert Later(samples=None).samples is None
+    with pytest.raises(ConfigError, match=r"^temperature must be float or str"):
+        Later(temperature=None)
+    with pytest.raises(ConfigError, match=r"^temperature must be"):
+        Later(temperature=float("inf"))
+    with pytest.raises(ConfigError, match=r"^samples must be int or None"):
+        Later(samples=1.5)
 
 
 def test_config_classes_validate_directly():

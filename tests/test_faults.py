@@ -451,3 +451,21 @@ def test_train_csv_is_exact_across_a_resume(tiny, tmp_path):
     for name in a:
         if name != "steps_per_s":
             np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_column_that_starts_late_is_kept(tmp_path):
+    """train_return first appears in a later row: the header grows, earlier rows read NaN there."""
+    from wppg.logger import RunLogger, read_csv
+
+    log = RunLogger(tmp_path)
+    log.log("train", 10, {"critic_loss": 1.0})
+    log.log("train", 20, {"critic_loss": 2.0, "train_return": -5.0})
+    log.log("train", 30, {"train_return": -4.0, "critic_loss": 3.0})
+    log.close()
+    rows = read_csv(tmp_path / "train.csv")
+    assert rows["critic_loss"] == [1.0, 2.0, 3.0]
+    assert np.isnan(rows["train_return"][0]) and rows["train_return"][1:] == [-5.0, -4.0]
+    again = RunLogger(tmp_path, resume_step=20)  # a resume truncates and keeps the wider header
+    again.log("train", 30, {"critic_loss": 4.0, "train_return": -3.0})
+    again.close()
+    assert read_csv(tmp_path / "train.csv")["train_return"][1:] == [-5.0, -3.0]
