@@ -193,23 +193,26 @@ def test_stale_temp_files_are_removed(saved_run, tmp_path):
     stale, live = d / f".last.npz.tmp-{dead_pid()}", d / f".last.npz.tmp-{os.getppid()}"
     stale.write_bytes(b"half a checkpoint")
     live.write_bytes(b"a save in progress")
-    Agent.load(run, progress=False).save(d / "last.npz")
+    agent = Agent.load(run, progress=False)  # (what `wppg resume` does first)
     assert not stale.exists(), "a temp file of a killed writer was left behind"
     assert live.exists(), "a temp file of a live process was removed"
+    stale.write_bytes(b"half a checkpoint")
+    agent.save(d / "last.npz")
+    assert not stale.exists() and live.exists()
 
 
 # --- 3. one writer per run directory ----------------------------------------------------------------
 def test_second_writer_gets_a_named_error(saved_run, tmp_path):
     """A real second process holds the lock; training into the run and `wppg train` both refuse."""
     run = copy_of(saved_run, tmp_path)
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import importlib.util, sys\n"
-         f"spec = importlib.util.spec_from_file_location('rundir', {SRC + '/wppg/rundir.py'!r})\n"
-         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-         f"m.RunLock({str(run)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # The holder loads rundir.py alone (no JAX import): a second process in well under a second.
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('rundir', {SRC + '/wppg/rundir.py'!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        f"m.RunLock({str(run)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         agent = Agent.load(run, run_dir=run, progress=False)
@@ -278,7 +281,8 @@ def test_resume_of_a_multi_seed_parent_names_its_seeds(saved_run, tmp_path):
     parent = tmp_path / "multi"
     for s in (0, 1):
         (parent / f"seed{s}" / "checkpoints").mkdir(parents=True)
-        (parent / f"seed{s}" / "checkpoints" / "last.npz").write_bytes((saved_run / "checkpoints" / "last.npz").read_bytes())
+        data = (saved_run / "checkpoints" / "last.npz").read_bytes()
+        (parent / f"seed{s}" / "checkpoints" / "last.npz").write_bytes(data)
     for command in ("resume", "eval"):
         code, _, stderr = run_cli([command, str(parent)])
         assert code == 2 and str(parent / "seed0") in stderr and str(parent / "seed1") in stderr, stderr
@@ -377,11 +381,12 @@ def test_signal_checkpoints_and_resume_goes_on_to_the_target(how, code, tiny, tm
     checkpoint is at 23, and a resume without --total-steps continues to the interrupted target."""
     handler = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     run_dir = tmp_path / "run"
-    agent = wppg.SAC(Hostile(how, at=23), run_dir=run_dir, progress=False, **tiny("sac", learning_starts=10, batch_size=8))
+    hyper = tiny("sac", learning_starts=10, batch_size=8)
+    agent = wppg.SAC(Hostile(how, at=23), run_dir=run_dir, progress=False, **hyper)
     with pytest.raises(TrainingInterrupted) as err:
         agent.learn(60)
     assert err.value.env_steps == 23 and f"wppg resume {run_dir}" in str(err.value)
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handler, "the handlers were not restored"
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handler, "handlers not restored"
     meta, _ = ckpt.load(run_dir)
     assert meta["env_steps"] == 23 and meta["target_steps"] == 60
     assert int(agent.trainer.state.step) == 23 - 10 + 1  # the update of the last step was taken
@@ -395,8 +400,9 @@ def test_signal_checkpoints_and_resume_goes_on_to_the_target(how, code, tiny, tm
     # the same through the command line: its exit code says which signal
     gym.register(f"WppgTest-{how}-v0", entry_point=Hostile, kwargs={"how": how, "at": 23}, max_episode_steps=40)
     rc, _, stderr = run_cli(["train", "--algo", "sac", "--env", f"WppgTest-{how}-v0", "--out", str(tmp_path / "cli"),
-                             "--total-steps", "60", "--learning-starts", "10", "--batch-size", "8", "--buffer-size", "5000",
-                             "--hidden", "32", "32", "--eval-episodes", "1", "--no-progress"])  # fmt: skip
+                             "--total-steps", "60", "--learning-starts", "10", "--batch-size", "8",
+                             "--buffer-size", "5000", "--hidden", "32", "32", "--eval-episodes", "1",
+                             "--no-progress"])  # fmt: skip
     assert rc == code and "env step 23" in stderr, stderr
 
 

@@ -8,6 +8,7 @@ the caller passes trust=True (see `wppg.trainer.BaseTrainer.load_state`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -63,21 +64,27 @@ def save(path: str | os.PathLike, meta: dict[str, Any], tree: dict[str, Any]) ->
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        kept = f"the previous checkpoint {path} is kept unchanged" if path.exists() else f"no checkpoint was written to {path}"
+        kept = f"the previous checkpoint {path} is kept unchanged" if path.exists() else "no checkpoint was written"
         hint = " (disk full: free some space)" if e.errno == errno.ENOSPC else ""
-        raise CheckpointWriteError(f"could not write checkpoint {path}: {e.strerror or e}{hint}; {kept}", e.errno) from e
+        message = f"could not write checkpoint {path}: {e.strerror or e}{hint}; {kept}"
+        raise CheckpointWriteError(message, e.errno) from e
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a checkpoint: returns (meta, nested dict of NumPy arrays)."""
+    """Read a checkpoint: returns (meta, nested dict of NumPy arrays). Executes nothing from the
+    file (no pickles); removes temp files of writers killed midway next to it."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.npz"
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
+    from wppg.rundir import remove_stale_temp_files
+
+    with contextlib.suppress(OSError):  # a read-only run directory: leave them
+        remove_stale_temp_files(path.parent, path.name)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -106,7 +113,8 @@ def restore_tree(template: Any, saved: dict[str, Any], what: str) -> Any:
         if v.shape != np.shape(got[k]):
             raise CheckpointError(f"{what}: {k} has shape {np.shape(got[k])} in the checkpoint, {v.shape} in the model")
         if v.dtype != np.asarray(got[k]).dtype:
-            raise CheckpointError(f"{what}: {k} has dtype {np.asarray(got[k]).dtype} in the checkpoint, {v.dtype} in the model")
+            dtype = np.asarray(got[k]).dtype
+            raise CheckpointError(f"{what}: {k} has dtype {dtype} in the checkpoint, {v.dtype} in the model")
     # Empty nodes (optax's EmptyState, an algorithm's empty `extra`) hold no arrays and are not
     # stored; put them back so the state dict has the template's structure.
     full = traverse_util.flatten_dict(serialization.to_state_dict(template), sep="/", keep_empty_nodes=True)

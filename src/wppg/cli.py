@@ -95,7 +95,7 @@ def _checkpoint_of(run_dir: Path) -> Path:
         seeds = sorted(p.parent.parent.name for p in run_dir.glob("seed*/checkpoints/last.npz"))
         if seeds:
             runs = " ".join(str(run_dir / s) for s in seeds)
-            raise CheckpointError(f"{run_dir} holds a multi-seed run (--seeds): give one seed's run directory, one of: {runs}")
+            raise CheckpointError(f"{run_dir} holds a multi-seed run (--seeds): give one seed's run directory: {runs}")
     return path
 
 
@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         print("wppg: interrupted", file=sys.stderr)
         return 130
     except (
-        ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, RunLockedError, RunDirError, ValueError, OSError,
+        ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, RunLockedError, RunDirError,
+        ValueError, OSError,
     ) as e:  # fmt: skip
         return _fail(str(e))
 

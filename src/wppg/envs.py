@@ -219,7 +219,8 @@ def env_state(env: gym.Env) -> dict[str, Any]:
     }
     if mj is not None:
         d = mj.data
-        state["mujoco"] = _encode({"qpos": d.qpos.copy(), "qvel": d.qvel.copy(), "act": d.act.copy(), "time": float(d.time)})
+        physics = {"qpos": d.qpos.copy(), "qvel": d.qvel.copy(), "act": d.act.copy(), "time": float(d.time)}
+        state["mujoco"] = _encode(physics)
     return state
 
 
@@ -310,13 +311,14 @@ def check_output(obs: Any, reward: Any, obs_shape: tuple[int, ...], where: str) 
     except (TypeError, ValueError) as e:
         raise EnvOutputError(f"{where}: the observation is not a numeric array ({e})") from e
     if o.shape != tuple(obs_shape):
-        raise EnvOutputError(f"{where}: the observation has shape {o.shape}, but the observation space says {tuple(obs_shape)}")
+        raise EnvOutputError(f"{where}: the observation has shape {o.shape}, the observation space {tuple(obs_shape)}")
     if not np.isfinite(r):
         overflow = " (it overflows float32, the dtype of the replay buffer)" if np.isfinite(float(reward)) else ""
         raise EnvOutputError(f"{where}: the reward is {reward!r}{overflow}")
     if not np.all(np.isfinite(o)):
         bad = np.flatnonzero(~np.isfinite(o))
-        raise EnvOutputError(f"{where}: the observation holds non-finite values at indices {bad[:8].tolist()}: {o[bad[:8]].tolist()}")
+        bad = bad[:8]
+        raise EnvOutputError(f"{where}: the observation is non-finite at indices {bad.tolist()}: {o[bad].tolist()}")
     return o, float(reward)
 
 
@@ -399,11 +401,13 @@ class EnvPool:
                     )
                 env, fresh = restore(pickles[i]), make_env()
                 if type(env.unwrapped) is not type(fresh.unwrapped):
-                    raise EnvStateError(f"the pickled env is a {type(env.unwrapped).__name__}, not the {type(fresh.unwrapped).__name__} given")
+                    got, given = type(env.unwrapped).__name__, type(fresh.unwrapped).__name__
+                    raise EnvStateError(f"the pickled env is a {got}, not the {given} given")
                 fresh.close()
                 envs.append(env)
             else:
-                raise EnvStateError(f"env {i}'s snapshot is incomplete ({', '.join((s or {}).get('opaque', [])) or 'missing'})")
+                opaque = ", ".join((s or {}).get("opaque", [])) or "missing"
+                raise EnvStateError(f"env {i}'s snapshot is incomplete ({opaque})")
         pool.envs = envs
         pool.obs_shape = tuple(envs[0].observation_space.shape)
         pool.obs = np.asarray(state["obs"], np.float32).copy()

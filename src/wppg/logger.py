@@ -84,4 +84,5 @@ def read_csv(path: str | Path) -> dict[str, list[float]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     # An empty cell (a column that started later in the run) reads as NaN.
-    return {k: [float(r[k]) if r.get(k) not in (None, "") else float("nan") for r in rows] for k in (rows[0].keys() if rows else [])}
+    keys = rows[0].keys() if rows else []
+    return {k: [float(r[k]) if r.get(k) not in (None, "") else float("nan") for r in rows] for k in keys}

@@ -209,14 +209,13 @@ class MultiSeedTrainer:
         bar.set_description(f"{n} seeds")
         try:
             while lead.env_steps < until_step and stop.signum is None:
-                try:
-                    if lead.env_steps < c.learning_starts:
-                        finished = [t._env_step() for t in trainers]  # uniform actions: host only, no key
-                    else:
-                        finished = self._policy_env_step()
-                except EnvOutputError as e:
-                    raise EnvOutputError(f"{e}, at env step {lead.env_steps + c.n_envs}; training stopped and nothing of "
-                                         f"this step was stored{lead._last_good()}") from None
+                if lead.env_steps < c.learning_starts:
+                    finished = []
+                    for t in trainers:  # uniform actions: host only, no key
+                        with _env_errors(t):
+                            finished.append(t._env_step())
+                else:
+                    finished = self._policy_env_step()
                 for t, r, f in zip(trainers, recent, finished):
                     r.extend(ret for ret, _ in f)
                     t.env_steps += c.n_envs
@@ -259,9 +258,11 @@ class MultiSeedTrainer:
             self.sync()
         if stop.signum is not None:
             self._save_all()
-            name, where = signal.Signals(stop.signum).name, " ".join(str(t.run_dir) for t in trainers if t.run_dir is not None)
+            name = signal.Signals(stop.signum).name
+            where = " ".join(str(t.run_dir) for t in trainers if t.run_dir is not None)
             raise TrainingInterrupted(
-                f"{name}: training stopped at env step {lead.env_steps}" + (f"; checkpoints written in {where}" if where else ""),
+                f"{name}: training stopped at env step {lead.env_steps}"
+                + (f"; checkpoints written in {where}" if where else ""),
                 stop.signum,
                 lead.env_steps,
             )
@@ -296,7 +297,8 @@ class MultiSeedTrainer:
         actions = np.asarray(actions)
         finished = []
         for t, o, a in zip(self.trainers, obs, actions):
-            next_obs, reward, terminated, _, done = t.pool.step(a)
+            with _env_errors(t):
+                next_obs, reward, terminated, _, done = t.pool.step(a)
             t.buffer.add(obs=o, action=a, reward=reward, next_obs=next_obs, terminated=terminated)
             finished.append(done)
         return finished
@@ -319,6 +321,18 @@ class MultiSeedTrainer:
         for t in self.trainers:
             if t.run_dir is not None:
                 t.save(t.run_dir / "checkpoints" / "last.npz")
+
+
+@contextlib.contextmanager
+def _env_errors(t: Trainer) -> Any:
+    """An `EnvOutputError` of seed `t`'s envs, with the seed and the env step added."""
+    try:
+        yield
+    except EnvOutputError as e:
+        raise EnvOutputError(
+            f"seed {t.config.seed}: {e}, at env step {t.env_steps + t.config.n_envs}; training stopped and nothing "
+            f"of this step was stored{t._last_good()}"
+        ) from None
 
 
 def _transpose(dicts: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -370,7 +384,12 @@ def train_seeds(
 
 
 def train_agents(
-    agents: Sequence[Agent], total_steps: int, *, progress: bool = False, command: str | None = None, batching: str = "vmap"
+    agents: Sequence[Agent],
+    total_steps: int,
+    *,
+    progress: bool = False,
+    command: str | None = None,
+    batching: str = "vmap",
 ) -> list[dict[str, Any]]:
     """`train_seeds` on agents already built by `make_seed_agents` (validated before any file is touched)."""
     for a in agents:

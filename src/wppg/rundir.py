@@ -55,9 +55,9 @@ def check_writable(run_dir: str | Path, what: str = "run directory") -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except FileExistsError as e:
-        raise RunDirError(f"cannot use {run_dir} as the {what}: {e.filename or run_dir} exists and is not a directory") from e
+        raise RunDirError(f"cannot use {run_dir} as the {what}: {e.filename or run_dir} is not a directory") from e
     except NotADirectoryError as e:
-        raise RunDirError(f"cannot use {run_dir} as the {what}: a part of its path is a file, not a directory ({e})") from e
+        raise RunDirError(f"cannot use {run_dir} as the {what}: a part of its path is not a directory ({e})") from e
     except OSError as e:
         raise RunDirError(f"cannot write to the {what} {run_dir}: {e.strerror or e}") from e
     return run_dir

@@ -246,8 +246,8 @@ class BaseTrainer(abc.ABC):
                         finished = self._env_step()
                     except EnvOutputError as e:
                         raise EnvOutputError(
-                            f"{e}, at env step {self.env_steps + c.n_envs}; training stopped and nothing of this step was "
-                            f"stored{self._last_good()}"
+                            f"{e}, at env step {self.env_steps + c.n_envs}; training stopped and nothing of this "
+                            f"step was stored{self._last_good()}"
                         ) from None
                     recent.extend(r for r, _ in finished)
                     self.env_steps += c.n_envs
@@ -315,7 +315,8 @@ class BaseTrainer(abc.ABC):
             if self.logger is not None:
                 self.logger.tb.flush()
             where = f"; checkpoint written to {path}, continue with `wppg resume {self.run_dir}`"
-        raise TrainingInterrupted(f"{name}: training stopped at env step {self.env_steps}{where}", signum, self.env_steps)
+        message = f"{name}: training stopped at env step {self.env_steps}{where}"
+        raise TrainingInterrupted(message, signum, self.env_steps)
 
     def _last_good(self) -> str:
         path = self.run_dir / "checkpoints" / "last.npz" if self.run_dir is not None else None
@@ -378,8 +379,8 @@ class BaseTrainer(abc.ABC):
                 if not self._eval_cut_warned:
                     self._eval_cut_warned = True
                     warnings.warn(
-                        f"an evaluation episode was cut at {limit} steps: the env has no time limit (no TimeLimit wrapper, "
-                        "no spec.max_episode_steps); wrap it in gymnasium.wrappers.TimeLimit to choose the length",
+                        f"an evaluation episode was cut at {limit} steps: the env has no time limit (no TimeLimit "
+                        "wrapper, no spec.max_episode_steps); wrap it in gymnasium.wrappers.TimeLimit to choose one",
                         stacklevel=2,
                     )
         return returns
@@ -430,7 +431,8 @@ class BaseTrainer(abc.ABC):
 
     def _spaces(self) -> dict[str, Any]:
         b = self.algo.bounds
-        return {"obs_dim": int(self.algo.obs_dim), "action_low": (b.bias - b.scale).tolist(), "action_high": (b.bias + b.scale).tolist()}
+        low, high = (b.bias - b.scale).tolist(), (b.bias + b.scale).tolist()
+        return {"obs_dim": int(self.algo.obs_dim), "action_low": low, "action_high": high}
 
     def load_state(self, meta: dict[str, Any], tree: dict[str, Any], trust: bool = False) -> None:
         """Restore everything `save` wrote (the trainer must be built from the same configs).
@@ -449,16 +451,19 @@ class BaseTrainer(abc.ABC):
             self.state = ckpt.restore_tree(self.state, tree["agent"], "agent state")
             key = np.asarray(tree["key"])
             if key.shape != self.key.shape or key.dtype != self.key.dtype:
-                raise ValueError(f"'key' has shape {key.shape} and dtype {key.dtype}, expected {self.key.shape} {self.key.dtype}")
+                expected = f"{self.key.shape} {self.key.dtype}"
+                raise ValueError(f"'key' has shape {key.shape} and dtype {key.dtype}, expected {expected}")
             self.key = jax.numpy.asarray(key)
             self._load_extra(meta, tree)
             self.np_rng.bit_generator.state = meta["np_rng"]
-            self.env_steps, self.iterations, self.n_evals = int(meta["env_steps"]), int(meta["iterations"]), int(meta["n_evals"])
+            self.env_steps, self.iterations = int(meta["env_steps"]), int(meta["iterations"])
+            self.n_evals = int(meta["n_evals"])
             self.last_eval = meta["last_eval"]
             self.target_steps = meta.get("target_steps")
             window = meta.get("log_window") or {}
             self.log_metrics = {str(k): [float(x) for x in v] for k, v in window.get("metrics", {}).items()}
-            self.recent_returns = deque((float(x) for x in window.get("returns", [])), maxlen=self.recent_returns.maxlen)
+            returns = [float(x) for x in window.get("returns", [])]
+            self.recent_returns = deque(returns, maxlen=self.recent_returns.maxlen)
             if meta.get("has_envs"):
                 pool = dict(tree["pool"])
                 obs, ep_return, ep_length = pool["obs"], pool["ep_return"], pool["ep_length"]
@@ -470,7 +475,8 @@ class BaseTrainer(abc.ABC):
                 states = json.loads(pool["env_states"].tobytes().decode()) if "env_states" in pool else None
                 # Files of earlier versions hold pickles only, under "envs".
                 pickles = {int(i): b.tobytes() for i, b in (pool.get("pickles") or pool.get("envs") or {}).items()}
-                state = {"env_states": states, "pickles": pickles, "obs": obs, "ep_return": ep_return, "ep_length": ep_length}
+                state = {"env_states": states, "pickles": pickles, "obs": obs}
+                state |= {"ep_return": ep_return, "ep_length": ep_length}
                 self.pool = EnvPool.from_state(state, self.make_env, trust=trust)
             except Exception as e:  # noqa: BLE001 -- whatever does not fit: restart the episodes
                 warnings.warn(
@@ -517,8 +523,8 @@ class Trainer(BaseTrainer):
         c = self.config
         if self.env_steps < until_step < max(c.learning_starts, c.batch_size):
             warnings.warn(
-                f"learning_starts ({c.learning_starts}) or batch_size ({c.batch_size}) exceeds the {until_step} env steps "
-                "of this run: it will take zero gradient steps",
+                f"learning_starts ({c.learning_starts}) or batch_size ({c.batch_size}) exceeds the {until_step} env "
+                "steps of this run: it will take zero gradient steps",
                 stacklevel=3,
             )
 

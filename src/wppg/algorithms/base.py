@@ -77,7 +77,8 @@ def _coerce(value: Any, hint: Any) -> Any:
     if hint is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
-        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and float(value).is_integer():
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if real and math.isfinite(value) and float(value).is_integer():
             return int(value)  # 1e6 steps
         raise _Mismatch("an int")
     if hint is float:
