@@ -131,6 +131,10 @@ def test_invalid_hyperparameter(agent_cls, kwargs, field, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _kwargs_id(kwargs: dict) -> str:
+    return ",".join(f"{k}={x!r}" for k, x in kwargs.items())
+
+
 @pytest.mark.parametrize(
     ("cfg", "kwargs", "field"),
     [
@@ -157,7 +161,7 @@ def test_invalid_hyperparameter(agent_cls, kwargs, field, tmp_path):
         (TrainConfig, {"seed": -1}, "seed"),
         (TrainConfig, {"seed": "0"}, "seed"),
     ],
-    ids=lambda v: v.__name__ if isinstance(v, type) else ",".join(f"{k}={x!r}" for k, x in v.items()),
+    ids=lambda v: v.__name__ if isinstance(v, type) else _kwargs_id(v) if isinstance(v, dict) else "field",
 )
 def test_hyperparameter_of_the_wrong_type(cfg, kwargs, field):
     """Types are checked from the field annotations, for every config class: a ConfigError that
