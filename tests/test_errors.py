@@ -177,7 +177,7 @@ def test_hyperparameter_types_that_are_accepted():
     assert type(c.K) is int and type(c.tau) is float
     assert TrainConfig(total_steps=1e6).total_steps == 1_000_000
     assert SACConfig(target_entropy=None).target_entropy is None and SACConfig(target_entropy=-2).target_entropy == -2.0
-    assert wppg.WPPG("Pendulum-v1", progress=False, hidden=[16]).algo_config.hidden == (16,)
+    assert SACConfig(hidden=[16]).hidden == (16,) and PPOConfig(hidden=np.array([8, 8])).hidden == (8, 8)
 
 
 def test_field_types_cover_new_fields_and_unions():

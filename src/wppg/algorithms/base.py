@@ -20,6 +20,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from wppg.envs import ActionBounds
@@ -94,6 +95,8 @@ def _coerce(value: Any, hint: Any) -> Any:
     if origin in (Sequence, tuple, list, typing.Sequence) and args:
         item = args[0]
         expected = f"a sequence of {_name(item)}, e.g. (64, 64)"
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = value.tolist()
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
             raise _Mismatch(expected)
         try:
