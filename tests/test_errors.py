@@ -13,9 +13,9 @@ import pytest
 import wppg
 from wppg import checkpoint as ckpt
 from wppg.agent import Agent
-from wppg.algorithms import ConfigError, SACConfig, WPPGConfig
+from wppg.algorithms import ConfigError, PPOConfig, SACConfig, WPPGConfig
 from wppg.checkpoint import CheckpointError
-from wppg.envs import ActionSpaceError, describe_env
+from wppg.envs import ActionSpaceError, EnvOutputError, describe_env
 from wppg.trainer import TrainConfig, TrainingDivergedError
 
 
@@ -48,8 +48,9 @@ BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         (gym.spaces.Box(-np.inf, np.inf, (2,), np.float32), ["unbounded", "finite"]),
         (gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, np.inf], np.float32)), ["unbounded"]),
         (gym.spaces.Box(-1.0, 1.0, (2, 2), np.float32), ["one-dimensional", "(2, 2)"]),
+        (gym.spaces.Box(-1.0, 1.0, (0,), np.float32), ["zero size"]),
     ],
-    ids=["discrete", "multidiscrete", "dict", "tuple", "unbounded", "half-unbounded", "2d-box"],
+    ids=["discrete", "multidiscrete", "dict", "tuple", "unbounded", "half-unbounded", "2d-box", "zero-size"],
 )
 def test_unsupported_action_space(space, words, tmp_path):
     with pytest.raises(ActionSpaceError) as err:
@@ -130,6 +131,77 @@ def test_invalid_hyperparameter(agent_cls, kwargs, field, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _kwargs_id(kwargs: dict) -> str:
+    return ",".join(f"{k}={x!r}" for k, x in kwargs.items())
+
+
+@pytest.mark.parametrize(
+    ("cfg", "kwargs", "field"),
+    [
+        (WPPGConfig, {"hidden": "64"}, "hidden"),
+        (WPPGConfig, {"hidden": (32, True)}, "hidden"),
+        (WPPGConfig, {"hidden": 64}, "hidden"),
+        (WPPGConfig, {"K": 2.5}, "K"),
+        (WPPGConfig, {"K": True}, "K"),
+        (WPPGConfig, {"K": "8"}, "K"),
+        (WPPGConfig, {"eta": float("inf")}, "eta"),
+        (WPPGConfig, {"eta": "0.1"}, "eta"),
+        (WPPGConfig, {"tau": float("nan")}, "tau"),
+        (WPPGConfig, {"actor_lr": float("nan")}, "actor_lr"),
+        (WPPGConfig, {"critic_lr": float("inf")}, "critic_lr"),
+        (WPPGConfig, {"entropy_sigma": float("nan")}, "entropy_sigma"),
+        (WPPGConfig, {"latent_dim": 2.5}, "latent_dim"),
+        (WPPGConfig, {"policy": 1}, "policy"),
+        (SACConfig, {"autotune": 1}, "autotune"),
+        (SACConfig, {"target_entropy": "auto"}, "target_entropy"),
+        (PPOConfig, {"n_steps": 64.5}, "n_steps"),
+        (PPOConfig, {"norm_obs": "yes"}, "norm_obs"),
+        (TrainConfig, {"batch_size": True}, "batch_size"),
+        (TrainConfig, {"learning_starts": 1.5}, "learning_starts"),
+        (TrainConfig, {"seed": -1}, "seed"),
+        (TrainConfig, {"seed": "0"}, "seed"),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else _kwargs_id(v) if isinstance(v, dict) else "field",
+)
+def test_hyperparameter_of_the_wrong_type(cfg, kwargs, field):
+    """Types are checked from the field annotations, for every config class: a ConfigError that
+    starts with the field's name, instead of hidden="64" becoming widths (6, 4)."""
+    with pytest.raises(ConfigError) as err:
+        cfg(**kwargs)
+    assert re.match(rf"{field}\b", str(err.value)), f"message does not start with the field {field!r}: {err.value}"
+
+
+def test_hyperparameter_types_that_are_accepted():
+    c = WPPGConfig(K=2.0, tau=0, eta=1, hidden=[8, 8], latent_dim=None)
+    assert (c.K, c.tau, c.eta, c.hidden) == (2, 0.0, 1.0, (8, 8))
+    assert type(c.K) is int and type(c.tau) is float
+    assert TrainConfig(total_steps=1e6).total_steps == 1_000_000
+    assert SACConfig(target_entropy=None).target_entropy is None and SACConfig(target_entropy=-2).target_entropy == -2.0
+    assert SACConfig(hidden=[16]).hidden == (16,) and PPOConfig(hidden=np.array([8, 8])).hidden == (8, 8)
+
+
+def test_field_types_cover_new_fields_and_unions():
+    """A field added later is checked by its annotation alone; `float | str` takes both."""
+    import dataclasses
+
+    from wppg.algorithms.base import OffPolicyConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(OffPolicyConfig):
+        temperature: float | str = 0.1
+        samples: int | None = None
+
+    assert Later(temperature="auto").temperature == "auto"
+    assert Later(temperature=1).temperature == 1.0
+    assert Later(samples=None).samples is None
+    with pytest.raises(ConfigError, match=r"^temperature must be float or str"):
+        Later(temperature=None)
+    with pytest.raises(ConfigError, match=r"^temperature must be"):
+        Later(temperature=float("inf"))
+    with pytest.raises(ConfigError, match=r"^samples must be int or None"):
+        Later(samples=1.5)
+
+
 def test_config_classes_validate_directly():
     with pytest.raises(ConfigError, match="K must be >= 1"):
         WPPGConfig(K=0)
@@ -177,13 +249,14 @@ CHECKPOINT_EVERY = 50
 
 class NaNRewardEnv(gym.Env):
     """A Pendulum-shaped env (obs in R^3, action in [-2, 2], 200-step episodes) without a
-    registered id, whose rewards are NaN from its NAN_AFTER+1-th step on."""
+    registered id, whose rewards are `bad` (NaN by default) from its NAN_AFTER+1-th step on."""
 
     observation_space = gym.spaces.Box(-8.0, 8.0, (3,), np.float32)
     action_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)
 
-    def __init__(self, nan_after: int = NAN_AFTER):
+    def __init__(self, nan_after: int = NAN_AFTER, bad: float = float("nan")):
         self.nan_after = nan_after
+        self.bad = bad
         self.steps = 0
         self.t = 0
         self.x = np.zeros(3, np.float32)
@@ -200,33 +273,44 @@ class NaNRewardEnv(gym.Env):
         self.x = np.clip(0.95 * self.x + 0.1 * float(np.asarray(action).reshape(-1)[0]), -8.0, 8.0).astype(np.float32)
         reward = -float(np.sum(self.x**2))
         if self.steps > self.nan_after:
-            reward = float("nan")
+            reward = self.bad
         return self.x.copy(), reward, False, self.t >= 200, {}
 
 
-def test_nan_reward_raises_and_keeps_last_good_checkpoint(tiny, tmp_path):
+@pytest.mark.parametrize("bad", [float("nan"), 1e30], ids=["nan-reward", "huge-reward"])
+def test_bad_reward_raises_and_keeps_last_good_checkpoint(bad, tiny, tmp_path):
+    """A NaN reward is refused at the env boundary (it never reaches the replay buffer); a finite
+    but huge one makes the critic loss overflow, which stops training before the update is kept."""
     run_dir = tmp_path / "run"
-    agent = wppg.WPPG(NaNRewardEnv(), seed=0, run_dir=run_dir, progress=False, **tiny("wppg", checkpoint_every=CHECKPOINT_EVERY))
-    with pytest.raises(TrainingDivergedError) as err:
+    env = NaNRewardEnv(bad=bad)
+    agent = wppg.WPPG(env, seed=0, run_dir=run_dir, progress=False, **tiny("wppg", checkpoint_every=CHECKPOINT_EVERY))
+    expected = EnvOutputError if np.isnan(bad) else TrainingDivergedError
+    with pytest.raises(expected) as err:
         agent.learn(400)
     msg = str(err.value)
-    assert isinstance(err.value, FloatingPointError)
-    assert "critic_loss" in msg, msg
     m = re.search(r"env step (\d+)", msg)
     assert m, f"the message does not give the env step: {msg}"
     step = int(m.group(1))
-    assert NAN_AFTER < step <= agent.num_timesteps, msg
+    if np.isnan(bad):
+        assert "reward" in msg and "nan" in msg, msg
+        assert step == NAN_AFTER + 1 and agent.num_timesteps == NAN_AFTER, msg
+        assert np.all(np.isfinite(agent.trainer.buffer.data["reward"][: agent.trainer.buffer.size]))
+    else:
+        assert isinstance(err.value, FloatingPointError)
+        assert "critic_loss" in msg, msg
+        assert NAN_AFTER < step <= agent.num_timesteps, msg
     last = run_dir / "checkpoints" / "last.npz"
     assert str(last) in msg, f"the message does not point to the last good checkpoint: {msg}"
     # the diverged update was not kept: the agent's own parameters are still finite
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(agent.trainer.state))
 
-    # the last periodic checkpoint predates the NaN and holds finite parameters and rewards
+    # the last periodic checkpoint predates the bad reward and holds finite parameters and rewards
     meta, tree = ckpt.load(last)
     assert meta["env_steps"] == (step - 1) // CHECKPOINT_EVERY * CHECKPOINT_EVERY
     assert meta["env_steps"] <= NAN_AFTER
     assert meta["env_id"] is None
     assert np.all(np.isfinite(tree["buffer"]["reward"]))
+    assert np.all(np.abs(tree["buffer"]["reward"]) < 1e3)
     with pytest.raises(CheckpointError, match="pass env="):
         Agent.load(run_dir, progress=False)  # no registered id to rebuild the env from
     restored = Agent.load(run_dir, env=NaNRewardEnv(), progress=False)

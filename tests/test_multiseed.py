@@ -24,6 +24,7 @@ import wppg
 from wppg.agent import make_agent
 from wppg.algorithms.base import ConfigError
 from wppg.cli import main
+from wppg.envs import EnvOutputError
 from wppg.logger import read_csv
 from wppg.multiseed import MultiSeedTrainer, make_seed_agents, train_seeds
 from wppg.trainer import TrainingDivergedError
@@ -126,22 +127,26 @@ def test_bad_input_is_refused(tiny, tmp_path):
 
 
 class NaNAfter(gym.Wrapper):
-    """Pendulum whose reward becomes NaN after `n` steps."""
+    """Pendulum whose reward becomes `bad` (NaN by default) after `n` steps."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, bad: float = float("nan")):
         super().__init__(gym.make(ENV))
-        self.n, self.t = n, 0
+        self.n, self.t, self.bad = n, 0, bad
 
     def step(self, action):
         obs, r, term, trunc, info = self.env.step(action)
         self.t += 1
-        return obs, (float("nan") if self.t > self.n else r), term, trunc, info
+        return obs, (self.bad if self.t > self.n else r), term, trunc, info
 
 
 def test_divergence_names_the_seed_and_keeps_the_good_state(tiny):
-    agents = make_seed_agents("sac", lambda: NaNAfter(80), [4, 5], **tiny("sac"))
+    # A finite but huge reward overflows the critic loss (a NaN one is refused at the env boundary).
+    agents = make_seed_agents("sac", lambda: NaNAfter(80, bad=1e30), [4, 5], **tiny("sac"))
     multi = MultiSeedTrainer(agents, progress=False)
     with pytest.raises(TrainingDivergedError, match=r"seed [45]: non-finite .*critic_loss.* at env step 8[1-9]"):
         multi.learn(200)
     for t in multi.trainers:
         assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(t.state))
+    nan = make_seed_agents("sac", lambda: NaNAfter(30), [4, 5], **tiny("sac"))
+    with pytest.raises(EnvOutputError, match=r"seed 4: env 0 at step 31 .*reward is nan, at env step 31"):
+        MultiSeedTrainer(nan, progress=False).learn(200)

@@ -98,9 +98,26 @@ class Agent:
         return self.trainer.save(path)
 
     @classmethod
-    def load(cls, path: str | Path, env: EnvSpec | None = None, run_dir: str | Path | None = None, progress: bool = True) -> "Agent":
-        """Load an agent saved by `save` (or a run directory); `env` is needed if it was trained on a
-        user-supplied env without a registered id."""
+    def load(
+        cls,
+        path: str | Path,
+        env: EnvSpec | None = None,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        trust: bool = False,
+    ) -> "Agent":
+        """Load an agent saved by `save` (or a run directory).
+
+        `env` is needed if it was trained on a user-supplied env without a registered id. When
+        given, the agent trains and evaluates on `env` from then on (its spaces must be those of
+        the checkpoint, or `CheckpointError`); the saved mid-episode state is written into copies
+        of `env` when it is of the saved env's class, otherwise new episodes start (a warning).
+
+        Loading runs no code from the file. `trust=True` allows unpickling a pickled env snapshot
+        (written for envs whose state is not plain data, and by earlier versions): pass it only for
+        files you trust, as unpickling can execute arbitrary code; without it such envs start new
+        episodes, with a warning.
+        """
         meta, tree = ckpt.load(path)
         variant = meta.get("variant")
         if variant not in VARIANTS:
@@ -124,7 +141,7 @@ class Agent:
             agent = make_agent(variant, env, seed=seed, run_dir=run_dir, progress=progress, **train, **algo_cfg)
         except TypeError as e:
             raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
-        agent.trainer.load_state(meta, tree)
+        agent.trainer.load_state(meta, tree, trust=trust)
         return agent
 
 

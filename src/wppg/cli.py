@@ -20,7 +20,8 @@ from wppg.algorithms import ALGORITHMS, PRESETS, ConfigError
 from wppg.agent import VARIANTS, Agent, make_agent
 from wppg.checkpoint import CheckpointError
 from wppg.envs import ActionSpaceError
-from wppg.trainer import TrainConfig, TrainingDivergedError
+from wppg.rundir import RunDirError, RunLock, RunLockedError, check_writable
+from wppg.trainer import TrainConfig, TrainingDivergedError, TrainingInterrupted
 
 USAGE = """usage: wppg <command> [options]
 
@@ -81,6 +82,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _flag_values(argv: list[str], flag: str) -> list[str]:
+    """The raw values given to `flag` (as `--flag v` or `--flag=v`), before any parsing."""
+    out = [a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")]
+    out += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+    return out
+
+
+def _checkpoint_of(run_dir: Path) -> Path:
+    """run_dir/checkpoints/last.npz; for the parent of a multi-seed run, an error naming its seeds."""
+    path = run_dir / "checkpoints" / "last.npz"
+    if not path.exists():
+        seeds = sorted(p.parent.parent.name for p in run_dir.glob("seed*/checkpoints/last.npz"))
+        if seeds:
+            runs = " ".join(str(run_dir / s) for s in seeds)
+            raise CheckpointError(f"{run_dir} holds a multi-seed run (--seeds): give one seed's run directory: {runs}")
+    return path
+
+
 def cmd_train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo", default="wppg", choices=sorted(VARIANTS))
@@ -93,32 +112,46 @@ def cmd_train(argv: list[str]) -> int:
     if "--policy" in argv:
         return _fail("--policy is set by --algo: use --algo wppg (Gaussian) or --algo wppg-i (implicit)")
     default = args_type(env=tyro.MISSING, out=tyro.MISSING, algo=known.algo, preset=known.preset, algorithm=cfg_cls(**{**fixed, **preset}))
+    if any(not v.strip() for v in _flag_values(argv, "--out")):
+        return _fail("--out is empty: give the run directory, e.g. --out runs/x")
     args = tyro.cli(args_type, args=argv, default=default, prog="wppg train")
-    from wppg.multiseed import check_seeds, seed_dir
+    from wppg.multiseed import check_seeds, make_seed_agents, seed_dir, train_agents
 
     seeds = check_seeds(args.seeds, args.algo) if args.seeds else []
-    for out in [seed_dir(args.out, s) for s in seeds] or [args.out]:
-        if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists():
-            if not args.overwrite:
-                return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
-            _remove_run(out)
-    out = args.out
+    outs = [seed_dir(args.out, s) for s in seeds] or [args.out]
+    existing = [out for out in outs if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists()]
+    if existing and not args.overwrite:
+        out = existing[0]
+        return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
     hyper = {**dataclasses.asdict(args.train), **args.algorithm.to_dict()}
     for k in fixed:
         hyper.pop(k)
     seed = hyper.pop("seed")
+    command = "wppg train " + " ".join(argv)
+    # Everything is validated (env, spaces, configs) before the directory is touched, so that a
+    # bad flag never costs an --overwrite'd run.
     if seeds:
-        from wppg.multiseed import train_seeds
-
         total = hyper.pop("total_steps")
-        results = train_seeds(args.algo, args.env, seeds, total, out, progress=args.progress, command="wppg train " + " ".join(argv), **hyper)
-        print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
-        return 0
-    agent = make_agent(args.algo, args.env, seed=seed, run_dir=out, progress=args.progress, **hyper)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": "wppg train " + " ".join(argv)}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    agent.trainer.learn(agent.train_config.total_steps)
+        agents = make_seed_agents(args.algo, args.env, seeds, args.out, total_steps=total, **hyper)
+    else:
+        agents = [make_agent(args.algo, args.env, seed=seed, run_dir=args.out, progress=args.progress, **hyper)]
+    locks = [RunLock(check_writable(out)) for out in outs]
+    try:
+        for lock in locks:
+            lock.acquire()
+        for out in existing:
+            _remove_run(out)
+        if seeds:
+            results = train_agents(agents, total, progress=args.progress, command=command)
+            print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
+            return 0
+        agent = agents[0]
+        config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": command}
+        (args.out / "config.json").write_text(json.dumps(config, indent=2))
+        agent.trainer.learn(agent.train_config.total_steps)
+    finally:
+        for lock in locks:
+            lock.release()
     print(json.dumps(agent.trainer.last_eval))
     return 0
 
@@ -130,12 +163,20 @@ def cmd_resume(argv: list[str]) -> int:
 
         run_dir: tyro.conf.Positional[Path]
         total_steps: int | None = None
-        """New total env steps (to extend a finished run); default: the run's own total_steps."""
+        """New total env steps (to extend a finished run); default: the target of the interrupted
+        command (a `resume --total-steps N` stopped midway goes on to N), else the run's total_steps."""
         progress: bool = True
+        trust_checkpoint: bool = False
+        """Allow unpickling a pickled env snapshot in the checkpoint (envs whose state is not plain
+        data): unpickling can execute code, so only for files you trust. Without it such envs start
+        new episodes (a warning)."""
 
     args = tyro.cli(ResumeArgs, args=argv, prog="wppg resume")
-    agent = Agent.load(args.run_dir / "checkpoints" / "last.npz", run_dir=args.run_dir, progress=args.progress)
-    until = args.total_steps or agent.train_config.total_steps
+    if args.total_steps is not None and args.total_steps < 1:
+        return _fail(f"--total-steps must be >= 1, got {args.total_steps}")
+    path = _checkpoint_of(args.run_dir)
+    agent = Agent.load(path, run_dir=args.run_dir, progress=args.progress, trust=args.trust_checkpoint)
+    until = args.total_steps or agent.trainer.target_steps or agent.train_config.total_steps
     if agent.num_timesteps >= until:
         print(f"{args.run_dir} is already at {agent.num_timesteps} >= {until} steps; pass --total-steps to extend it")
         return 0
@@ -153,9 +194,13 @@ def cmd_eval(argv: list[str]) -> int:
         episodes: int = 10
         video: bool = False
         """Also record one mode episode to run_dir/videos/eval.gif (needs the env's rgb_array render)."""
+        trust_checkpoint: bool = False
+        """Allow unpickling a pickled env snapshot in the checkpoint (see `wppg resume --help`)."""
 
     args = tyro.cli(EvalArgs, args=argv, prog="wppg eval")
-    agent = Agent.load(args.run_dir / "checkpoints" / "last.npz", progress=False)
+    if args.episodes < 1:
+        return _fail(f"--episodes must be >= 1, got {args.episodes}")
+    agent = Agent.load(_checkpoint_of(args.run_dir), progress=False, trust=args.trust_checkpoint)
     result = {"env_steps": agent.num_timesteps}
     for name, det in (("stochastic", False), ("mode", True)):
         r = agent.evaluate(args.episodes, deterministic=det)
@@ -216,7 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"unknown command {command!r}\n{USAGE}")
     try:
         return COMMANDS[command](rest)
-    except (ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as e:
+    except TrainingInterrupted as e:
+        print(f"wppg: {e}", file=sys.stderr)
+        return 128 + e.signum  # the shell's code for a death by that signal: 130 (SIGINT), 143 (SIGTERM)
+    except KeyboardInterrupt:
+        print("wppg: interrupted", file=sys.stderr)
+        return 130
+    except (
+        ConfigError, ActionSpaceError, CheckpointError, TrainingDivergedError, RunLockedError, RunDirError,
+        ValueError, OSError,
+    ) as e:  # fmt: skip
         return _fail(str(e))
 
 

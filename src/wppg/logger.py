@@ -9,7 +9,10 @@ from typing import Any
 
 class RunLogger:
     """Appends rows keyed by env step. On resume, rows past the checkpoint's step are dropped so
-    the logs match the restored state."""
+    the logs match the restored state.
+
+    Rows are written by column name: a key that first appears in a later row (train_return once an
+    episode has ended) extends the header, and the earlier rows get an empty cell there."""
 
     def __init__(self, run_dir: str | Path, resume_step: int | None = None):
         from tensorboardX import SummaryWriter
@@ -20,21 +23,48 @@ class RunLogger:
             for name in ("train.csv", "eval.csv"):
                 _truncate(self.dir / name, resume_step)
         self.tb = SummaryWriter(str(self.dir / "tb"), purge_step=resume_step)
+        self._headers: dict[str, list[str]] = {}
+
+    def _header(self, path: Path) -> list[str]:
+        if not path.exists() or path.stat().st_size == 0:
+            return []
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
 
     def log(self, kind: str, step: int, values: dict[str, Any]) -> None:
+        """Append one row of `values` at `step` to <kind>.csv and to TensorBoard."""
         row = {"step": step, **{k: float(v) for k, v in values.items()}}
         path = self.dir / f"{kind}.csv"
-        new = not path.exists() or path.stat().st_size == 0
+        if kind not in self._headers:
+            self._headers[kind] = self._header(path)
+        header = self._headers[kind]
+        new_keys = [k for k in row if k not in header]
+        if new_keys and header:
+            header = header + new_keys
+            with open(path, newline="") as f:
+                old = list(csv.DictReader(f))
+            _rewrite(path, header, old)
+        elif new_keys:
+            header = list(row)
+            _rewrite(path, header, [])
+        self._headers[kind] = header
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+            csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
         for k, v in values.items():
             self.tb.add_scalar(f"{kind}/{k}", float(v), step)
 
     def close(self) -> None:
         self.tb.close()
+
+
+def _rewrite(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Write `rows` under `header` atomically (a crash keeps the old file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
 
 
 def _truncate(path: Path, last_step: int) -> None:
@@ -50,7 +80,9 @@ def _truncate(path: Path, last_step: int) -> None:
 
 
 def read_csv(path: str | Path) -> dict[str, list[float]]:
-    """Columns of a run's CSV file as lists of floats."""
+    """Columns of a run's CSV file as lists of floats (NaN where a row has no value)."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) for r in rows] for k in (rows[0].keys() if rows else [])}
+    # An empty cell (a column that started later in the run) reads as NaN.
+    keys = rows[0].keys() if rows else []
+    return {k: [float(r[k]) if r.get(k) not in (None, "") else float("nan") for r in rows] for k in keys}

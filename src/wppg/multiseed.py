@@ -29,10 +29,11 @@ machine at hand (`wppg bench speed --sections vmap`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import signal
 import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,14 @@ import numpy as np
 from wppg.agent import VARIANTS, Agent, make_agent
 from wppg.algorithms import ALGORITHMS
 from wppg.algorithms.base import OffPolicyAlgorithm, require, with_key_split
-from wppg.envs import EnvPool, EnvSpec
-from wppg.trainer import Trainer, TrainingDivergedError
+from wppg.envs import EnvOutputError, EnvPool, EnvSpec
+from wppg.rundir import RunLock, check_writable
+from wppg.trainer import (
+    Trainer,
+    TrainingDivergedError,
+    TrainingInterrupted,
+    stop_on_signals,
+)
 
 
 def check_seeds(seeds: Sequence[int], variant: str | None = None) -> list[int]:
@@ -167,8 +174,18 @@ class MultiSeedTrainer:
         """Interact and learn until `until_step` env steps per seed; returns each seed's last evaluation.
 
         The schedule (warm-up, update calls, train.csv rows, evaluations, checkpoints, summary) is
-        that of `Trainer.learn`, step for step, for every seed.
+        that of `Trainer.learn`, step for step, for every seed; so are the run-directory locks and
+        the stop on SIGINT / SIGTERM (every seed checkpointed, then `TrainingInterrupted`).
         """
+        with contextlib.ExitStack() as stack:
+            for t in self.trainers:
+                t.target_steps = int(until_step)
+                if t.run_dir is not None:
+                    stack.enter_context(RunLock(check_writable(t.run_dir)))
+            stop = stack.enter_context(stop_on_signals())
+            return self._learn(until_step, stop)
+
+    def _learn(self, until_step: int, stop: Any) -> list[dict[str, float]]:
         from tqdm.auto import tqdm
 
         from wppg.logger import RunLogger
@@ -185,15 +202,18 @@ class MultiSeedTrainer:
         n = len(trainers)
         lead = trainers[0]
         start_steps, start_time = lead.env_steps, time.perf_counter()
-        recent = [deque(maxlen=20) for _ in trainers]
-        acc: dict[str, list[np.ndarray]] = {}
+        # Each seed's logging windows are its trainer's, so they are checkpointed with it.
+        recent = [t.recent_returns for t in trainers]
         update_time, update_calls, grad_steps_done = 0.0, 0, 0
         bar = tqdm(total=until_step, initial=lead.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
         bar.set_description(f"{n} seeds")
         try:
-            while lead.env_steps < until_step:
+            while lead.env_steps < until_step and stop.signum is None:
                 if lead.env_steps < c.learning_starts:
-                    finished = [t._env_step() for t in trainers]  # uniform actions: host only, no key
+                    finished = []
+                    for t in trainers:  # uniform actions: host only, no key
+                        with _env_errors(t):
+                            finished.append(t._env_step())
                 else:
                     finished = self._policy_env_step()
                 for t, r, f in zip(trainers, recent, finished):
@@ -213,19 +233,19 @@ class MultiSeedTrainer:
                     self._check_finite(metrics)
                     self._state, self._keys = state, keys
                     for name, v in metrics.items():
-                        acc.setdefault(name, []).append(np.asarray(v, np.float64))
+                        for i, t in enumerate(trainers):
+                            t.log_metrics.setdefault(name, []).append(float(np.asarray(v, np.float64)[i]))
 
-                if lead.env_steps % c.log_every < c.n_envs and acc:
+                if lead.env_steps % c.log_every < c.n_envs and lead.log_metrics:
                     sps = (lead.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                    means = {name: np.mean(v, axis=0) for name, v in acc.items()}
                     for i, (t, r) in enumerate(zip(trainers, recent)):
-                        row = {name: float(m[i]) for name, m in means.items()}
+                        row = {name: float(np.mean(v)) for name, v in t.log_metrics.items()}
                         row.update(t.policy_spread(jax.tree.map(lambda x, i=i: x[i], self._state.actor_params)))
                         row["steps_per_s"] = sps
                         if r:
                             row["train_return"] = float(np.mean(r))
                         t._log("train", row)
-                    acc = {}
+                        t.log_metrics.clear()
                     bar.set_postfix(sps=f"{sps:.0f}", refresh=False)
                 if lead.env_steps % c.eval_every < c.n_envs:
                     self.sync()
@@ -237,6 +257,16 @@ class MultiSeedTrainer:
         finally:
             bar.close()
             self.sync()
+        if stop.signum is not None:
+            self._save_all()
+            name = signal.Signals(stop.signum).name
+            where = " ".join(str(t.run_dir) for t in trainers if t.run_dir is not None)
+            raise TrainingInterrupted(
+                f"{name}: training stopped at env step {lead.env_steps}"
+                + (f"; checkpoints written in {where}" if where else ""),
+                stop.signum,
+                lead.env_steps,
+            )
         for t in trainers:
             if t.last_eval.get("step") != t.env_steps:
                 t.evaluate_and_log()
@@ -268,7 +298,8 @@ class MultiSeedTrainer:
         actions = np.asarray(actions)
         finished = []
         for t, o, a in zip(self.trainers, obs, actions):
-            next_obs, reward, terminated, _, done = t.pool.step(a)
+            with _env_errors(t):
+                next_obs, reward, terminated, _, done = t.pool.step(a)
             t.buffer.add(obs=o, action=a, reward=reward, next_obs=next_obs, terminated=terminated)
             finished.append(done)
         return finished
@@ -291,6 +322,18 @@ class MultiSeedTrainer:
         for t in self.trainers:
             if t.run_dir is not None:
                 t.save(t.run_dir / "checkpoints" / "last.npz")
+
+
+@contextlib.contextmanager
+def _env_errors(t: Trainer) -> Any:
+    """An `EnvOutputError` of seed `t`'s envs, with the seed and the env step added."""
+    try:
+        yield
+    except EnvOutputError as e:
+        raise EnvOutputError(
+            f"seed {t.config.seed}: {e}, at env step {t.env_steps + t.config.n_envs}; training stopped and nothing "
+            f"of this step was stored{t._last_good()}"
+        ) from None
 
 
 def _transpose(dicts: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -338,6 +381,18 @@ def train_seeds(
     _check_batching(batching)
     require("seed" not in hyperparameters, "train_seeds takes `seeds`, not `seed`")
     agents = make_seed_agents(variant, env, seeds, out_dir, total_steps=int(total_steps), **hyperparameters)
+    return train_agents(agents, int(total_steps), progress=progress, command=command, batching=batching)
+
+
+def train_agents(
+    agents: Sequence[Agent],
+    total_steps: int,
+    *,
+    progress: bool = False,
+    command: str | None = None,
+    batching: str = "vmap",
+) -> list[dict[str, Any]]:
+    """`train_seeds` on agents already built by `make_seed_agents` (validated before any file is touched)."""
     for a in agents:
         run_dir = a.trainer.run_dir
         if run_dir is not None:

@@ -64,8 +64,11 @@ class RolloutBuffer:
             raise ValueError(f"rollout pointer {ptr} outside [0, n_steps={self.n_steps}]")
         for name, arr in self.data.items():
             saved = np.asarray(state[name])
-            if saved.shape != (ptr,) + arr.shape[1:]:
-                raise ValueError(f"rollout field {name} has shape {saved.shape} in the checkpoint, expected {(ptr,) + arr.shape[1:]}")
+            if saved.shape != (ptr,) + arr.shape[1:] or saved.dtype != arr.dtype:
+                raise ValueError(
+                    f"rollout field {name} has shape {saved.shape} and dtype {saved.dtype} in the checkpoint, "
+                    f"expected {(ptr,) + arr.shape[1:]} {arr.dtype}"
+                )
             arr[:ptr] = saved
         self.ptr = ptr
 

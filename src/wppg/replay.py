@@ -69,5 +69,11 @@ class ReplayBuffer:
             raise ValueError(f"checkpoint buffer holds {size} transitions but capacity is {self.capacity}")
         view = self.data
         for name in FIELDS:
-            view[name][:size] = state[name]
+            saved = np.asarray(state[name])
+            if saved.dtype != np.float32 or saved.shape != (size,) + view[name].shape[1:]:
+                raise ValueError(
+                    f"buffer field {name} has shape {saved.shape} and dtype {saved.dtype} in the checkpoint, "
+                    f"expected {(size,) + view[name].shape[1:]} float32"
+                )
+            view[name][:size] = saved
         self.ptr, self.size = int(state["ptr"]), size

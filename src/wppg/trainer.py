@@ -12,11 +12,15 @@ the whole run so that a resumed run continues exactly where it stopped.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import json
+import signal
+import threading
 import time
+import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,15 @@ import numpy as np
 
 from wppg import __version__
 from wppg import checkpoint as ckpt
-from wppg.algorithms.base import OffPolicyAlgorithm, require
+from wppg.algorithms.base import OffPolicyAlgorithm, check_field_types, require
 from wppg.diagnostics import STATES, make_policy_spread
-from wppg.envs import EnvPool
+from wppg.envs import EnvOutputError, EnvPool, check_output
 from wppg.replay import ReplayBuffer
+from wppg.rundir import RunLock, check_writable
+
+EVAL_MAX_EPISODE_STEPS = 10_000
+"""Cap on the length of an evaluation episode when the env sets none (no TimeLimit wrapper, no
+spec.max_episode_steps): an env that never terminates would otherwise hang the evaluation."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class TrainConfig:
     """The one seed that drives parameters, latents, minibatches, envs and evaluation."""
 
     def __post_init__(self) -> None:
+        check_field_types(self)
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         for name in ("total_steps", "batch_size", "buffer_size", "utd", "train_freq", "n_envs", "eval_every", "eval_episodes", "log_every"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.learning_starts >= 0, f"learning_starts must be >= 0, got {self.learning_starts}")
@@ -88,6 +99,42 @@ def peak_rss_mb() -> float:
 
 class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite; the offending state was not saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """`learn` stopped on SIGINT or SIGTERM at a consistent point, after writing a checkpoint
+    (when it has a run directory); `signum` says which signal, `env_steps` where it stopped."""
+
+    def __init__(self, message: str, signum: int, env_steps: int):
+        super().__init__(message)
+        self.signum, self.env_steps = signum, env_steps
+
+
+class _StopRequest:
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[_StopRequest]:
+    """While inside, SIGINT and SIGTERM only set `request.signum`: the loop finishes its env step
+    and update, checkpoints, and stops. A second signal interrupts at once (KeyboardInterrupt).
+    Outside the main thread signals cannot be caught, and nothing changes."""
+    request = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if request.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once, without a checkpoint")
+        request.signum = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class BaseTrainer(abc.ABC):
@@ -123,6 +170,14 @@ class BaseTrainer(abc.ABC):
         self.n_evals = 0
         self.last_eval: dict[str, float] = {}
         self.logger = None
+        self.target_steps: int | None = None
+        """The env-step target of the current (or last) `learn` call; checkpointed, so that an
+        interrupted `wppg resume --total-steps N` continues to N without the flag."""
+        # The logging windows (metrics since the last train.csv row, returns of the last
+        # episodes): checkpointed, so the rows after a resume are those of a straight run.
+        self.log_metrics: dict[str, list[float]] = {}
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self._eval_cut_warned = False
         self._spread = make_policy_spread(algo.act, algo.bounds)
 
     # --- hooks -------------------------------------------------------------------------------
@@ -164,8 +219,26 @@ class BaseTrainer(abc.ABC):
         """Inverse of `_save_extra`."""
 
     # --- the loop ----------------------------------------------------------------------------
+    def _before_learn(self, until_step: int) -> None:
+        """Checks of a subclass before a `learn` call."""
+
     def learn(self, until_step: int) -> dict[str, float]:
-        """Interact and learn until `until_step` env steps in total; returns the last evaluation."""
+        """Interact and learn until `until_step` env steps in total; returns the last evaluation.
+
+        With a run directory, the directory is locked against a second writer for the call
+        (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the loop after the current env step and
+        update: a checkpoint is written at that consistent point and `TrainingInterrupted` (a
+        KeyboardInterrupt) is raised.
+        """
+        self._before_learn(until_step)
+        self.target_steps = int(until_step)
+        if self.run_dir is None:
+            return self._learn(until_step)
+        check_writable(self.run_dir)
+        with RunLock(self.run_dir):
+            return self._learn(until_step)
+
+    def _learn(self, until_step: int) -> dict[str, float]:
         from tqdm.auto import tqdm
 
         c = self.config
@@ -176,49 +249,57 @@ class BaseTrainer(abc.ABC):
 
             self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if self.env_steps else None)
         start_steps, start_time = self.env_steps, time.perf_counter()
-        recent = deque(maxlen=20)
-        acc: dict[str, list[float]] = {}
+        acc, recent = self.log_metrics, self.recent_returns
         update_time, update_calls, grad_steps_done = 0.0, 0, 0
         bar = tqdm(total=until_step, initial=self.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
-        try:
-            while self.env_steps < until_step:
-                finished = self._env_step()
-                recent.extend(r for r, _ in finished)
-                self.env_steps += c.n_envs
-                self.iterations += 1
-                bar.update(c.n_envs)
+        with stop_on_signals() as stop:
+            try:
+                while self.env_steps < until_step and stop.signum is None:
+                    try:
+                        finished = self._env_step()
+                    except EnvOutputError as e:
+                        raise EnvOutputError(
+                            f"{e}, at env step {self.env_steps + c.n_envs}; training stopped and nothing of this "
+                            f"step was stored{self._last_good()}"
+                        ) from None
+                    recent.extend(r for r, _ in finished)
+                    self.env_steps += c.n_envs
+                    self.iterations += 1
+                    bar.update(c.n_envs)
 
-                if self._update_due():
-                    batch = self._update_input()
-                    t0 = time.perf_counter()
-                    new_state, metrics, self.key = self.algo.keyed_update(self.state, batch, self.key)
-                    metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
-                    update_time += time.perf_counter() - t0
-                    update_calls += 1
-                    grad_steps_done += self._grad_steps_per_update()
-                    self._check_finite(metrics)
-                    self.state = new_state
-                    self._after_update()
-                    for name, v in metrics.items():
-                        acc.setdefault(name, []).append(v)
+                    if self._update_due():
+                        batch = self._update_input()
+                        t0 = time.perf_counter()
+                        new_state, metrics, self.key = self.algo.keyed_update(self.state, batch, self.key)
+                        metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
+                        update_time += time.perf_counter() - t0
+                        update_calls += 1
+                        grad_steps_done += self._grad_steps_per_update()
+                        self._check_finite(metrics)
+                        self.state = new_state
+                        self._after_update()
+                        for name, v in metrics.items():
+                            acc.setdefault(name, []).append(v)
 
-                if self.env_steps % c.log_every < c.n_envs and acc:
-                    sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                    row = {name: float(np.mean(v)) for name, v in acc.items()}
-                    row.update(self.policy_spread(self.state.actor_params))
-                    row["steps_per_s"] = sps
-                    if recent:
-                        row["train_return"] = float(np.mean(recent))
-                    self._log("train", row)
-                    acc = {}
-                    bar.set_postfix(sps=f"{sps:.0f}", eval=self._eval_str(), refresh=False)
-                if self.env_steps % c.eval_every < c.n_envs:
-                    self.evaluate_and_log()
-                    bar.set_postfix(sps=f"{(self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9):.0f}", eval=self._eval_str())
-                if self.run_dir is not None and c.checkpoint_every and self.env_steps % c.checkpoint_every < c.n_envs:
-                    self.save(self.run_dir / "checkpoints" / "last.npz")
-        finally:
-            bar.close()
+                    if self.env_steps % c.log_every < c.n_envs and acc:
+                        sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+                        row = {name: float(np.mean(v)) for name, v in acc.items()}
+                        row.update(self.policy_spread(self.state.actor_params))
+                        row["steps_per_s"] = sps
+                        if recent:
+                            row["train_return"] = float(np.mean(recent))
+                        self._log("train", row)
+                        acc.clear()
+                        bar.set_postfix(sps=f"{sps:.0f}", eval=self._eval_str(), refresh=False)
+                    if self.env_steps % c.eval_every < c.n_envs:
+                        self.evaluate_and_log()
+                        bar.set_postfix(sps=f"{(self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9):.0f}", eval=self._eval_str())
+                    if self.run_dir is not None and c.checkpoint_every and self.env_steps % c.checkpoint_every < c.n_envs:
+                        self.save(self.run_dir / "checkpoints" / "last.npz")
+            finally:
+                bar.close()
+            if stop.signum is not None:
+                self._stop(stop.signum)
         if self.last_eval.get("step") != self.env_steps:
             self.evaluate_and_log()
         if self.run_dir is not None:
@@ -237,6 +318,23 @@ class BaseTrainer(abc.ABC):
         if self.logger is not None:
             self.logger.tb.flush()
         return self.last_eval
+
+    def _stop(self, signum: int) -> None:
+        """Checkpoint (with a run directory) and raise `TrainingInterrupted`."""
+        name = signal.Signals(signum).name
+        if self.run_dir is None:
+            where = "; the agent holds that state (save it with agent.save)"
+        else:
+            path = self.save(self.run_dir / "checkpoints" / "last.npz")
+            if self.logger is not None:
+                self.logger.tb.flush()
+            where = f"; checkpoint written to {path}, continue with `wppg resume {self.run_dir}`"
+        message = f"{name}: training stopped at env step {self.env_steps}{where}"
+        raise TrainingInterrupted(message, signum, self.env_steps)
+
+    def _last_good(self) -> str:
+        path = self.run_dir / "checkpoints" / "last.npz" if self.run_dir is not None else None
+        return f"; the last good checkpoint is {path}" if path is not None and path.exists() else ""
 
     def _write_summary(self, costs: dict[str, float]) -> None:
         """summary.json: the run's meta, counters, cost figures of the last learn call, final eval."""
@@ -265,7 +363,7 @@ class BaseTrainer(abc.ABC):
     def _check_finite(self, metrics: dict[str, float]) -> None:
         bad = [name for name, v in metrics.items() if not np.isfinite(v)]
         if bad:
-            where = f"; the last good checkpoint is {self.run_dir / 'checkpoints' / 'last.npz'}" if self.run_dir else ""
+            where = self._last_good()
             raise TrainingDivergedError(
                 f"non-finite {', '.join(bad)} ({', '.join(f'{b}={metrics[b]}' for b in bad)}) in the update at env step "
                 f"{self.env_steps} (gradient step {int(self.state.step)}); training stopped and the diverged "
@@ -287,17 +385,30 @@ class BaseTrainer(abc.ABC):
             if self.eval_env is None:
                 self.eval_env = self.make_env()
             env = self.eval_env
+        if episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {episodes}")
         key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), self.n_evals)
+        shape, limit = (self.algo.obs_dim,), episode_step_limit(env)
         returns = np.zeros(episodes)
         for i in range(episodes):
             obs, _ = env.reset(seed=self.config.seed + 100_000 + i)
-            done = False
-            while not done:
+            obs = check_output(obs, 0.0, shape, "the evaluation env's reset")[0]
+            for t in range(1, limit + 1):
                 key, k = jax.random.split(key)
-                a = np.asarray(self.algo.act(self.state.actor_params, np.asarray(obs, np.float32)[None], k, deterministic=deterministic))[0]
+                a = np.asarray(self.algo.act(self.state.actor_params, obs[None], k, deterministic=deterministic))[0]
                 obs, r, term, trunc, _ = env.step(a)
+                obs, r = check_output(obs, r, shape, f"the evaluation env at step {t} of episode {i}")
                 returns[i] += r
-                done = term or trunc
+                if term or trunc:
+                    break
+            else:
+                if not self._eval_cut_warned:
+                    self._eval_cut_warned = True
+                    warnings.warn(
+                        f"an evaluation episode was cut at {limit} steps: the env has no time limit (no TimeLimit "
+                        "wrapper, no spec.max_episode_steps); wrap it in gymnasium.wrappers.TimeLimit to choose one",
+                        stacklevel=2,
+                    )
         return returns
 
     def evaluate_and_log(self) -> dict[str, float]:
@@ -322,12 +433,15 @@ class BaseTrainer(abc.ABC):
             **self.meta,
             "wppg_version": __version__,
             "train_config": self.config.to_dict(),
+            "spaces": self._spaces(),
             "env_steps": self.env_steps,
             "iterations": self.iterations,
             "n_evals": self.n_evals,
             "last_eval": self.last_eval,
             "np_rng": self.np_rng.bit_generator.state,
             "has_envs": pool is not None,
+            "target_steps": self.target_steps,
+            "log_window": {"metrics": self.log_metrics, "returns": list(self.recent_returns)},
         }
         tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self._save_extra()}
         if pool is not None:
@@ -335,31 +449,82 @@ class BaseTrainer(abc.ABC):
                 "obs": pool["obs"],
                 "ep_return": pool["ep_return"],
                 "ep_length": pool["ep_length"],
-                "envs": {str(i): np.frombuffer(b, np.uint8) for i, b in enumerate(pool["envs"])},
+                # Data-only snapshots (JSON); pickles only of envs whose state is not plain data.
+                "env_states": np.frombuffer(json.dumps(pool["env_states"]).encode(), np.uint8),
+                "pickles": {str(i): np.frombuffer(b, np.uint8) for i, b in pool["pickles"].items()},
             }
         return ckpt.save(path, meta, tree)
 
-    def load_state(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
-        """Restore everything `save` wrote (the trainer must be built from the same configs)."""
+    def _spaces(self) -> dict[str, Any]:
+        b = self.algo.bounds
+        low, high = (b.bias - b.scale).tolist(), (b.bias + b.scale).tolist()
+        return {"obs_dim": int(self.algo.obs_dim), "action_low": low, "action_high": high}
+
+    def load_state(self, meta: dict[str, Any], tree: dict[str, Any], trust: bool = False) -> None:
+        """Restore everything `save` wrote (the trainer must be built from the same configs).
+
+        Runs no code from the checkpoint: the envs are fresh envs of this trainer's `make_env`
+        with the saved data-only state written in. A pickled env snapshot (an env whose state is
+        not plain data, or a file of an older version) is unpickled only with `trust=True`;
+        otherwise, or if the snapshot does not fit the env, the envs start new episodes with a
+        warning (the resume is then not exact at that point)."""
+        saved_spaces = meta.get("spaces")
+        if saved_spaces is not None and saved_spaces != self._spaces():
+            raise ckpt.CheckpointError(
+                f"the env's spaces {self._spaces()} differ from those the checkpoint was trained on {saved_spaces}"
+            )
         try:
             self.state = ckpt.restore_tree(self.state, tree["agent"], "agent state")
-            self.key = jax.numpy.asarray(tree["key"], dtype=self.key.dtype)
+            key = np.asarray(tree["key"])
+            if key.shape != self.key.shape or key.dtype != self.key.dtype:
+                expected = f"{self.key.shape} {self.key.dtype}"
+                raise ValueError(f"'key' has shape {key.shape} and dtype {key.dtype}, expected {expected}")
+            self.key = jax.numpy.asarray(key)
             self._load_extra(meta, tree)
             self.np_rng.bit_generator.state = meta["np_rng"]
-            self.env_steps, self.iterations, self.n_evals = meta["env_steps"], meta["iterations"], meta["n_evals"]
+            self.env_steps, self.iterations = int(meta["env_steps"]), int(meta["iterations"])
+            self.n_evals = int(meta["n_evals"])
             self.last_eval = meta["last_eval"]
-        except (KeyError, ValueError, TypeError) as e:
+            self.target_steps = meta.get("target_steps")
+            window = meta.get("log_window") or {}
+            self.log_metrics = {str(k): [float(x) for x in v] for k, v in window.get("metrics", {}).items()}
+            returns = [float(x) for x in window.get("returns", [])]
+            self.recent_returns = deque(returns, maxlen=self.recent_returns.maxlen)
+            if meta.get("has_envs"):
+                pool = dict(tree["pool"])
+                obs, ep_return, ep_length = pool["obs"], pool["ep_return"], pool["ep_length"]
+        except (KeyError, ValueError, TypeError, AttributeError) as e:
             raise ckpt.CheckpointError(f"checkpoint is incomplete or inconsistent: missing or bad {e}") from e
+        self.pool = None
         if meta.get("has_envs"):
-            pool = tree["pool"]
-            blobs = [pool["envs"][str(i)].tobytes() for i in range(len(pool["envs"]))]
             try:
-                self.pool = EnvPool.from_state({**pool, "envs": blobs})
-            except Exception as e:  # noqa: BLE001 -- any unpickling failure: restart its episodes
-                import warnings
+                states = json.loads(pool["env_states"].tobytes().decode()) if "env_states" in pool else None
+                # Files of earlier versions hold pickles only, under "envs".
+                pickles = {int(i): b.tobytes() for i, b in (pool.get("pickles") or pool.get("envs") or {}).items()}
+                state = {"env_states": states, "pickles": pickles, "obs": obs}
+                state |= {"ep_return": ep_return, "ep_length": ep_length}
+                self.pool = EnvPool.from_state(state, self.make_env, trust=trust)
+            except Exception as e:  # noqa: BLE001 -- whatever does not fit: restart the episodes
+                warnings.warn(
+                    f"could not restore the envs' mid-episode state ({e}); starting new episodes, so the resume is not "
+                    "exact at this point",
+                    stacklevel=2,
+                )
 
-                warnings.warn(f"could not restore the envs' mid-episode state ({e}); starting new episodes, so resume is not exact")
-                self.pool = None
+
+def episode_step_limit(env: gym.Env) -> int:
+    """The env's own episode length limit (a TimeLimit wrapper or spec.max_episode_steps), else
+    `EVAL_MAX_EPISODE_STEPS`."""
+    layer: Any = env
+    while layer is not None:
+        limit = vars(layer).get("_max_episode_steps")
+        if isinstance(limit, int) and limit > 0:
+            return limit
+        layer = getattr(layer, "env", None)
+    spec = getattr(env, "spec", None)
+    if spec is not None and spec.max_episode_steps:
+        return int(spec.max_episode_steps)
+    return EVAL_MAX_EPISODE_STEPS
 
 
 class Trainer(BaseTrainer):
@@ -379,6 +544,15 @@ class Trainer(BaseTrainer):
         super().__init__(algo, config, make_env, run_dir, meta, progress)
         self.buffer = ReplayBuffer(config.buffer_size, algo.obs_dim, algo.act_dim)
         self._low, self._high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
+
+    def _before_learn(self, until_step: int) -> None:
+        c = self.config
+        if self.env_steps < until_step < max(c.learning_starts, c.batch_size):
+            warnings.warn(
+                f"learning_starts ({c.learning_starts}) or batch_size ({c.batch_size}) exceeds the {until_step} env "
+                "steps of this run: it will take zero gradient steps",
+                stacklevel=3,
+            )
 
     def _env_step(self) -> list[tuple[float, int]]:
         c, obs = self.config, self.pool.obs

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wppg.algorithms.base import require, with_key_split
+from wppg.algorithms.base import check_field_types, require, with_key_split
 from wppg.envs import ActionBounds
 
 NORM_EPS = 1e-8
@@ -101,7 +101,7 @@ class PPOConfig:
     """Initial value of the state-independent log-std of the Gaussian policy (0: sigma = 1)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_field_types(self)
         self.validate()
 
     def validate(self) -> None:
