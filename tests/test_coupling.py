@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
-from wppg.coupling import AUCTION_EPS_FINAL, auction_assignment, couple, kernel_score, ot_pair, silverman_bandwidth
+from wppg.coupling import assignment, couple, kernel_score, ot_pair, silverman_bandwidth
 from wppg.entropy import calibrated_entropy_target, mixture_entropy
 from wppg.envs import ActionBounds
 from wppg.noise import standard_normal
@@ -32,10 +32,10 @@ def _cost(a: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((a - y) ** 2))
 
 
-@pytest.mark.parametrize("K, d", [(2, 2), (3, 3), (5, 2), (8, 3), (8, 6), (16, 2)])
+@pytest.mark.parametrize("K, d", [(2, 2), (5, 3), (8, 3), (16, 2), (64, 2)])
 def test_ot_pairing_is_an_optimal_assignment(K, d):
-    """In d-D the auction's pairing is a permutation of the particles whose cost is the optimum of
-    scipy's exact solver, up to the auction's bound K * eps_final * (benefit range)."""
+    """In d-D the pairing is a permutation of the particles whose cost is the optimum of scipy's
+    exact solver (to float rounding)."""
     rng = np.random.default_rng(K * 10 + d)
     a0 = rng.normal(size=(12, K, d)).astype(np.float32)
     y = (a0 + 0.5 * rng.normal(size=(12, K, d))).astype(np.float32)
@@ -43,25 +43,22 @@ def test_ot_pairing_is_an_optimal_assignment(K, d):
     for b in range(12):
         cost = ((a0[b][:, None] - y[b][None]) ** 2).sum(-1)
         rows, cols = linear_sum_assignment(cost)
-        benefit = 2 * a0[b] @ y[b].T
-        bound = K * AUCTION_EPS_FINAL * (benefit.max() - benefit.min()) + 1e-5 * cost[rows, cols].sum()
-        assert _cost(a0[b], out[b]) <= cost[rows, cols].sum() + bound
+        assert _cost(a0[b], out[b]) <= cost[rows, cols].sum() * (1 + 1e-5) + 1e-6
         # a permutation of the particles: each particle used once
         match = np.argmin(((out[b][:, None] - y[b][None]) ** 2).sum(-1), axis=1)
         assert sorted(match) == list(range(K))
 
 
-def test_auction_assignment_against_brute_force():
-    """All permutations of small matrices, including ties (equal rows)."""
+def test_assignment_against_brute_force():
+    """All permutations of small matrices, including ties (integer costs)."""
     rng = np.random.default_rng(0)
     for k in (3, 5):
         for trial in range(6):
-            benefit = rng.integers(0, 4, size=(k, k)).astype(np.float32) if trial % 2 else rng.normal(size=(k, k)).astype(np.float32)
-            perm = np.asarray(auction_assignment(jnp.asarray(benefit)))
+            cost = rng.integers(0, 4, size=(k, k)).astype(np.float32) if trial % 2 else rng.normal(size=(k, k)).astype(np.float32)
+            perm = np.asarray(assignment(jnp.asarray(cost)))
             assert sorted(perm) == list(range(k))
-            best = max(sum(benefit[i, p[i]] for i in range(k)) for p in itertools.permutations(range(k)))
-            got = sum(benefit[i, perm[i]] for i in range(k))
-            assert got >= best - k * AUCTION_EPS_FINAL * (benefit.max() - benefit.min()) - 1e-6
+            best = min(sum(cost[i, p[i]] for i in range(k)) for p in itertools.permutations(range(k)))
+            assert sum(cost[i, perm[i]] for i in range(k)) <= best + 1e-5
 
 
 def test_kernel_score_equals_finite_differences_of_log_kde():

@@ -1,6 +1,6 @@
 """`wppg bench speed`: how fast the updates and the training loop are on this machine, in one run.
 
-Three sections, each printing measured figures and ratios as it goes:
+Four sections, each printing measured figures and ratios as it goes:
 - roofline: this machine's matmul rate (a large square product, and each matrix shape of the
   update alone), then each update's FLOPs (`wppg.flops`), its measured time per gradient step,
   its achieved FLOP/s, and the fraction of the time that its matrix products alone would take at
@@ -9,6 +9,8 @@ Three sections, each printing measured figures and ratios as it goes:
   for sac and wppg (K = 1, 8, 32) and wppg-i, and, when installed, SBX SAC and SB3 SAC with the
   same settings; SBX runs right before and right after ours, `--rounds R` times over, and each
   round's ratios are taken against that round's faster SBX figure (their median is printed);
+- coupling: ms per gradient step of wppg and wppg-i with each projection coupling (`wppg.coupling`),
+  timed in alternation, and the ratio to the paper's 'shared-latent';
 - vmap: per-seed throughput of N seeds trained in one process against one seed alone.
 
 Everything runs in this process with the XLA threading it was started with; the header records
@@ -74,7 +76,7 @@ def matmul_peak_gflops(size: int = 1024, reps: int = 10) -> float:
     return 2 * size**3 / t / 1e9
 
 
-def _algorithm(name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int):
+def _algorithm(name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int, coupling: str = "ot"):
     from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
     from wppg.envs import ActionBounds
 
@@ -82,7 +84,8 @@ def _algorithm(name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int,
     if name == "sac":
         return SACAlgorithm(SACConfig(hidden=hidden), obs_dim, bounds)
     policy = "implicit" if name == "wppg-i" else "gaussian"
-    return WPPGAlgorithm(WPPGConfig(policy=policy, K=K, hidden=hidden, entropy_M=M, entropy_L=L), obs_dim, bounds)
+    cfg = WPPGConfig(policy=policy, K=K, hidden=hidden, entropy_M=M, entropy_L=L, coupling=coupling)
+    return WPPGAlgorithm(cfg, obs_dim, bounds)
 
 
 def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps: int, reps: int) -> float:
@@ -100,6 +103,28 @@ def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps:
     state = algo.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
     return _median_seconds(lambda: algo.update(state, batches, key), reps) / n_steps
+
+
+def coupling_section(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int, M: int, L: int, reps: int,
+                     cases: list[tuple[str, int]], log=print) -> list[dict[str, Any]]:
+    """ms per gradient step of wppg / wppg-i for each projection coupling, and the ratio to
+    'shared-latent' (the paper's), the couplings timed in alternation (`reps` rounds of one call
+    each, median) so that a load change hits all of them alike."""
+    from wppg.coupling import COUPLINGS
+
+    rows = []
+    for name, K in cases:
+        algos = {c: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, coupling=c) for c in COUPLINGS}
+        times: dict[str, list[float]] = {c: [] for c in COUPLINGS}
+        for _ in range(reps):
+            for c, algo in algos.items():
+                times[c].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
+        base = float(np.median(times["shared-latent"]))
+        for c in COUPLINGS:
+            ms = 1e3 * float(np.median(times[c]))
+            rows.append({"algo": name, "K": K, "coupling": c, "ms_per_step": ms, "ratio_to_shared_latent": ms / (1e3 * base)})
+            log(f"  {name:7s} K={K:<3d} {c:14s} {ms:8.2f} ms/step   {ms / (1e3 * base):.2f}x shared-latent")
+    return rows
 
 
 def roofline(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int, M: int, L: int, reps: int,
@@ -256,7 +281,9 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="wppg bench speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", nargs="+", choices=("roofline", "training", "vmap"), default=["roofline", "training", "vmap"])
+    p.add_argument("--sections", nargs="+", choices=("roofline", "coupling", "training", "vmap"),
+                   default=["roofline", "coupling", "training", "vmap"])
+    p.add_argument("--coupling-K", type=int, nargs="+", default=[8, 32], help="K of the coupling section")
     p.add_argument("--env", default="Hopper-v5", help="env of the training and vmap sections (default Hopper-v5)")
     p.add_argument("--steps", type=int, default=3000, help="timed env steps per training run (1/8 of it for K=32 and wppg-i)")
     p.add_argument("--learning-starts", type=int, default=1000, help="untimed random steps before the timed span")
@@ -290,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in ROOFLINE_CASES if c[0] in args.variants]
         result["roofline"] = roofline(obs_dim, act_dim, tuple(args.hidden), args.batch, *args.entropy_ml, args.reps, cases,
                                       log=lambda s: print(s, flush=True))  # fmt: skip
+    if "coupling" in args.sections:
+        env = gym.make(args.env)
+        obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+        env.close()
+        print(f"projection couplings ({args.env} shapes; batch {args.batch}; entropy M, L = {args.entropy_ml}):", flush=True)
+        cases = [(v, K) for v in ("wppg", "wppg-i") if v in args.variants for K in args.coupling_K]
+        result["coupling"] = coupling_section(obs_dim, act_dim, tuple(args.hidden), args.batch, *args.entropy_ml, args.reps, cases,
+                                              log=lambda s: print(s, flush=True))  # fmt: skip
     if "training" in args.sections:
         print(f"training on {args.env}: {args.steps} timed env steps after {args.learning_starts} random ones, UTD 1", flush=True)
         cases = [c for c in TRAINING_CASES if c[0] in args.variants and (args.wppg_K is None or c[0] != "wppg" or c[1]["K"] in args.wppg_K)]
