@@ -6,6 +6,7 @@ seconds) to --out (appending; a finished row is skipped on a rerun, so the scrip
 
     python benchmarks/projection.py --out docs/results/projection.jsonl --seeds 0 1 2
     python benchmarks/projection.py --table docs/results/projection.jsonl   # markdown table
+    python benchmarks/projection.py --figure docs/results/projection.jsonl docs/figures/projection.png
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ def run(task: str, coupling: str, policy: str, seed: int, steps: int, preset: st
     agent.learn(steps)
     env = agent.env_info.make()
     params = agent.trainer.state.actor_params
-    m = policy_metrics(env, lambda obs, k: agent.algorithm.act(params, obs, k, deterministic=False), jax.random.PRNGKey(seed))
-    return {"task": task, "coupling": coupling, "policy": policy, "seed": seed, "steps": steps, "preset": preset,
+    act = lambda obs, k: agent.algorithm.act(params, obs, k, deterministic=False)  # noqa: E731
+    m = policy_metrics(env, act, jax.random.PRNGKey(seed))
+    obs, _ = env.reset(seed=seed)
+    samples = np.asarray(act(np.repeat(np.asarray(obs, np.float32)[None], 1000, 0), jax.random.PRNGKey(seed + 1)))
+    return {"samples": np.round(samples, 4).tolist(), "task": task, "coupling": coupling, "policy": policy, "seed": seed, "steps": steps, "preset": preset,
             "tau": tau, "seconds": time.perf_counter() - t0, **m}
 
 
@@ -53,10 +57,52 @@ def table(path: Path) -> str:
     return "\n".join(out)
 
 
+def figure(path: Path, out: Path) -> None:
+    """Histograms of the learned policies' samples (the first seed of each task and coupling)
+    against the Gibbs density, one panel per task and coupling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import gymnasium as gym
+    import matplotlib.pyplot as plt
+
+    import wppg  # noqa: F401  (registers the tasks)
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "samples" in r]
+    tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+    couplings = [c for c in ("shared-latent", "ot", "score") if any(r["coupling"] == c for r in rows)]
+    fig, axes = plt.subplots(len(tasks), len(couplings), figsize=(3.2 * len(couplings), 2.6 * len(tasks)), squeeze=False)
+    for i, task in enumerate(tasks):
+        grid = gym.make(task).unwrapped.gibbs(0.1)
+        for j, coupling in enumerate(couplings):
+            ax = axes[i, j]
+            sel = sorted((r for r in rows if r["task"] == task and r["coupling"] == coupling), key=lambda r: r["seed"])
+            if not sel:
+                ax.axis("off")
+                continue
+            r = sel[0]
+            x = np.asarray(r["samples"])
+            if x.shape[-1] == 1:
+                ax.hist(x[:, 0], bins=60, range=(-1, 1), density=True, alpha=0.6, label="policy")
+                ax.plot(grid.axes[0], grid.density, "k", lw=1, label="Gibbs")
+            else:
+                ax.contour(grid.axes[0], grid.axes[1], grid.density.T, levels=5, colors="k", linewidths=0.6)
+                ax.scatter(x[:400, 0], x[:400, 1], s=2, alpha=0.5)
+                ax.set_xlim(-1, 1), ax.set_ylim(-1, 1)
+            ax.set_title(f"{task.split('/')[-1].replace('-v0', '')}, {coupling}\nW2 {r['w2_to_gibbs']:.3f}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path)
     p.add_argument("--table", type=Path)
+    p.add_argument("--figure", type=Path, nargs=2, metavar=("ROWS", "PNG"))
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
     p.add_argument("--couplings", nargs="+", default=["shared-latent", "ot", "score"])
     p.add_argument("--policies", nargs="+", default=["implicit"])
@@ -67,6 +113,9 @@ def main() -> None:
     a = p.parse_args()
     if a.table:
         print(table(a.table))
+        return
+    if a.figure:
+        figure(*a.figure)
         return
     done = set()
     if a.out.exists():
