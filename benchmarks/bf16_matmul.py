@@ -38,7 +38,9 @@ def cpu_flags() -> list[str]:
 
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    print(f"cpu: {platform.processor() or platform.machine()}; bf16-related flags: {cpu_flags() or 'none'}; jax {jax.__version__}")
+    print(
+        f"cpu: {platform.processor() or platform.machine()}; bf16-related flags: {cpu_flags() or 'none'}; jax {jax.__version__}"
+    )
     m, k, n = 8192, 256, 256
     x = jax.random.normal(jax.random.PRNGKey(0), (m, k))
     w = jax.random.normal(jax.random.PRNGKey(1), (k, n))
@@ -48,8 +50,10 @@ def main() -> None:
     flops = 2 * m * k * n
     for r in range(rounds):
         a, b = median_seconds(fp32, x, w), median_seconds(bf16, xb, wb)
-        print(f"round {r}: fp32 {a * 1e3:.1f} ms ({flops / a / 1e9:.1f} GFLOP/s), bf16 inputs {b * 1e3:.1f} ms "
-              f"({flops / b / 1e9:.1f} GFLOP/s): bf16 is {a / b:.2f}x the fp32 speed")
+        print(
+            f"round {r}: fp32 {a * 1e3:.1f} ms ({flops / a / 1e9:.1f} GFLOP/s), bf16 inputs {b * 1e3:.1f} ms "
+            f"({flops / b / 1e9:.1f} GFLOP/s): bf16 is {a / b:.2f}x the fp32 speed"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,18 @@ def run(task: str, coupling: str, policy: str, seed: int, steps: int, preset: st
     from wppg.tasks import policy_metrics
 
     t0 = time.perf_counter()
-    agent = wppg.WPPG(task, policy=policy, preset=preset, seed=seed, tau=tau, coupling=coupling,
-                      learning_starts=min(1000, steps // 4), eval_every=10**9, eval_episodes=1, progress=False)
+    agent = wppg.WPPG(
+        task,
+        policy=policy,
+        preset=preset,
+        seed=seed,
+        tau=tau,
+        coupling=coupling,
+        learning_starts=min(1000, steps // 4),
+        eval_every=10**9,
+        eval_episodes=1,
+        progress=False,
+    )
     agent.learn(steps)
     env = agent.env_info.make()
     params = agent.trainer.state.actor_params
@@ -36,8 +46,18 @@ def run(task: str, coupling: str, policy: str, seed: int, steps: int, preset: st
     m = policy_metrics(env, act, jax.random.PRNGKey(seed))
     obs, _ = env.reset(seed=seed)
     samples = np.asarray(act(np.repeat(np.asarray(obs, np.float32)[None], 1000, 0), jax.random.PRNGKey(seed + 1)))
-    return {"samples": np.round(samples, 4).tolist(), "task": task, "coupling": coupling, "policy": policy, "seed": seed, "steps": steps, "preset": preset,
-            "tau": tau, "seconds": time.perf_counter() - t0, **m}
+    return {
+        "samples": np.round(samples, 4).tolist(),
+        "task": task,
+        "coupling": coupling,
+        "policy": policy,
+        "seed": seed,
+        "steps": steps,
+        "preset": preset,
+        "tau": tau,
+        "seconds": time.perf_counter() - t0,
+        **m,
+    }
 
 
 def table(path: Path) -> str:
@@ -45,15 +65,19 @@ def table(path: Path) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["policy"], r["preset"], r["steps"], r["coupling"]), []).append(r)
-    out = ["| task | policy | preset | steps | coupling | seeds | W2 to Gibbs | policy std | smallest mode mass |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| task | policy | preset | steps | coupling | seeds | W2 to Gibbs | policy std | smallest mode mass |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for (task, policy, preset, steps, coupling), rs in sorted(groups.items()):
         w2 = np.array([r["w2_to_gibbs"] for r in rs])
         std = np.array([r["policy_std"] for r in rs])
         mass = [min(r["mass_left"], 1 - r["mass_left"]) if "mass_left" in r else r.get("mode_min_mass") for r in rs]
         mass_s = "-" if mass[0] is None else f"{np.mean(mass):.2f} (min {np.min(mass):.2f})"
-        out.append(f"| {task.split('/')[-1]} | {policy} | {preset} | {steps} | {coupling} | {len(rs)} | "
-                   f"{w2.mean():.3f} (max {w2.max():.3f}) | {std.mean():.3f} | {mass_s} |")
+        out.append(
+            f"| {task.split('/')[-1]} | {policy} | {preset} | {steps} | {coupling} | {len(rs)} | "
+            f"{w2.mean():.3f} (max {w2.max():.3f}) | {std.mean():.3f} | {mass_s} |"
+        )
     return "\n".join(out)
 
 
@@ -72,7 +96,9 @@ def figure(path: Path, out: Path) -> None:
     rows = [r for r in rows if "samples" in r]
     tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
     couplings = [c for c in ("shared-latent", "ot", "score") if any(r["coupling"] == c for r in rows)]
-    fig, axes = plt.subplots(len(tasks), len(couplings), figsize=(3.2 * len(couplings), 2.6 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks), len(couplings), figsize=(3.2 * len(couplings), 2.6 * len(tasks)), squeeze=False
+    )
     for i, task in enumerate(tasks):
         grid = gym.make(task).unwrapped.gibbs(0.1)
         for j, coupling in enumerate(couplings):

@@ -14,7 +14,9 @@ Adam). The std is averaged over the second half of 4000 steps.
 import numpy as np
 
 
-def stationary_std(k: int, coupling: str, eta: float = 0.1, tau: float = 0.1, steps: int = 4000, seed: int = 0) -> float:
+def stationary_std(
+    k: int, coupling: str, eta: float = 0.1, tau: float = 0.1, steps: int = 4000, seed: int = 0
+) -> float:
     rng = np.random.default_rng(seed)
     m, s, kept = 0.0, 0.3, []
     for t in range(steps):

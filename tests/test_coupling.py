@@ -54,7 +54,11 @@ def test_assignment_against_brute_force():
     rng = np.random.default_rng(0)
     for k in (3, 5):
         for trial in range(6):
-            cost = rng.integers(0, 4, size=(k, k)).astype(np.float32) if trial % 2 else rng.normal(size=(k, k)).astype(np.float32)
+            cost = (
+                rng.integers(0, 4, size=(k, k)).astype(np.float32)
+                if trial % 2
+                else rng.normal(size=(k, k)).astype(np.float32)
+            )
             perm = np.asarray(assignment(jnp.asarray(cost)))
             assert sorted(perm) == list(range(k))
             best = min(sum(cost[i, p[i]] for i in range(k)) for p in itertools.permutations(range(k)))
@@ -135,19 +139,30 @@ BOUNDS = ActionBounds(np.array([2.0], np.float32), np.array([0.0], np.float32))
 @pytest.mark.parametrize("target, direction", [(-8.0, -1), (3.0, 1)])
 def test_auto_tau_moves_towards_the_target_entropy(target, direction):
     """Entropy above the target lowers tau; below it raises tau."""
-    cfg = WPPGConfig(hidden=(16,), K=4, entropy_M=4, entropy_L=4, tau="auto", tau_init=0.5, tau_lr=1e-2, target_entropy=target)
+    cfg = WPPGConfig(
+        hidden=(16,), K=4, entropy_M=4, entropy_L=4, tau="auto", tau_init=0.5, tau_lr=1e-2, target_entropy=target
+    )
     algo = WPPGAlgorithm(cfg, 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    batches = {"obs": rng.normal(size=(20, 16, 3)), "action": rng.uniform(-2, 2, (20, 16, 1)), "reward": rng.normal(size=(20, 16)),
-               "next_obs": rng.normal(size=(20, 16, 3)), "terminated": np.zeros((20, 16))}  # fmt: skip
+    batches = {
+        "obs": rng.normal(size=(20, 16, 3)),
+        "action": rng.uniform(-2, 2, (20, 16, 1)),
+        "reward": rng.normal(size=(20, 16)),
+        "next_obs": rng.normal(size=(20, 16, 3)),
+        "terminated": np.zeros((20, 16)),
+    }
     new, metrics = algo.update(state, {k: v.astype(np.float32) for k, v in batches.items()}, jax.random.PRNGKey(1))
     moved = float(jnp.exp(new.extra["log_tau"])) - 0.5
     assert np.sign(moved) == direction and abs(moved) > 0.05
     assert "tau" in metrics
     # The learned tau is what the update uses: the soft value's entropy term scales with it.
     v1, _ = algo.soft_value(new, jnp.zeros((4, 3)), jax.random.PRNGKey(2))
-    v2, _ = algo.soft_value(new.replace(extra={**new.extra, "log_tau": new.extra["log_tau"] + 1.0}), jnp.zeros((4, 3)), jax.random.PRNGKey(2))
+    v2, _ = algo.soft_value(
+        new.replace(extra={**new.extra, "log_tau": new.extra["log_tau"] + 1.0}),
+        jnp.zeros((4, 3)),
+        jax.random.PRNGKey(2),
+    )
     assert not np.allclose(v1, v2)
 
 

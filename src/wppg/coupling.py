@@ -28,6 +28,7 @@ from wppg.noise import standard_normal
 
 COUPLINGS = ("shared-latent", "ot", "score")
 
+
 def assignment(cost: jnp.ndarray) -> jnp.ndarray:
     """Exact minimum-cost assignment of one K x K matrix: perm [K] minimising sum_i cost[i, perm[i]].
 
@@ -35,9 +36,9 @@ def assignment(cost: jnp.ndarray) -> jnp.ndarray:
     enter one at a time, each by a Dijkstra search over reduced costs cost[i, j] - u[i] - v[j] >= 0
     from a virtual column, then the path is flipped. Written with `lax` loops so it runs under jit
     and vmap (a batch runs until its slowest state is done); exact up to float rounding
-    (tests/test_coupling.py checks it against scipy's linear_sum_assignment). Measured on a 2-core
-    CPU for 256 states: about 1 ms at K = 8, 15-55 ms at K = 32 (more in fewer dimensions, where
-    more particles cross).
+    (tests/test_coupling.py checks it against scipy's linear_sum_assignment). Measured on a loaded
+    2-core CPU for 256 states with d = 3-8: 1-4 ms at K = 8, 20-250 ms at K = 32 (more where the
+    heat noise is large against the samples' spacing, so that more particles cross).
     """
     n = cost.shape[0]
     virtual = n  # the extra column every search starts from

@@ -33,7 +33,9 @@ STATES = 256
 SIGMA = 0.1
 
 
-def make_policy_spread(act: Callable[..., jnp.ndarray], bounds: ActionBounds) -> Callable[[Any, np.ndarray, jax.Array], dict]:
+def make_policy_spread(
+    act: Callable[..., jnp.ndarray], bounds: ActionBounds
+) -> Callable[[Any, np.ndarray, jax.Array], dict]:
     """A jitted `spread(actor_params, obs [n, D], key) -> {'policy_std', 'policy_entropy'}` for an
     algorithm's `act(actor_params, obs, key, deterministic=False)`."""
     scale, bias = jnp.asarray(bounds.scale), jnp.asarray(bounds.bias)

@@ -81,7 +81,9 @@ class WPPGConfig(OffPolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        require(self.policy in ("gaussian", "implicit"), f"policy must be 'gaussian' or 'implicit', got {self.policy!r}")
+        require(
+            self.policy in ("gaussian", "implicit"), f"policy must be 'gaussian' or 'implicit', got {self.policy!r}"
+        )
         require(self.K >= 1, f"K must be >= 1, got {self.K}")
         require(self.eta > 0, f"eta must be > 0, got {self.eta}")
         if isinstance(self.tau, str):
@@ -92,7 +94,10 @@ class WPPGConfig(OffPolicyConfig):
         require(self.tau_lr > 0, f"tau_lr must be > 0, got {self.tau_lr}")
         require(self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         require(self.entropy_sigma > 0, f"entropy_sigma must be > 0, got {self.entropy_sigma}")
-        require(self.entropy_M >= 1 and self.entropy_L >= 1, f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}")
+        require(
+            self.entropy_M >= 1 and self.entropy_L >= 1,
+            f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}",
+        )
         require(self.coupling in COUPLINGS, f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
 
     @property
@@ -122,7 +127,9 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
     name = "wppg"
 
     def __init__(self, config: WPPGConfig, obs_dim: int, bounds: ActionBounds):
-        self.policy = make_policy(config.policy, obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, config.latent_dim)
+        self.policy = make_policy(
+            config.policy, obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, config.latent_dim
+        )
         self.tau_tx = optax.adam(config.tau_lr)
         if config.auto_tau:
             target = -float(bounds.dim) if config.target_entropy is None else config.target_entropy
@@ -165,14 +172,18 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         k_actions, k_noise = jax.random.split(key)
         n_reused = min(c.entropy_L, c.K)
         n = c.K + c.entropy_M + (c.entropy_L - n_reused)
-        actions = self.sample_actions(state.actor_params, next_obs, sample_latents(self.policy, k_actions, next_obs.shape[0], n))
+        actions = self.sample_actions(
+            state.actor_params, next_obs, sample_latents(self.policy, k_actions, next_obs.shape[0], n)
+        )
         next_actions, centres = actions[:, : c.K], actions[:, c.K : c.K + c.entropy_M]
         baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
         h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma)
         return entropy_regularised_value(q, h, self.temperature(state)), {"entropy": jnp.mean(h)}
 
-    def projection_loss(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray, target: jnp.ndarray) -> jnp.ndarray:
+    def projection_loss(
+        self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray, target: jnp.ndarray
+    ) -> jnp.ndarray:
         """mean over the B*K samples of ||g_theta(s, eps) - target||^2."""
         residual = self.policy.apply(actor_params, obs, eps) - target
         return jnp.mean(jnp.sum(residual**2, axis=-1))
