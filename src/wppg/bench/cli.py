@@ -58,11 +58,14 @@ def cmd_run(argv: list[str]) -> int:
     )  # fmt: skip
     command = "wppg bench run " + shlex.join(argv)
     if args.dry_run:
+        from wppg.bench.spec import ALIASES
         from wppg.bench.worker import run_state
 
         for run in spec.runs():
             d = run.directory(args.out)
-            print(f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}")
+            # An alias's fixed fields are not in its hyperparameters: show what it stands for.
+            alias = f" ({ALIASES[run.algo][0]} with {ALIASES[run.algo][1]})" if run.algo in ALIASES else ""
+            print(f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}{alias}")
         print(f"{len(spec.runs())} runs, {spec.total_steps():,} env steps")
         return 0
     from wppg.bench.runner import run_suite
