@@ -35,7 +35,7 @@ def test_sac_target_entropy_default_is_minus_dim_on_any_box():
 
 def test_scale_one_box_log_prob_is_the_env_unit_density():
     # On a scale-1 box the unit-box density is the density of the env action: nothing changes there.
-    algo, params, a, log_p = _sample(UNIT)
+    _, params, a, log_p = _sample(UNIT)
     policy = make_policy("gaussian", OBS, D, UNIT.scale, UNIT.bias, (16,))
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, OBS))
     eps = sample_latents(policy, jax.random.PRNGKey(2), 8, 1)

@@ -134,6 +134,8 @@ def report_main(argv: list[str]) -> int:
     p.add_argument("--metric", choices=("return_mode", "return_stochastic"), default="return_mode",
                    help="evaluation return of the curves and the aggregate statistics")  # fmt: skip
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregate CIs")
+    p.add_argument("--last", type=int, default=5,
+                   help="evaluations averaged per run by the end-of-training metric beside the final return")
     p.add_argument("--notes", type=Path, default=None,
                    help="Markdown file placed under the report's header (scope of the runs, what was left out and why)")  # fmt: skip
     args = p.parse_args(argv)
@@ -148,7 +150,7 @@ def report_main(argv: list[str]) -> int:
 
     try:
         result = build_report(args.run_dirs, args.out, args.figures, metric=args.metric, reps=args.reps,
-                              command="wppg report " + shlex.join(argv), notes=notes)  # fmt: skip
+                              command="wppg report " + shlex.join(argv), notes=notes, last=args.last)  # fmt: skip
     except BenchError as e:
         print(f"wppg report: error: {e}", file=sys.stderr)
         return 2
