@@ -557,7 +557,11 @@ def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dic
                 vals = np.array([v[-1] for _, v in curves.get(algo, [])], float)
                 if len(vals):
                     stats = _stats(vals)
-                    cells.append(_mci(stats["mean"], *stats.pop("ci_bounds"), digits=3))
+                    m, (lo, hi) = stats["mean"], stats.pop("ci_bounds")
+                    if columns == TEMPERATURES:  # 1e-4 to 1: significant digits, not decimals
+                        cells.append(f"{m:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else f"{m:.3g}")
+                    else:
+                        cells.append(_mci(m, lo, hi, digits=3))
                     row[columns[0] if len(columns) == 1 else "temperature"] = stats
                 else:
                     cells.append("-")
