@@ -42,7 +42,8 @@ def test_gaussian_mode_is_tanh_of_mean():
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():
-    # 1-D: a = s * tanh(x) + b, x ~ N(mu, std^2): p(a) = N(x; mu, std) / (s (1 - tanh(x)^2)).
+    # 1-D: a = s * tanh(x) + b, x ~ N(mu, std^2). On the unit box u = tanh(x): p(u) = N(x; mu, std) / (1 - tanh(x)^2);
+    # p(a) = p(u) / s is not what the method returns (SAC's convention, see SACConfig).
     s, b = 2.0, 0.5
     policy = make_policy("gaussian", 3, 1, np.array([s]), np.array([b]), (16,))
     obs = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
@@ -52,6 +53,6 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     mu, log_std = policy.apply(params, obs, method=policy.stats)
     mu, std, eps = (np.asarray(v, np.float64) for v in (mu, np.exp(log_std), eps))
     x = mu[:, None, :] + std[:, None, :] * eps  # float64: 1 - tanh^2 cancels badly in float32
-    ref = stats.norm.logpdf(x, mu[:, None, :], std[:, None, :]) - np.log(s * (1 - np.tanh(x) ** 2))
+    ref = stats.norm.logpdf(x, mu[:, None, :], std[:, None, :]) - np.log(1 - np.tanh(x) ** 2)
     np.testing.assert_allclose(logp, ref[..., 0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(a, s * np.tanh(x) + b, rtol=1e-5, atol=1e-6)

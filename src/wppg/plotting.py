@@ -37,15 +37,13 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "return
     return plot_curves(groups, out, title=title, ylabel=f"eval {metric.replace('_', ' ')}")
 
 
-def plot_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], out: str | Path, *, title: str, ylabel: str) -> Path:
-    """One line per label: the mean over its runs' (steps, values) curves at the steps they all
-    have, with a 95% bootstrap CI band when there are several runs."""
-    import matplotlib
+Curves = dict[str, list[tuple[np.ndarray, np.ndarray]]]
+"""Label -> the (steps, values) curve of each of its runs."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def _draw_curves(ax: object, curves: Curves) -> None:
+    """On `ax`, one line per label: the mean over its runs at the steps they all have, with a 95%
+    bootstrap CI band when there are several runs."""
     for label, runs in sorted(curves.items()):
         steps = np.asarray(sorted(set.intersection(*(set(s.tolist()) for s, _ in runs))))
         if len(steps) == 0:
@@ -56,10 +54,34 @@ def plot_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], out: str
             lo, hi = bootstrap_ci(y)
             ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("env steps")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+
+
+def plot_curves(curves: Curves, out: str | Path, *, title: str, ylabel: str) -> Path:
+    """One line per label: the mean over its runs' (steps, values) curves at the steps they all
+    have, with a 95% bootstrap CI band when there are several runs."""
+    return plot_panels([(curves, ylabel, False)], out, title=title)
+
+
+def plot_panels(panels: list[tuple[Curves, str, bool]], out: str | Path, *, title: str) -> Path:
+    """`plot_curves` for several quantities side by side: panels of (curves, ylabel, log y-axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 7.0 if len(panels) == 1 else 5.0 * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.5), squeeze=False)
+    for ax, (curves, ylabel, log) in zip(axes[0], panels, strict=True):
+        _draw_curves(ax, curves)
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize="small" if len(panels) > 1 else None)
+    if len(panels) == 1:
+        axes[0, 0].set_title(title)
+    else:
+        fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

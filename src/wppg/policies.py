@@ -46,12 +46,14 @@ class GaussianPolicy(nn.Module):
         return jnp.asarray(self.scale) * jnp.tanh(x) + jnp.asarray(self.bias)
 
     def sample_and_log_prob(self, obs: jnp.ndarray, eps: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """Actions [B, K, d] and their log-density [B, K] under the tanh-Gaussian (used by SAC only)."""
+        """Actions [B, K, d] and the log-density [B, K] of u = tanh(x) = (a - bias) / scale, on the unit box
+        (used by SAC only). The density of a itself is this minus sum(log scale); the unit box makes an
+        entropy target mean the same whatever the env's action bounds (SB3's convention)."""
         mu, log_std = self.stats(obs)
         x = mu[..., None, :] + jnp.exp(log_std)[..., None, :] * eps
         log_normal = -0.5 * eps**2 - log_std[..., None, :] - 0.5 * math.log(2 * math.pi)
         # log |d tanh(x)/dx| = 2 (log 2 - x - softplus(-2x)), stable for large |x|.
-        log_det = 2.0 * (math.log(2.0) - x - jax.nn.softplus(-2.0 * x)) + jnp.log(jnp.asarray(self.scale))
+        log_det = 2.0 * (math.log(2.0) - x - jax.nn.softplus(-2.0 * x))
         action = jnp.asarray(self.scale) * jnp.tanh(x) + jnp.asarray(self.bias)
         return action, jnp.sum(log_normal - log_det, axis=-1)
 

@@ -143,8 +143,14 @@ def test_costs_protocol_figures_and_plain_runs(report):
         png = out.parent / "figures" / "bench" / f"{env}.png"
         assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
         assert f"](figures/bench/{env}.png)" in md
-    assert result["envs"]["EnvC-v0"] == {"sac-fixed": {"seeds": [0], "return_mode": {"values": [1.0], "mean": 1.0, "ci": [None, None]},
-                                                      "return_stochastic": {"values": [0.0], "mean": 0.0, "ci": [None, None]}}}  # fmt: skip
+    # last 5: the mean of both evaluations (500 and 1000) the run has
+    def one(v):
+        return {"values": [v], "mean": v, "ci": [None, None]}
+
+    assert result["envs"]["EnvC-v0"] == {"sac-fixed": {
+        "seeds": [0], "return_mode": one(1.0), "return_stochastic": one(0.0),
+        "last5_return_mode": one(0.75), "last5_return_stochastic": one(-0.25),
+    }}  # fmt: skip
     assert plain.exists()
 
 
@@ -168,3 +174,103 @@ def test_notes_go_under_the_header_and_a_missing_notes_file_is_refused(tmp_path)
     with contextlib.redirect_stderr(err):
         assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--notes", str(tmp_path / "missing.md")]) == 2
     assert "missing.md does not exist" in err.getvalue()
+
+
+# --- the last-n metric and the policy-spread section, on runs with longer eval.csv and a train.csv -----------------
+EVAL_STEPS = [125, 250, 375, 500, 625, 750, 875, 1000]
+
+
+def write_long_run(root: Path, env: str, algo: str, seed: int, evals: list[float], *, spread: bool = True) -> Path:
+    """A finished run whose eval.csv has one row per EVAL_STEPS (the budget's row written twice, as a
+    final evaluation after a periodic one could be) and, with `spread`, a train.csv of diagnostics."""
+    d = write_run(root, env, algo, seed, evals[-1])
+    rows = [*zip(EVAL_STEPS, evals, strict=True), (BUDGET, evals[-1])]
+    lines = ["step,return_stochastic,return_stochastic_std,return_mode,return_mode_std"]
+    (d / "eval.csv").write_text("\n".join([*lines, *(f"{s},{v - 1},0.0,{v},0.0" for s, v in rows)]) + "\n")
+    if spread:
+        temp = "alpha" if algo == "sac" else "tau"
+        rows = ["step,critic_loss,policy_std,policy_entropy," + temp]
+        rows.append("100,1.0,,,")  # a row before the diagnostics started: left out of the curves
+        for s in range(200, BUDGET + 1, 200):
+            rows.append(f"{s},1.0,{0.5 - s / 4000 + seed / 100},{-1.0 - s / 1000 - seed / 10},{0.2 - s / 10000}")
+        (d / "train.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+LONG = {  # env -> algo -> one eval curve per seed
+    "EnvA-v0": {"sac": [[0, 1, 2, 3, 4, 5, 6, 7], [0, 10, 20, 30, 40, 50, 60, 10]],
+                "wppg": [[5, 5, 5, 5, 5, 5, 5, 5], [1, 1, 1, 9, 9, 9, 9, 9], [0, 0, 0, 0, 0, 0, 0, 100]]},
+    "EnvB-v0": {"sac": [[0, 0, 0, 10, 20, 30, 40, 50], [0, 0, 0, 0, 0, 0, 0, 0]],
+                "wppg": [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1], [3, 3, 3, 3, 3, 3, 3, 3]]},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def long_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("long")
+    for env, by_algo in LONG.items():
+        for algo, curves in by_algo.items():
+            for seed, evals in enumerate(curves):
+                write_long_run(root, env, algo, seed, [float(v) for v in evals])
+    write_long_run(root, "EnvA-v0", "sbx-sac", 0, [1.0] * 8, spread=False)  # a reference without diagnostics
+    out = tmp_path_factory.mktemp("docs") / "long.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(root), "--out", str(out), "--reps", "100"]) == 0
+    return json.loads(out.with_suffix(".json").read_text()), out.read_text(), out, root
+
+
+def test_last_five_evaluations_per_env_and_across_envs(long_report):
+    from rliable import metrics
+
+    result, md, _, _ = long_report
+    last5 = {env: {a: [float(np.mean(c[-5:])) for c in curves] for a, curves in by.items()} for env, by in LONG.items()}
+    row = result["envs"]["EnvA-v0"]["wppg"]
+    assert row["last5_return_mode"]["values"] == pytest.approx(last5["EnvA-v0"]["wppg"])  # the doubled row counts once
+    assert row["last5_return_stochastic"]["mean"] == pytest.approx(np.mean(last5["EnvA-v0"]["wppg"]) - 1)
+    assert row["last5_return_mode"]["ci"] == pytest.approx(list(percentile_bootstrap(last5["EnvA-v0"]["wppg"])))
+    assert row["return_mode"]["values"] == [5.0, 9.0, 100.0]  # the final return is still the end point
+    m, (lo, hi) = np.mean(last5["EnvA-v0"]["sac"]), percentile_bootstrap(last5["EnvA-v0"]["sac"])
+    assert f"| {m:.1f} [{lo:.1f}, {hi:.1f}] | {m - 1:.1f} [" in md
+    # Across envs: min-max per env over the last-5 values, then IQM (rliable), sac with 2 runs per env.
+    agg = result["aggregate_last5"]
+    last5["EnvA-v0"]["sbx-sac"] = [1.0]  # the reference's run enters the bounds, not the matrices (no EnvB run)
+    scores = {}
+    for env, by in last5.items():
+        lo_e, hi_e = min(min(v) for v in by.values()), max(max(v) for v in by.values())
+        assert agg["bounds"][env] == pytest.approx([lo_e, hi_e])
+        scores[env] = {a: (np.asarray(v) - lo_e) / (hi_e - lo_e) for a, v in by.items()}
+    sac = np.stack([scores["EnvA-v0"]["sac"], scores["EnvB-v0"]["sac"]], axis=1)
+    wppg = np.stack([scores["EnvA-v0"]["wppg"], scores["EnvB-v0"]["wppg"]], axis=1)
+    assert agg["algos"]["sac"]["iqm"] == pytest.approx(metrics.aggregate_iqm(sac))
+    assert agg["algos"]["wppg"]["mean"] == pytest.approx(wppg.mean())
+    assert agg["improvement"]["sac > wppg"]["p"] == pytest.approx(metrics.probability_of_improvement(sac, wppg))
+    assert agg["left_out"] == ["sbx-sac"] and result["aggregate"]["bounds"]["EnvA-v0"] == [1.0, 100.0]
+    assert "## Across envs: normalised IQM and probability of improvement, on the mean of the last 5 evaluations" in md
+    assert "| algorithm | seeds | return, mode | return, stochastic | last 5, mode | last 5, stochastic |" in md
+
+
+def test_policy_spread_table_and_figure(long_report, monkeypatch):
+    result, md, out, root = long_report
+    spread = result["spread"]["EnvA-v0"]
+    assert set(spread) == {"sac", "wppg"}  # sbx-sac has no diagnostics
+    # each run's last train.csv row (step 1000): entropy -2 - seed/10, std 0.25 + seed/100, temperature 0.1
+    assert spread["wppg"]["policy_entropy"]["values"] == pytest.approx([-2.0, -2.1, -2.2])
+    assert spread["sac"]["policy_std"]["mean"] == pytest.approx(0.255)
+    assert spread["sac"]["temperature"]["values"] == pytest.approx([0.1, 0.1])
+    assert "| wppg | 3 | -2.100 [" in md and "## Policy spread" in md and "-0.88 nats per action dimension" in md
+    png = out.parent / "figures" / out.stem / "EnvA-v0-spread.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"](figures/{out.stem}/EnvA-v0-spread.png)" in md
+    # The figure's curves: one per seed, the rows without diagnostics dropped, temperatures on a log axis.
+    import wppg.plotting
+    from wppg.bench.report import build_report
+
+    seen = []
+    monkeypatch.setattr(wppg.plotting, "plot_panels", lambda panels, path, title: seen.append(panels) or path)
+    monkeypatch.setattr(wppg.plotting, "plot_curves", lambda curves, path, title, ylabel: path)
+    build_report([root / "EnvB-v0"], out.parent / "again.md", reps=20, last=3)
+    entropy, _, temperature = seen[0]
+    assert [len(c) for c in entropy[0].values()] == [2, 3] and entropy[2] is False and temperature[2] is True
+    steps, values = entropy[0]["sac"][1]
+    assert steps.tolist() == list(range(200, 1001, 200)) and values[0] == pytest.approx(-1.3)
+    again = json.loads((out.parent / "again.json").read_text())
+    assert again["envs"]["EnvB-v0"]["sac"]["last3_return_mode"]["values"] == pytest.approx([40.0, 0.0])

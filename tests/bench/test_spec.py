@@ -12,6 +12,7 @@ import pytest
 
 from wppg.agent import VARIANTS
 from wppg.bench.spec import (
+    ALIASES,
     EXTERNAL,
     SpecError,
     load_spec,
@@ -149,11 +150,11 @@ def test_spec_file_path_and_bad_toml(tmp_path):
         load_spec("no-such-suite")
 
 
-@pytest.mark.parametrize("name", ["smoke", "classic", "mujoco-100k", "mujoco-1m"])
+@pytest.mark.parametrize("name", ["smoke", "classic", "mujoco-100k", "mujoco-1m", "mujoco-cpu"])
 def test_shipped_suites_validate_or_name_the_missing_algorithms(name):
     assert name in suite_names()
     raw, _, _ = read_raw(name)
-    available = set(VARIANTS) | {"sac-fixed", *EXTERNAL}
+    available = set(VARIANTS) | set(ALIASES) | set(EXTERNAL)
     missing = [a for a in raw["algos"] if a not in available]
     if missing:  # an algorithm not registered in this installation: the error names it
         with pytest.raises(SpecError, match=f"unknown algorithm '{missing[0]}'"):
@@ -210,3 +211,53 @@ def test_set_values_skip_external_references_without_the_key():
     runs = {r.algo: r.hyperparameters for r in spec.override(set_values={"preset": "cpu", "train_freq": 4}).runs()}
     assert runs["wppg"]["preset"] == "cpu" and "preset" not in runs["sbx-sac"]
     assert runs["wppg"]["train_freq"] == runs["sbx-sac"]["train_freq"] == 4
+
+
+def _wppg_configs(run):
+    """The WPPGConfig and TrainConfig `make_agent` would build for a run (no env is made)."""
+    from wppg.agent import split_hyperparameters
+    from wppg.algorithms import PRESETS, WPPGConfig
+    from wppg.trainer import TrainConfig
+
+    variant, kwargs = run.agent_arguments()
+    kwargs = {k: v for k, v in kwargs.items() if k != "seed"}
+    preset = kwargs.pop("preset", "default")
+    algo_kw, train_kw = split_hyperparameters("wppg", {**PRESETS[preset], **kwargs})
+    return WPPGConfig(**{**VARIANTS[variant][1], **algo_kw}), TrainConfig(**train_kw)
+
+
+def test_wppg_i_paper_is_the_papers_algorithm_with_settable_k():
+    spec = spec_with(algos={"wppg-i-paper": {"seeds": 1, "hyperparameters": {"K": 8, "entropy_M": 8}}}, common={})
+    variant, kwargs = spec.runs()[0].agent_arguments()
+    assert variant == "wppg-i" and kwargs["preset"] == "paper" and kwargs["K"] == 8
+    cfg, _ = _wppg_configs(spec.runs()[0])
+    assert (cfg.policy, cfg.coupling, cfg.K, cfg.entropy_M, cfg.tau) == ("implicit", "shared-latent", 8, 8, 1e-4)
+    with pytest.raises(SpecError, match="preset"):  # fixed by the alias
+        spec_with(algos={"wppg-i-paper": {"seeds": 1, "hyperparameters": {"preset": "cpu"}}}, common={})
+    # --set preset=... reaches the other WPPG variants, not the alias.
+    both = spec_with(algos={"wppg-i-paper": {"seeds": 1}, "wppg": {"seeds": 1}}, common={}).override(set_values={"preset": "cpu"})
+    assert {r.algo: r.hyperparameters.get("preset") for r in both.runs()} == {"wppg-i-paper": None, "wppg": "cpu"}
+
+
+def test_mujoco_cpu_suite_and_auto_tau_from_toml_and_set():
+    spec = load_spec("mujoco-cpu")
+    assert list(spec.envs) == ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5"]
+    assert {e.steps for e in spec.envs.values()} == {100_000}
+    assert {a: len(s.seeds) for a, s in spec.algos.items()} == {"sac": 5, "wppg-i": 5, "wppg": 5, "wppg-i-paper": 5}
+    assert len(spec.runs()) == 80
+    by = {r.algo: r for r in spec.runs() if r.seed == 0 and r.env_id == "Hopper-v5"}
+    for algo, policy in (("wppg-i", "implicit"), ("wppg", "gaussian")):
+        cfg, train = _wppg_configs(by[algo])
+        assert (cfg.policy, cfg.K, cfg.entropy_M, cfg.entropy_L, cfg.coupling) == (policy, 8, 8, 8, "ot")
+        assert cfg.auto_tau and train.total_steps == 100_000 and train.eval_every == 5000
+    cfg, _ = _wppg_configs(by["wppg-i-paper"])
+    assert (cfg.coupling, cfg.K, cfg.entropy_M, cfg.entropy_L, cfg.auto_tau) == ("shared-latent", 8, 8, 8, False)
+    assert "tau" not in by["sac"].hyperparameters
+    # --set tau=auto: a bare word, read as the string; it reaches the WPPG variants only.
+    assert parse_set(["tau=auto"]) == {"tau": "auto"}
+    runs = {r.algo: r for r in spec.override(set_values=parse_set(["tau=auto"]), seeds=[0], envs=["Ant-v5"]).runs()}
+    assert runs["wppg-i-paper"].hyperparameters["tau"] == "auto" and "tau" not in runs["sac"].hyperparameters
+    assert _wppg_configs(runs["wppg-i-paper"])[0].auto_tau
+    code, out, _ = run_cli(["bench", "run", "mujoco-cpu", "--dry-run", "--out", "/nonexistent/mujoco-cpu"])
+    assert code == 0 and "80 runs, 8,000,000 env steps" in out
+    assert "Ant-v5/wppg-i-paper/seed4: 100000 steps, new" in out and "(wppg-i with {'preset': 'paper'})" in out

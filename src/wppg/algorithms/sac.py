@@ -19,14 +19,21 @@ from wppg.policies import make_policy, sample_latents
 
 @dataclass(frozen=True)
 class SACConfig(OffPolicyConfig):
-    """SAC hyperparameters (shared fields as WPPG; the WPPG paper compares against fixed alpha)."""
+    """SAC hyperparameters (shared fields as WPPG; the WPPG paper compares against fixed alpha).
+
+    Convention: log pi is the log-density of the squashed action on the unit box u = (a - bias) / scale,
+    as in Stable-Baselines3 / SBX, in all three places it enters: the soft target's entropy term, the
+    actor loss and the temperature loss. So `target_entropy = -dim(A)` means what it means in SB3 on any
+    box. The density of a in env units is lower by sum(log scale): the two agree on boxes of scale 1
+    (Hopper, Walker2d, HalfCheetah, Ant), and on Humanoid (scale 0.4, 17 dims) differ by 15.6 nats.
+    """
 
     alpha: float = 0.2
     """Entropy temperature alpha; with autotune, its initial value."""
     autotune: bool = True
     """Self-tune alpha towards `target_entropy`; --no-autotune gives the WPPG paper's fixed-alpha SAC."""
     target_entropy: float | None = None
-    """Target policy entropy for autotune; None means -act_dim."""
+    """Target policy entropy for autotune, in nats on the unit box (as SB3); None means -act_dim."""
     alpha_lr: float = 3e-4
     """Adam learning rate of log(alpha)."""
 
@@ -50,7 +57,7 @@ class SACAlgorithm(OffPolicyAlgorithm):
         return {"log_alpha": log_alpha, "alpha_opt": self.alpha_tx.init(log_alpha)}
 
     def sample(self, actor_params, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """One reparameterised action per state with its log-density: [B, 1, d], [B, 1]."""
+        """One reparameterised action per state with its log-density on the unit box: [B, 1, d], [B, 1]."""
         eps = sample_latents(self.policy, key, obs.shape[0], 1)
         return self.policy.apply(actor_params, obs, eps, method=self.policy.sample_and_log_prob)
 

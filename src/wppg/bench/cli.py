@@ -58,11 +58,14 @@ def cmd_run(argv: list[str]) -> int:
     )  # fmt: skip
     command = "wppg bench run " + shlex.join(argv)
     if args.dry_run:
+        from wppg.bench.spec import ALIASES
         from wppg.bench.worker import run_state
 
         for run in spec.runs():
             d = run.directory(args.out)
-            print(f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}")
+            # An alias's fixed fields are not in its hyperparameters: show what it stands for.
+            alias = f" ({ALIASES[run.algo][0]} with {ALIASES[run.algo][1]})" if run.algo in ALIASES else ""
+            print(f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}{alias}")
         print(f"{len(spec.runs())} runs, {spec.total_steps():,} env steps")
         return 0
     from wppg.bench.runner import run_suite
@@ -131,6 +134,8 @@ def report_main(argv: list[str]) -> int:
     p.add_argument("--metric", choices=("return_mode", "return_stochastic"), default="return_mode",
                    help="evaluation return of the curves and the aggregate statistics")  # fmt: skip
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregate CIs")
+    p.add_argument("--last", type=int, default=5,
+                   help="evaluations averaged per run by the end-of-training metric beside the final return")
     p.add_argument("--notes", type=Path, default=None,
                    help="Markdown file placed under the report's header (scope of the runs, what was left out and why)")  # fmt: skip
     args = p.parse_args(argv)
@@ -145,7 +150,7 @@ def report_main(argv: list[str]) -> int:
 
     try:
         result = build_report(args.run_dirs, args.out, args.figures, metric=args.metric, reps=args.reps,
-                              command="wppg report " + shlex.join(argv), notes=notes)  # fmt: skip
+                              command="wppg report " + shlex.join(argv), notes=notes, last=args.last)  # fmt: skip
     except BenchError as e:
         print(f"wppg report: error: {e}", file=sys.stderr)
         return 2

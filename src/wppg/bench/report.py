@@ -1,11 +1,13 @@
 """`wppg report`: aggregate run directories into a Markdown report with figures.
 
-Per env: the final evaluation return (mode and stochastic) of the finished runs, mean and 95%
-percentile-bootstrap CI over seeds. Across envs: min-max normalised scores, their interquartile
-mean (IQM) with 95% stratified-bootstrap CIs and the probability of improvement of each
-algorithm over each other (rliable). Learning curves per env (mean and 95% bootstrap band), the
-cost per algorithm, the protocol, and the runs that did not finish, listed apart. Runs on the
-`wppg/` tasks add their task metrics (distance to the soft-optimal policy, mode masses, goals).
+Per env: the final evaluation return (mode and stochastic) of the finished runs and the mean of
+each run's last 5 evaluations, mean and 95% percentile-bootstrap CI over seeds. Across envs, for
+both: min-max normalised scores, their interquartile mean (IQM) with 95% stratified-bootstrap CIs
+and the probability of improvement of each algorithm over each other (rliable). Learning curves
+per env (mean and 95% bootstrap band); the policy's spread (train.csv's `policy_entropy`,
+`policy_std` and the temperature) per env, as curves and at the end of training; the cost per
+algorithm, the protocol, and the runs that did not finish, listed apart. Runs on the `wppg/` tasks
+add their task metrics (distance to the soft-optimal policy, mode masses, goals).
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ import numpy as np
 from wppg.bench.machine import machine_line
 from wppg.bench.spec import BenchError
 from wppg.bench.worker import ERROR_FILE, RUN_FILE, read_json
+from wppg.diagnostics import SIGMA as SPREAD_SIGMA
 from wppg.logger import read_csv
 from wppg.plotting import bootstrap_ci
 
 NORMALISATION = (
-    "Scores are normalised per env by min-max over the final returns (mode) of all finished runs of "
+    "Scores are normalised per env by min-max over the {what} of all finished runs of "
     "that env in this report: (R - min) / (max - min), so 0 is the worst run and 1 the best. The "
     "normalisation depends on which runs are in the report; compare algorithms within one report only."
 )
+LAST = 5
+"""Evaluations averaged by the end-of-training metric that complements the final return."""
+# The temperature columns of train.csv: SAC's alpha, WPPG's tau (fixed or learned).
+TEMPERATURES = ("alpha", "tau")
 
 
 @dataclass
@@ -51,6 +58,8 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)
     bench: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    train: dict[str, list[float]] = field(default_factory=dict)
+    """train.csv's columns (empty when the run has none)."""
 
 
 def _algo_label(summary: dict[str, Any], config: dict[str, Any]) -> str | None:
@@ -79,6 +88,10 @@ def load_run(path: Path) -> RunRecord | None:
     seed = run.get("seed", train.get("seed"))
     budget = run.get("steps") or summary.get("bench_budget") or train.get("total_steps")
     curve = read_csv(path / "eval.csv") if (path / "eval.csv").exists() else {}
+    try:
+        train_rows = read_csv(path / "train.csv") if (path / "train.csv").exists() else {}
+    except (OSError, ValueError):  # a file cut mid-row by a killed run: its curves are left out
+        train_rows = {}
     if summary:
         env_steps = int(summary.get("env_steps", 0))
     else:
@@ -92,7 +105,7 @@ def load_run(path: Path) -> RunRecord | None:
         lines = (path / ERROR_FILE).read_text().splitlines()
         error = lines[0] if lines else "failed"
     return RunRecord(path, env_id, algo, None if seed is None else int(seed), None if budget is None else int(budget),
-                     env_steps, finished, final, curve, summary, config, bench, error)  # fmt: skip
+                     env_steps, finished, final, curve, summary, config, bench, error, train_rows)  # fmt: skip
 
 
 def discover(paths: list[str | Path]) -> list[RunRecord]:
@@ -117,6 +130,26 @@ def mean_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[floa
         return float(values.mean()), float("nan"), float("nan")
     lo, hi = bootstrap_ci(values[:, None], n_boot=n_boot, seed=seed)
     return float(values.mean()), float(lo[0]), float(hi[0])
+
+
+def last_mean(record: RunRecord, key: str, n: int = LAST) -> float | None:
+    """Mean of `key` over the run's last `n` evaluations up to its budget (the final one included; a
+    step logged twice counts once, with its later row); None without evaluations of `key`."""
+    steps, values = record.curve.get("step"), record.curve.get(key)
+    if not steps or values is None:
+        return None
+    by_step = {int(s): float(v) for s, v in zip(steps, values, strict=True)
+               if record.budget is None or s <= record.budget}  # fmt: skip
+    kept = [by_step[s] for s in sorted(by_step)][-n:]
+    kept = [v for v in kept if np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
+
+
+def _stats(vals: np.ndarray) -> dict[str, Any]:
+    """{values, mean, ci} of the report's JSON (ci [None, None] for one value) and the raw `ci_bounds`."""
+    m, lo, hi = mean_ci(vals)
+    ci = [lo, hi] if np.isfinite(lo) else [None, None]
+    return {"values": vals.tolist(), "mean": m, "ci": ci, "ci_bounds": (lo, hi)}
 
 
 def normalise(finals: dict[str, dict[str, list[float]]]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[float, float]]]:
@@ -257,10 +290,13 @@ def build_report(
     reps: int = 2000,
     command: str = "",
     notes: str = "",
+    last: int = LAST,
 ) -> dict[str, Any]:
     """Write the Markdown report to `out` (figures into `figures`) and `out` with suffix .json
     (the numbers); returns those numbers. `notes` (Markdown: the scope of the runs, what was left
-    out and why) goes under the header as written."""
+    out and why) goes under the header as written. `last`: evaluations of the end-of-training mean."""
+    if last < 1:
+        raise BenchError(f"--last must be >= 1, got {last}")
     out = Path(out)
     figures = Path(figures) if figures is not None else out.parent / "figures" / out.stem
     records = discover(run_dirs)
@@ -269,7 +305,10 @@ def build_report(
     done = [r for r in records if r.finished]
     unfinished = [r for r in records if not r.finished]
     envs = sorted({r.env_id for r in done})
-    result: dict[str, Any] = {"metric": metric, "envs": {}, "aggregate": None, "unfinished": []}
+    result: dict[str, Any] = {
+        "metric": metric, "last": last, "envs": {}, "aggregate": None, f"aggregate_last{last}": None, "spread": {},
+        "unfinished": [],
+    }  # fmt: skip
     lines = ["# Benchmark results", ""]
     if command:
         lines += [f"Written by `{command}`.", ""]
@@ -285,33 +324,45 @@ def build_report(
         "",
         (
             "Mean over seeds of each run's final evaluation, with its 95% percentile-bootstrap CI (2000 resamples); "
-            "`mode` acts with the policy's mode, `stochastic` samples actions."
+            f"`mode` acts with the policy's mode, `stochastic` samples actions. `last {last}`: the same for the mean of "
+            f"each run's last {last} evaluations (the final one included), an end-of-training figure less at the mercy "
+            "of one evaluation: a single end point can move by hundreds within a few evaluations (Hopper)."
         ),
         "",
     ]
     finals: dict[str, dict[str, list[float]]] = {}
+    lasts: dict[str, dict[str, list[float]]] = {}
     for env in envs:
         runs = [r for r in done if r.env_id == env]
         budgets = sorted({r.budget for r in runs if r.budget is not None})
         lines += [f"### {env}", "", f"Budget: {', '.join(f'{b:,}' for b in budgets) or '?'} env steps.", ""]
-        lines += ["| algorithm | seeds | return, mode | return, stochastic |", "|---|---|---|---|"]
+        lines += [
+            f"| algorithm | seeds | return, mode | return, stochastic | last {last}, mode | last {last}, stochastic |",
+            "|---|---|---|---|---|---|",
+        ]
         result["envs"][env] = {}
         for algo in sorted({r.algo for r in runs}):
             mine = sorted((r for r in runs if r.algo == algo), key=lambda r: (r.seed is None, r.seed))
             row: dict[str, Any] = {"seeds": [r.seed for r in mine]}
             cells = []
-            for key in ("return_mode", "return_stochastic"):
-                vals = np.array([r.final[key] for r in mine if key in r.final], float)
+            keys = ("return_mode", "return_stochastic")
+            for name, get in [
+                *((key, lambda r, key=key: r.final.get(key)) for key in keys),
+                *((f"last{last}_{key}", lambda r, key=key: last_mean(r, key, last)) for key in keys),
+            ]:
+                vals = np.array([v for v in map(get, mine) if v is not None], float)
                 if len(vals):
-                    m, lo, hi = mean_ci(vals)
-                    row[key] = {"values": vals.tolist(), "mean": m, "ci": [lo, hi] if np.isfinite(lo) else [None, None]}
-                    cells.append(_mci(m, lo, hi))
+                    row[name] = _stats(vals)
+                    cells.append(_mci(row[name]["mean"], *row[name]["ci_bounds"]))
+                    del row[name]["ci_bounds"]
                 else:
                     cells.append("-")
             result["envs"][env][algo] = row
             if metric in row:
                 finals.setdefault(env, {})[algo] = row[metric]["values"]
-            lines.append(f"| {algo} | {len(mine)} | {cells[0]} | {cells[1]} |")
+            if f"last{last}_{metric}" in row:
+                lasts.setdefault(env, {})[algo] = row[f"last{last}_{metric}"]["values"]
+            lines.append(f"| {algo} | {len(mine)} | " + " | ".join(cells) + " |")
         fig = _plot_env(env, runs, figures, metric)
         if fig is not None:
             rel = os.path.relpath(fig, out.parent)
@@ -320,6 +371,8 @@ def build_report(
 
     lines += _task_metrics_section(done, result)
     lines += _aggregate_section(finals, reps, result, metric)
+    lines += _aggregate_section(lasts, reps, result, metric, last=last)
+    lines += _spread_section(done, figures, out, result)
     lines += _cost_section(done)
     lines += _protocol_section(records, done, [Path(p) for p in run_dirs], command)
     lines += _unfinished_section(unfinished, result)
@@ -392,8 +445,20 @@ def _task_metrics_section(done: list[RunRecord], result: dict[str, Any]) -> list
     return lines
 
 
-def _aggregate_section(finals: dict[str, dict[str, list[float]]], reps: int, result: dict[str, Any], metric: str) -> list[str]:
-    lines = ["## Across envs: normalised IQM and probability of improvement", "", NORMALISATION, ""]
+def _aggregate_section(
+    finals: dict[str, dict[str, list[float]]], reps: int, result: dict[str, Any], metric: str,
+    *, last: int | None = None,
+) -> list[str]:  # fmt: skip
+    """IQM, mean and probability of improvement of the per-run values `finals[env][algo]`: the final
+    return, or (`last`) the mean of each run's last evaluations; stored in `result['aggregate']`
+    or `result['aggregate_last<n>']`."""
+    if last is None:
+        heading, what, described, key = "", f"final returns (`{metric}`)", f"final `{metric}`", "aggregate"
+    else:
+        heading, key = f", on the mean of the last {last} evaluations", f"aggregate_last{last}"
+        what = described = f"per-run means of the last {last} evaluations of `{metric}`"
+    lines = [f"## Across envs: normalised IQM and probability of improvement{heading}", "",
+             NORMALISATION.format(what=what), ""]  # fmt: skip
     scores, bounds = normalise(finals)
     mats, envs, left_out = score_matrices(scores)
     if not mats:
@@ -401,9 +466,9 @@ def _aggregate_section(finals: dict[str, dict[str, list[float]]], reps: int, res
     agg = aggregate(mats, reps=reps)
     agg["envs"], agg["left_out"] = envs, left_out
     agg["bounds"] = {e: list(b) for e, b in bounds.items()}
-    result["aggregate"] = agg
+    result[key] = agg
     lines += [
-        f"Metric: final `{metric}`. Envs: {', '.join(envs)} (bounds: "
+        f"Metric: {described}. Envs: {', '.join(envs)} (bounds: "
         + "; ".join(f"{e} [{bounds[e][0]:.1f}, {bounds[e][1]:.1f}]" for e in envs)
         + f"). CIs: 95% stratified bootstrap over runs within each env, {reps} resamples (rliable). Each algorithm "
         "enters with its first n seeds of every env, n = its smallest seed count over the envs.",
@@ -429,6 +494,85 @@ def _aggregate_section(finals: dict[str, dict[str, list[float]]], reps: int, res
                 cells.append("-" if v is None else _mci(v["p"], *v["ci"], digits=2))
             lines.append(f"| {x} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _train_series(r: RunRecord, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of the first of `columns` that the run's train.csv has, finite rows only, up to its budget."""
+    steps = r.train.get("step")
+    for c in columns:
+        if steps and c in r.train:
+            s, v = np.asarray(steps, float), np.asarray(r.train[c], float)
+            keep = np.isfinite(s) & np.isfinite(v) & ((s <= r.budget) if r.budget is not None else True)
+            if keep.any():
+                return s[keep].astype(np.int64), v[keep]
+    return None
+
+
+SPREAD_PANELS = (
+    (("policy_entropy",), "policy entropy (nats, unit box)", False),
+    (("policy_std",), "policy std (unit box)", False),
+    (TEMPERATURES, "temperature (SAC alpha, WPPG tau)", True),
+)
+
+
+def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dict[str, Any]) -> list[str]:
+    """Per env: the policy's spread and temperature at the end of training (mean and 95% bootstrap
+    CI over seeds of each run's last train.csv row) and as curves over training."""
+    envs = sorted({r.env_id for r in done if _train_series(r, ("policy_entropy",)) is not None})
+    if not envs:
+        return []
+    floor = 0.5 * np.log(2 * np.pi * np.e * SPREAD_SIGMA**2)
+    lines = [
+        "## Policy spread",
+        "",
+        (
+            "From train.csv (a row every `log_every` env steps; `wppg.diagnostics`): `policy_entropy`, the plug-in "
+            "mixture estimate of the policy's entropy on the unit box u = (a - bias)/scale, kernel width "
+            f"{SPREAD_SIGMA}, "
+            f"whose floor, {floor:.2f} nats per action dimension, is that of a collapsed (deterministic) policy; "
+            "`policy_std`, the per-state standard deviation of the actions on the unit box; the temperature (SAC's "
+            "alpha, WPPG's tau, learned or fixed). The table gives each run's last row (mean and 95% bootstrap CI over "
+            "seeds), the figure the mean over seeds with its 95% bootstrap band. Runs without these columns (the "
+            "external references) are left out."
+        ),
+        "",
+    ]
+    for env in envs:
+        runs = [r for r in done if r.env_id == env]
+        panels = []
+        for columns, ylabel, log in SPREAD_PANELS:
+            curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+            for r in runs:
+                series = _train_series(r, columns)
+                if series is not None:
+                    curves[r.algo].append(series)
+            panels.append((dict(curves), ylabel, log))
+        header = "| algorithm | runs | policy entropy | policy std | temperature |"
+        lines += [f"### {env}", "", header, "|---|---|---|---|---|"]
+        result["spread"][env] = {}
+        for algo in sorted(panels[0][0]):
+            row: dict[str, Any] = {}
+            cells = []
+            for (columns, _, _), (curves, _, _) in zip(SPREAD_PANELS, panels, strict=True):
+                vals = np.array([v[-1] for _, v in curves.get(algo, [])], float)
+                if len(vals):
+                    stats = _stats(vals)
+                    m, (lo, hi) = stats["mean"], stats.pop("ci_bounds")
+                    if columns == TEMPERATURES:  # 1e-4 to 1: significant digits, not decimals
+                        cells.append(f"{m:.3g} [{lo:.3g}, {hi:.3g}]" if np.isfinite(lo) else f"{m:.3g}")
+                    else:
+                        cells.append(_mci(m, lo, hi, digits=3))
+                    row[columns[0] if len(columns) == 1 else "temperature"] = stats
+                else:
+                    cells.append("-")
+            result["spread"][env][algo] = row
+            lines.append(f"| {algo} | {len(panels[0][0][algo])} | " + " | ".join(cells) + " |")
+        from wppg.plotting import plot_panels
+
+        fig = plot_panels([p for p in panels if p[0]], figures / f"{env.replace('/', '_')}-spread.png",
+                          title=f"{env}: policy spread, mean over seeds, band: 95% bootstrap CI")  # fmt: skip
+        lines += ["", f"![{env} policy spread]({os.path.relpath(fig, out.parent)})", ""]
+    return lines
 
 
 def _cost_section(done: list[RunRecord]) -> list[str]:
