@@ -29,7 +29,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from wppg import __version__
+from wppg._version import __version__
 from wppg import checkpoint as ckpt
 from wppg.algorithms.base import OffPolicyAlgorithm, check_field_types, require
 from wppg.diagnostics import STATES, make_policy_spread
