@@ -43,8 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wppg.agent import VARIANTS, Agent, make_agent
-from wppg.algorithms import ALGORITHMS
+from wppg import registry
+from wppg.agent import Agent, make_agent
 from wppg.algorithms.base import OffPolicyAlgorithm, require, with_key_split
 from wppg.envs import EnvOutputError, EnvPool, EnvSpec
 from wppg.rundir import RunLock, check_writable
@@ -73,10 +73,9 @@ def check_seeds(seeds: Sequence[int], variant: str | None = None) -> list[int]:
 
 
 def _require_off_policy(variant: str) -> None:
-    require(variant in VARIANTS, f"unknown algorithm {variant!r}; available: {sorted(VARIANTS)}")
-    algo_cls = ALGORITHMS[VARIANTS[variant][0]][0]
+    require(variant in registry.REGISTRY, f"unknown algorithm {variant!r}; available: {sorted(registry.names())}")
     require(
-        issubclass(algo_cls, OffPolicyAlgorithm),
+        not registry.get(variant).on_policy,
         f"{variant} is on-policy: vmapped multi-seed training needs an off-policy algorithm (a replay buffer and "
         f"an update on minibatches); train the seeds of {variant} as separate runs",
     )
@@ -240,7 +239,7 @@ class MultiSeedTrainer:
                     sps = (lead.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                     for i, (t, r) in enumerate(zip(trainers, recent)):
                         row = {name: float(np.mean(v)) for name, v in t.log_metrics.items()}
-                        row.update(t.policy_spread(jax.tree.map(lambda x, i=i: x[i], self._state.actor_params)))
+                        row.update(t.policy_spread(jax.tree.map(lambda x, i=i: x[i], self.algo.policy_params(self._state))))
                         row["steps_per_s"] = sps
                         if r:
                             row["train_return"] = float(np.mean(r))
@@ -294,7 +293,7 @@ class MultiSeedTrainer:
     def _policy_env_step(self) -> list[list[tuple[float, int]]]:
         """`Trainer._env_step` after the warm-up, for every seed, with one vmapped act call."""
         obs = np.stack([t.pool.obs for t in self.trainers])
-        actions, self._keys = self._act(self._state.actor_params, obs, self._keys)
+        actions, self._keys = self._act(self.algo.policy_params(self._state), obs, self._keys)
         actions = np.asarray(actions)
         finished = []
         for t, o, a in zip(self.trainers, obs, actions):
@@ -371,7 +370,7 @@ def train_seeds(
 ) -> list[dict[str, Any]]:
     """Train `seeds` of one off-policy agent in this process, updates vmapped across seeds.
 
-    `variant` is one of `wppg.agent.VARIANTS` ('wppg', 'wppg-i', 'sac', 'wpo'); hyperparameters are
+    `variant` is an off-policy name of `wppg.registry` ('wppg', 'wppg-i', 'sac', 'wpo'); hyperparameters are
     the agents' keywords (config and `TrainConfig` fields, `preset` for WPPG). Seed k writes the
     usual run directory `out_dir/seed<k>/` (config.json, train.csv, eval.csv, tb/,
     checkpoints/last.npz, summary.json); `out_dir=None` writes nothing. `batching` is

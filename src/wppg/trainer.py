@@ -31,15 +31,17 @@ import numpy as np
 
 from wppg._version import __version__
 from wppg import checkpoint as ckpt
+from wppg import evaluation
 from wppg.algorithms.base import OffPolicyAlgorithm, check_field_types, require
+from wppg.algorithms.protocol import Algorithm
 from wppg.diagnostics import STATES, make_policy_spread
-from wppg.envs import EnvOutputError, EnvPool, check_output
+from wppg.envs import EnvOutputError, EnvPool
 from wppg.replay import ReplayBuffer
 from wppg.rundir import RunLock, check_writable
 
-EVAL_MAX_EPISODE_STEPS = 10_000
-"""Cap on the length of an evaluation episode when the env sets none (no TimeLimit wrapper, no
-spec.max_episode_steps): an env that never terminates would otherwise hang the evaluation."""
+# The protocol's cap on evaluation episodes (`wppg.evaluation`), read from this module at each
+# evaluation so that a test can lower it here.
+EVAL_MAX_EPISODE_STEPS = evaluation.EVAL_MAX_EPISODE_STEPS
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class BaseTrainer(abc.ABC):
 
     def __init__(
         self,
-        algo: Any,
+        algo: Algorithm,
         config: TrainConfig,
         make_env: Callable[[], gym.Env],
         run_dir: str | Path | None = None,
@@ -176,7 +178,7 @@ class BaseTrainer(abc.ABC):
         # The logging windows (metrics since the last train.csv row, returns of the last
         # episodes): checkpointed, so the rows after a resume are those of a straight run.
         self.log_metrics: dict[str, list[float]] = {}
-        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.recent_returns: deque[float] = deque(maxlen=evaluation.TRAIN_RETURN_WINDOW)
         self._eval_cut_warned = False
         self._spread = make_policy_spread(algo.act, algo.bounds)
 
@@ -284,7 +286,7 @@ class BaseTrainer(abc.ABC):
                     if self.env_steps % c.log_every < c.n_envs and acc:
                         sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                         row = {name: float(np.mean(v)) for name, v in acc.items()}
-                        row.update(self.policy_spread(self.state.actor_params))
+                        row.update(self.policy_spread(self.algo.policy_params(self.state)))
                         row["steps_per_s"] = sps
                         if recent:
                             row["train_return"] = float(np.mean(recent))
@@ -351,7 +353,7 @@ class BaseTrainer(abc.ABC):
         # The eval env already exists after learn, so other envs cost one isinstance check.
         if is_task(self.eval_env if self.eval_env is not None else self.meta.get("env_id")):
             env = self.make_env()
-            params = self.state.actor_params
+            params = self.algo.policy_params(self.state)
             summary["task_metrics"] = policy_metrics(
                 env,
                 lambda obs, k: self.algo.act(params, obs, k, deterministic=False),
@@ -379,49 +381,35 @@ class BaseTrainer(abc.ABC):
 
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, episodes: int, deterministic: bool, env: gym.Env | None = None) -> np.ndarray:
-        """Returns of `episodes` episodes on a separate env; reset seeds and action keys depend
-        only on the run seed and the evaluation index, never on the training RNG streams."""
+        """Returns of `episodes` episodes on a separate env, by the protocol of `wppg.evaluation`:
+        reset seeds and action keys depend only on the run seed and the evaluation index, never on
+        the training RNG streams."""
         if env is None:
             if self.eval_env is None:
                 self.eval_env = self.make_env()
             env = self.eval_env
-        if episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {episodes}")
-        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), self.n_evals)
-        shape, limit = (self.algo.obs_dim,), episode_step_limit(env)
-        returns = np.zeros(episodes)
-        for i in range(episodes):
-            obs, _ = env.reset(seed=self.config.seed + 100_000 + i)
-            obs = check_output(obs, 0.0, shape, "the evaluation env's reset")[0]
-            for t in range(1, limit + 1):
-                key, k = jax.random.split(key)
-                a = np.asarray(self.algo.act(self.state.actor_params, obs[None], k, deterministic=deterministic))[0]
-                obs, r, term, trunc, _ = env.step(a)
-                obs, r = check_output(obs, r, shape, f"the evaluation env at step {t} of episode {i}")
-                returns[i] += r
-                if term or trunc:
-                    break
-            else:
-                if not self._eval_cut_warned:
-                    self._eval_cut_warned = True
-                    warnings.warn(
-                        f"an evaluation episode was cut at {limit} steps: the env has no time limit (no TimeLimit "
-                        "wrapper, no spec.max_episode_steps); wrap it in gymnasium.wrappers.TimeLimit to choose one",
-                        stacklevel=2,
-                    )
-        return returns
+        key = evaluation.eval_key(self.config.seed, self.n_evals)
+        params = self.algo.policy_params(self.state)
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            nonlocal key
+            key, k = jax.random.split(key)
+            return np.asarray(self.algo.act(params, obs[None], k, deterministic=deterministic))[0]
+
+        limit = evaluation.episode_step_limit(env, EVAL_MAX_EPISODE_STEPS)
+        return evaluation.run_episodes(policy, env, self.config.seed, episodes, limit, (self.algo.obs_dim,), self._cut)
+
+    def _cut(self, limit: int) -> None:
+        if not self._eval_cut_warned:
+            self._eval_cut_warned = True
+            evaluation.warn_cut(limit)
 
     def evaluate_and_log(self) -> dict[str, float]:
+        """Evaluate with stochastic actions and with the mode; log the row to eval.csv."""
         n = self.config.eval_episodes
         stoch, mode = self.evaluate(n, False), self.evaluate(n, True)
         self.n_evals += 1
-        self.last_eval = {
-            "step": self.env_steps,
-            "return_stochastic": float(stoch.mean()),
-            "return_stochastic_std": float(stoch.std()),
-            "return_mode": float(mode.mean()),
-            "return_mode_std": float(mode.std()),
-        }
+        self.last_eval = evaluation.eval_row(self.env_steps, stoch, mode)
         self._log("eval", {k: v for k, v in self.last_eval.items() if k != "step"})
         return self.last_eval
 
@@ -513,18 +501,8 @@ class BaseTrainer(abc.ABC):
 
 
 def episode_step_limit(env: gym.Env) -> int:
-    """The env's own episode length limit (a TimeLimit wrapper or spec.max_episode_steps), else
-    `EVAL_MAX_EPISODE_STEPS`."""
-    layer: Any = env
-    while layer is not None:
-        limit = vars(layer).get("_max_episode_steps")
-        if isinstance(limit, int) and limit > 0:
-            return limit
-        layer = getattr(layer, "env", None)
-    spec = getattr(env, "spec", None)
-    if spec is not None and spec.max_episode_steps:
-        return int(spec.max_episode_steps)
-    return EVAL_MAX_EPISODE_STEPS
+    """The env's own episode length limit, else `EVAL_MAX_EPISODE_STEPS` (`wppg.evaluation`)."""
+    return evaluation.episode_step_limit(env, EVAL_MAX_EPISODE_STEPS)
 
 
 class Trainer(BaseTrainer):
@@ -559,8 +537,8 @@ class Trainer(BaseTrainer):
         if self.env_steps < c.learning_starts:
             actions = self.np_rng.uniform(self._low, self._high, size=(c.n_envs, self.algo.act_dim)).astype(np.float32)
         else:
-            actions, self.key = self.algo.explore(self.state.actor_params, obs, self.key)
-            actions = np.asarray(actions)
+            _, out, self.key = self.algo.explore(self.state, obs, self.key)
+            actions = np.asarray(out["action"])
         obs = obs.copy()
         next_obs, reward, terminated, _, finished = self.pool.step(actions)
         self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)
