@@ -26,7 +26,8 @@ def split_hyperparameters(variant: str, kwargs: dict[str, Any]) -> tuple[dict[st
     unknown = sorted(set(kwargs) - algo_fields - train_fields)
     if unknown:
         raise TypeError(
-            f"unknown hyperparameter(s) {unknown} for {variant}; valid: {sorted(algo_fields)} and {sorted(train_fields)}"
+            f"unknown hyperparameter(s) {unknown} for {variant}; valid: {sorted(algo_fields)} and "
+            f"{sorted(train_fields)}"
         )
     return {k: v for k, v in kwargs.items() if k in algo_fields}, {k: v for k, v in kwargs.items() if k in train_fields}
 
@@ -134,7 +135,10 @@ class Agent:
             raise ckpt.CheckpointError(f"checkpoint {path} holds an unknown agent {variant!r}")
         agent_cls = agent_class(variant)
         if cls is not Agent and cls is not agent_cls:
-            raise ckpt.CheckpointError(f"checkpoint {path} holds a {variant} agent, not {cls.variant}; load it with wppg.{agent_cls.__name__}.load")
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} holds a {variant} agent, not {cls.variant}; load it with "
+                f"wppg.{agent_cls.__name__}.load"
+            )
         if env is None:
             env = meta.get("env_id")
             if env is None:

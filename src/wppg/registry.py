@@ -17,6 +17,7 @@ from typing import Any
 
 from wppg.algorithms.base import require
 from wppg.algorithms.ppo import PPOAlgorithm, PPOConfig
+from wppg.algorithms.protocol import Algorithm
 from wppg.algorithms.sac import SACAlgorithm, SACConfig
 from wppg.algorithms.wpo import WPOAlgorithm, WPOConfig
 from wppg.algorithms.wppg import PRESETS, WPPGAlgorithm, WPPGConfig
@@ -32,17 +33,16 @@ class AlgorithmEntry:
     """The name users give: 'wppg', 'wppg-i', 'sac', ..."""
     config_cls: type
     """Its hyperparameter dataclass (validated when built)."""
-    algorithm_cls: type
+    algorithm_cls: type[Algorithm]
     """Its class (`wppg.algorithms.protocol.Algorithm`); built by its `build` classmethod."""
     fixed: Mapping[str, Any] = field(default_factory=dict)
     """Config fields this name fixes (the policy variant: wppg-i is WPPG with policy='implicit')."""
     on_policy: bool = False
     """Trained by the on-policy loop (`wppg.onpolicy.OnPolicyTrainer`) instead of the replay one."""
-    flop_model: str | None = None
+    flops: str | None = None
     """Its name in `wppg.flops.gradient_step_products`, or None without a FLOP model."""
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Named config presets (`preset=` of the agent, `--preset` of the CLI); none when empty."""
-    description: str = ""
 
     @property
     def algo(self) -> str:
@@ -106,15 +106,11 @@ def preset_names() -> list[str]:
 
 def flop_models() -> list[str]:
     """Names of the entries with a FLOP model (what `wppg bench speed` can measure)."""
-    return [name for name, e in REGISTRY.items() if e.flop_model is not None]
+    return [name for name, e in REGISTRY.items() if e.flops is not None]
 
 
-# fmt: off
-register(AlgorithmEntry("wppg", WPPGConfig, WPPGAlgorithm, {"policy": "gaussian"}, flop_model="wppg", presets=PRESETS,
-                        description="WPPG, Gaussian pushforward policy"))
-register(AlgorithmEntry("wppg-i", WPPGConfig, WPPGAlgorithm, {"policy": "implicit"}, flop_model="wppg-i", presets=PRESETS,
-                        description="WPPG-I, implicit policy"))
-# fmt: on
-register(AlgorithmEntry("sac", SACConfig, SACAlgorithm, flop_model="sac", description="SAC, tanh-Gaussian policy"))
-register(AlgorithmEntry("wpo", WPOConfig, WPOAlgorithm, description="WPO, tanh-Gaussian policy"))
-register(AlgorithmEntry("ppo", PPOConfig, PPOAlgorithm, on_policy=True, description="PPO, the on-policy baseline"))
+register(AlgorithmEntry("wppg", WPPGConfig, WPPGAlgorithm, {"policy": "gaussian"}, flops="wppg", presets=PRESETS))
+register(AlgorithmEntry("wppg-i", WPPGConfig, WPPGAlgorithm, {"policy": "implicit"}, flops="wppg-i", presets=PRESETS))
+register(AlgorithmEntry("sac", SACConfig, SACAlgorithm, flops="sac"))
+register(AlgorithmEntry("wpo", WPOConfig, WPOAlgorithm))
+register(AlgorithmEntry("ppo", PPOConfig, PPOAlgorithm, on_policy=True))

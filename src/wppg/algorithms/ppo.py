@@ -286,7 +286,8 @@ class PPOAlgorithm:
         )
         require(
             rollout_size // config.n_minibatches >= 2,
-            f"n_minibatches ({config.n_minibatches}) leaves minibatches of one transition (rollout size {rollout_size}); "
+            f"n_minibatches ({config.n_minibatches}) leaves minibatches of one transition "
+            f"(rollout size {rollout_size}); "
             "the per-minibatch advantage normalisation needs at least 2",
         )
         self.config = config

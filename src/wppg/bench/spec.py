@@ -213,7 +213,8 @@ def available_algorithms() -> list[str]:
 def accepted_hyperparameters(algo: str) -> set[str] | None:
     """Hyperparameter names `algo` accepts (for this package's algorithms, from `wppg.registry`),
     or None when the harness cannot know (an external reference whose module does not say): its
-    runner then checks them when the run starts. For an external reference, the names come from `wppg.bench.external.accepted_hyperparameters(algo)`
+    runner then checks them when the run starts. For an external reference, the names come from
+    `wppg.bench.external.accepted_hyperparameters(algo)`
     where that module offers it."""
     if algo in EXTERNAL:
         try:

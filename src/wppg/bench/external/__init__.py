@@ -16,7 +16,8 @@ eval.csv, tb/, summary.json). What is matched:
   value loss, observation and reward normalisation by SB3's VecNormalize, orthogonal
   initialisation, annealed learning rate, tanh (64, 64) networks); SB3's clipped value loss is
   the squared error of the clipped prediction rather than the max of clipped and unclipped.
-- Evaluation, the protocol of `wppg.evaluation` (as `Trainer.evaluate_and_log`): every `eval_every` env steps and at the end,
+- Evaluation, the protocol of `wppg.evaluation` (as `Trainer.evaluate_and_log`): every
+  `eval_every` env steps and at the end,
   `eval_episodes` episodes on a separate env whose resets are seeded seed + 100000 + i, once
   with stochastic actions and once with the mode. Stochastic evaluation actions use their own
   RNG, seeded from (seed + 1, evaluation index), and the training RNG is restored afterwards,

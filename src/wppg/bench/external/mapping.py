@@ -115,7 +115,8 @@ def _map_sac(algo: str, hp: dict[str, Any]) -> ReferenceSetup:
     else:
         require(
             sc.alpha_lr == sc.actor_lr,
-            f"sbx-sac tunes the temperature with the actor's learning rate; got alpha_lr={sc.alpha_lr}, actor_lr={sc.actor_lr}",
+            f"sbx-sac tunes the temperature with the actor's learning rate; got alpha_lr={sc.alpha_lr}, "
+            f"actor_lr={sc.actor_lr}",
         )
         kwargs["qf_learning_rate"] = sc.critic_lr
     protocol = ProtocolSettings(eval_every=tc.eval_every, eval_episodes=tc.eval_episodes, log_every=tc.log_every)
@@ -131,7 +132,8 @@ def _map_ppo(hp: dict[str, Any]) -> ReferenceSetup:
     c = PPOConfig(**parts["ppo"])
     require(
         c.n_steps % c.n_minibatches == 0 and c.n_steps // c.n_minibatches >= 2,
-        f"n_steps ({c.n_steps}) must split into n_minibatches ({c.n_minibatches}) equal minibatches of >= 2 steps for sb3-ppo",
+        f"n_steps ({c.n_steps}) must split into n_minibatches ({c.n_minibatches}) equal minibatches of >= 2 steps "
+        "for sb3-ppo",
     )
     kwargs = {
         "learning_rate": c.learning_rate,
