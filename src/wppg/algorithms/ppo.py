@@ -268,6 +268,11 @@ class PPOState(flax.struct.PyTreeNode):
     ret: jnp.ndarray  # the reward scaling's running discounted return of each env [N]
     step: jnp.ndarray  # gradient steps so far
 
+    @property
+    def actor_params(self) -> dict[str, Any]:
+        """What acting needs (`PPOAlgorithm.policy_params`), named as an off-policy state names it."""
+        return {"actor": self.params["actor"], "log_std": self.params["log_std"], "obs_stats": self.obs_stats}
+
 
 class PPOAlgorithm:
     """PPO as pure functions: `init`, `explore` (act during a rollout), `value`, `update`, `act`.
@@ -357,7 +362,7 @@ class PPOAlgorithm:
 
     def policy_params(self, state: PPOState) -> dict[str, Any]:
         """What `act` needs: the mean network, the log-std and the frozen observation statistics."""
-        return {"actor": state.params["actor"], "log_std": state.params["log_std"], "obs_stats": state.obs_stats}
+        return state.actor_params
 
     def _value_fn(self, params: Any, obs_stats: RunningStats, obs: jnp.ndarray) -> jnp.ndarray:
         return self.critic.apply(params["critic"], self._normalize(obs_stats, obs))[:, 0]
