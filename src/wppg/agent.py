@@ -81,7 +81,7 @@ class Agent:
         """Env steps taken so far."""
         return self.trainer.env_steps
 
-    def learn(self, total_steps: int, progress: bool | None = None) -> "Agent":
+    def learn(self, total_steps: int, progress: bool | None = None) -> Agent:
         """Train for `total_steps` more env steps (SB3's `learn`); returns self."""
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -116,7 +116,7 @@ class Agent:
         run_dir: str | Path | None = None,
         progress: bool = True,
         trust: bool = False,
-    ) -> "Agent":
+    ) -> Agent:
         """Load an agent saved by `save` (or a run directory).
 
         `env` is needed if it was trained on a user-supplied env without a registered id. When

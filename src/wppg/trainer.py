@@ -27,9 +27,9 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from wppg._version import __version__
 from wppg import checkpoint as ckpt
 from wppg import evaluation, schedule
+from wppg._version import __version__
 from wppg.algorithms.base import OffPolicyAlgorithm, check_field_types, require
 from wppg.algorithms.protocol import Algorithm
 from wppg.diagnostics import STATES, make_policy_spread

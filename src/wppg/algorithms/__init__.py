@@ -2,8 +2,8 @@
 list of them, with their names and trainers, is `wppg.registry`."""
 
 from wppg.algorithms.base import ConfigError
-from wppg.algorithms.protocol import Algorithm
 from wppg.algorithms.ppo import PPOAlgorithm, PPOConfig
+from wppg.algorithms.protocol import Algorithm
 from wppg.algorithms.sac import SACAlgorithm, SACConfig
 from wppg.algorithms.wpo import WPOAlgorithm, WPOConfig
 from wppg.algorithms.wppg import PRESETS, WPPGAlgorithm, WPPGConfig
