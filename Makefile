@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-learning install clean
+.PHONY: demo test test-learning lint install clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,12 @@ demo: $(STAMP)
 ## Unit tests, smoke runs and a short learning check (CPU, a few minutes)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
+
+## Lint (ruff), format check (ruff format) and the type check of the public API (mypy): seconds
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
 
 ## Longer learning checks (tens of minutes on CPU)
 test-learning: $(STAMP)

@@ -6,12 +6,11 @@
     agent.save("pendulum.npz"); agent = wppg.WPPG.load("pendulum.npz")
 """
 
-__version__ = "0.1.0"
-
-from wppg.agent import PPO, SAC, WPO, WPPG, Agent  # noqa: E402
-from wppg.algorithms import PPOConfig, SACConfig, WPOConfig, WPPGConfig  # noqa: E402
-from wppg.tasks import register_tasks  # noqa: E402
-from wppg.trainer import TrainConfig  # noqa: E402
+from wppg._version import __version__
+from wppg.agent import PPO, SAC, WPO, WPPG, Agent
+from wppg.algorithms import PPOConfig, SACConfig, WPOConfig, WPPGConfig
+from wppg.tasks import register_tasks
+from wppg.trainer import TrainConfig
 
 register_tasks()  # the wppg/ Gymnasium ids (multimodal tasks with known soft-optimal policies)
 

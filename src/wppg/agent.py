@@ -10,67 +10,78 @@ import jax
 import numpy as np
 
 from wppg import checkpoint as ckpt
-from wppg.algorithms import ALGORITHMS, PRESETS, ConfigError
+from wppg import registry
+from wppg.algorithms import ConfigError
 from wppg.envs import EnvSpec, describe_env
-from wppg.onpolicy import OnPolicyTrainer
-from wppg.trainer import BaseTrainer, TrainConfig, Trainer
+from wppg.trainer import BaseTrainer, TrainConfig
 
-# CLI / file names of the agents: algorithm, fixed config fields.
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "wppg": ("wppg", {"policy": "gaussian"}),
-    "wppg-i": ("wppg", {"policy": "implicit"}),
-    "sac": ("sac", {}),
-    "wpo": ("wpo", {}),
-    "ppo": ("ppo", {}),
-}
+VARIANTS = registry.REGISTRY
+"""The agent names (`--algo`): the registry itself (`wppg.registry`), under its former name."""
 
 
-def split_hyperparameters(algo: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_hyperparameters(variant: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split keyword arguments into (algorithm config, TrainConfig) fields; unknown names fail."""
-    cfg_cls = ALGORITHMS[algo][1]
-    algo_fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    algo_fields = registry.get(variant).config_fields()
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(kwargs) - algo_fields - train_fields)
     if unknown:
         raise TypeError(
-            f"unknown hyperparameter(s) {unknown} for {algo}; valid: {sorted(algo_fields)} and {sorted(train_fields)}"
+            f"unknown hyperparameter(s) {unknown} for {variant}; valid: {sorted(algo_fields)} and "
+            f"{sorted(train_fields)}"
         )
     return {k: v for k, v in kwargs.items() if k in algo_fields}, {k: v for k, v in kwargs.items() if k in train_fields}
 
 
+_AGENT_CLASSES: dict[str, type[Agent]] = {}
+
+
 class Agent:
-    """An algorithm, its env and its training state. Use `WPPG` or `SAC`."""
+    """An algorithm, its env and its training state. Use `WPPG`, `SAC`, `WPO` or `PPO`, or
+    `Agent(env, variant=NAME)` for any algorithm of `wppg.registry`."""
 
     variant = "wppg"
-    trainer_cls: type[BaseTrainer] = Trainer
-    """The interaction loop: off-policy `Trainer`, or `OnPolicyTrainer` for PPO."""
+    variants: tuple[str, ...] = ()
+    """The registry names this class stands for (default: its `variant`); `make_agent` and
+    `Agent.load` build these names with it."""
 
-    def __init__(self, env: EnvSpec, *, seed: int = 0, run_dir: str | Path | None = None, progress: bool = True, **hyperparameters: Any):
-        algo_name, fixed = VARIANTS[self.variant]
-        algo_kwargs, train_kwargs = split_hyperparameters(algo_name, hyperparameters)
-        algo_cls, cfg_cls = ALGORITHMS[algo_name]
-        self.algo_config = cfg_cls(**{**fixed, **algo_kwargs})
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.variants or (cls.variant,):
+            _AGENT_CLASSES[name] = cls
+
+    def __init__(
+        self,
+        env: EnvSpec,
+        *,
+        variant: str | None = None,
+        preset: str = "default",
+        seed: int = 0,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        **hyperparameters: Any,
+    ):
+        self.variant = variant or type(self).variant
+        entry = registry.get(self.variant)
+        algo_kwargs, train_kwargs = split_hyperparameters(self.variant, {**entry.preset(preset), **hyperparameters})
+        self.algo_config = entry.make_config(**algo_kwargs)
         self.train_config = TrainConfig(**{**train_kwargs, "seed": seed})
         self.env_info = describe_env(env)
-        self.algorithm = self._build_algorithm(algo_cls)
+        self.algorithm = entry.algorithm_cls.build(self.algo_config, self.env_info.obs_dim, self.env_info.bounds, self.train_config)
         meta = {
-            "algo": algo_name,
+            "algo": entry.algo,
             "variant": self.variant,
             "algo_config": self.algo_config.to_dict(),
             "env_id": self.env_info.env_id,
         }
-        self.trainer = self.trainer_cls(self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress)
+        self.trainer: BaseTrainer = entry.trainer_cls(self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress)
         self._predict_key = jax.random.PRNGKey(seed + 2)
-
-    def _build_algorithm(self, algo_cls: type) -> Any:
-        return algo_cls(self.algo_config, self.env_info.obs_dim, self.env_info.bounds)
 
     @property
     def num_timesteps(self) -> int:
         """Env steps taken so far."""
         return self.trainer.env_steps
 
-    def learn(self, total_steps: int, progress: bool | None = None) -> "Agent":
+    def learn(self, total_steps: int, progress: bool | None = None) -> Agent:
         """Train for `total_steps` more env steps (SB3's `learn`); returns self."""
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -90,7 +101,7 @@ class Agent:
         if obs.shape[-1] != self.env_info.obs_dim or obs.ndim not in (1, 2):
             raise ValueError(f"obs must have shape ({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim}); got {obs.shape}")
         self._predict_key, k = jax.random.split(self._predict_key)
-        a = np.asarray(self.algorithm.act(self.trainer.state.actor_params, obs[None] if single else obs, k, deterministic=deterministic))
+        a = np.asarray(self.algorithm.act(self.algorithm.policy_params(self.trainer.state), obs[None] if single else obs, k, deterministic=deterministic))
         return a[0] if single else a
 
     def save(self, path: str | Path) -> Path:
@@ -105,7 +116,7 @@ class Agent:
         run_dir: str | Path | None = None,
         progress: bool = True,
         trust: bool = False,
-    ) -> "Agent":
+    ) -> Agent:
         """Load an agent saved by `save` (or a run directory).
 
         `env` is needed if it was trained on a user-supplied env without a registered id. When
@@ -120,11 +131,14 @@ class Agent:
         """
         meta, tree = ckpt.load(path)
         variant = meta.get("variant")
-        if variant not in VARIANTS:
+        if variant not in registry.REGISTRY:
             raise ckpt.CheckpointError(f"checkpoint {path} holds an unknown agent {variant!r}")
-        agent_cls = AGENTS[variant]
+        agent_cls = agent_class(variant)
         if cls is not Agent and cls is not agent_cls:
-            raise ckpt.CheckpointError(f"checkpoint {path} holds a {variant} agent, not {cls.variant}; load it with wppg.{agent_cls.__name__}.load")
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} holds a {variant} agent, not {cls.variant}; load it with "
+                f"wppg.{agent_cls.__name__}.load"
+            )
         if env is None:
             env = meta.get("env_id")
             if env is None:
@@ -135,7 +149,7 @@ class Agent:
             algo_cfg = dict(meta["algo_config"])
         except (KeyError, TypeError) as e:
             raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing {e})") from e
-        for k in VARIANTS[variant][1]:
+        for k in registry.get(variant).fixed:
             algo_cfg.pop(k, None)
         try:
             agent = make_agent(variant, env, seed=seed, run_dir=run_dir, progress=progress, **train, **algo_cfg)
@@ -151,13 +165,17 @@ class WPPG(Agent):
     `preset='cpu'` applies a cheaper documented preset, `preset='paper'` the paper's exact algorithm
     (shared-latent projection); see `wppg.algorithms.wppg.PRESETS`."""
 
-    def __init__(self, env: EnvSpec, policy: str = "gaussian", *, preset: str = "default", **kwargs: Any):
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
-        if policy not in ("gaussian", "implicit"):
-            raise ConfigError(f"policy must be 'gaussian' or 'implicit', got {policy!r}")
-        self.variant = "wppg-i" if policy == "implicit" else "wppg"
-        super().__init__(env, **{**PRESETS[preset], **kwargs})
+    variants = ("wppg", "wppg-i")
+
+    def __init__(self, env: EnvSpec, policy: str | None = None, *, variant: str | None = None, **kwargs: Any):
+        if variant is None:
+            policy = policy or "gaussian"
+            if policy not in ("gaussian", "implicit"):
+                raise ConfigError(f"policy must be 'gaussian' or 'implicit', got {policy!r}")
+            variant = "wppg-i" if policy == "implicit" else "wppg"
+        elif policy is not None and policy != registry.get(variant).fixed.get("policy"):
+            raise ConfigError(f"policy={policy!r} contradicts the agent {variant!r}")
+        super().__init__(env, variant=variant, **kwargs)
 
 
 class SAC(Agent):
@@ -178,22 +196,14 @@ class PPO(Agent):
     run's length: the learning rate anneals to 0 over it."""
 
     variant = "ppo"
-    trainer_cls = OnPolicyTrainer
 
-    def _build_algorithm(self, algo_cls: type) -> Any:
-        c = self.train_config
-        return algo_cls(self.algo_config, self.env_info.obs_dim, self.env_info.bounds, n_envs=c.n_envs, total_steps=c.total_steps)
+
+def agent_class(variant: str) -> type[Agent]:
+    """The public class that builds `variant` (`Agent` itself for a name without one)."""
+    registry.get(variant)
+    return _AGENT_CLASSES.get(variant, Agent)
 
 
 def make_agent(variant: str, env: EnvSpec, **kwargs: Any) -> Agent:
-    """Build an agent from its CLI name ('wppg', 'wppg-i', 'sac')."""
-    if variant == "sac":
-        return SAC(env, **kwargs)
-    if variant == "wpo":
-        return WPO(env, **kwargs)
-    if variant == "ppo":
-        return PPO(env, **kwargs)
-    return WPPG(env, policy=VARIANTS[variant][1]["policy"], **kwargs)
-
-
-AGENTS: dict[str, type[Agent]] = {"wppg": WPPG, "wppg-i": WPPG, "sac": SAC, "wpo": WPO, "ppo": PPO}
+    """Build an agent from its registry name ('wppg', 'wppg-i', 'sac', 'wpo', 'ppo', ...)."""
+    return agent_class(variant)(env, variant=variant, **kwargs)

@@ -16,8 +16,9 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from wppg.algorithms import ALGORITHMS, PRESETS, ConfigError
-from wppg.agent import VARIANTS, Agent, make_agent
+from wppg import registry
+from wppg.agent import Agent, make_agent
+from wppg.algorithms import ConfigError
 from wppg.checkpoint import CheckpointError
 from wppg.envs import ActionSpaceError
 from wppg.rundir import RunDirError, RunLock, RunLockedError, check_writable
@@ -37,6 +38,11 @@ commands:
 `wppg <command> --help` lists each command's options; `wppg train --algo sac --help` those of SAC."""
 
 
+# tyro's choices, from the registry and the presets (a Literal of the names, built at import).
+ALGO_CHOICES = Literal[tuple(registry.names())]  # type: ignore[valid-type]
+PRESET_CHOICES = Literal[tuple(registry.preset_names())]  # type: ignore[valid-type]
+
+
 def _train_args_type(algo_cfg_cls: type) -> type:
     @dataclass
     class TrainArgs:
@@ -46,9 +52,9 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         """Gymnasium env id (continuous, bounded Box actions), e.g. Pendulum-v1 or Hopper-v5."""
         out: Path
         """Run directory: config.json, train.csv, eval.csv, tb/, checkpoints/last.npz, summary.json."""
-        algo: Literal["wppg", "wppg-i", "sac", "wpo", "ppo"] = "wppg"
-        """Algorithm: wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
-        preset: Literal["default", "paper", "cpu"] = "default"
+        algo: ALGO_CHOICES = "wppg"  # type: ignore[valid-type]
+        """Algorithm (`wppg.registry`): wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
+        preset: PRESET_CHOICES = "default"  # type: ignore[valid-type]
         """WPPG hyperparameter preset applied before the flags: default (K=32, 'ot' projection), paper (the
         paper's algorithm: K=32, 'shared-latent' projection) or cpu (K=8, entropy M=L=8, 'ot')."""
         overwrite: bool = False
@@ -102,12 +108,13 @@ def _checkpoint_of(run_dir: Path) -> Path:
 
 def cmd_train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--algo", default="wppg", choices=sorted(VARIANTS))
-    pre.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    pre.add_argument("--algo", default="wppg", choices=sorted(registry.names()))
+    pre.add_argument("--preset", default="default", choices=registry.preset_names())
     known, _ = pre.parse_known_args(argv)
-    algo_name, fixed = VARIANTS[known.algo]
-    cfg_cls = ALGORITHMS[algo_name][1]
-    preset = PRESETS[known.preset] if algo_name == "wppg" else {}
+    entry = registry.get(known.algo)
+    fixed, cfg_cls = entry.fixed, entry.config_cls
+    # --preset is WPPG's; other algorithms keep their defaults whatever it says.
+    preset = entry.preset(known.preset) if entry.presets else {}
     args_type = _train_args_type(cfg_cls)
     if "--policy" in argv:
         return _fail("--policy is set by --algo: use --algo wppg (Gaussian) or --algo wppg-i (implicit)")

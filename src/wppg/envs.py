@@ -6,12 +6,12 @@ import copy
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-EnvSpec = Union[str, gym.Env, Callable[[], gym.Env]]
+EnvSpec = str | gym.Env | Callable[[], gym.Env]
 
 
 class ActionSpaceError(ValueError):
@@ -275,7 +275,7 @@ def snapshot(env: gym.Env) -> bytes:
 def restore(blob: bytes) -> gym.Env:
     """Inverse of `snapshot`. Executes code from `blob`: call it on trusted data only."""
     env, extra = pickle.loads(blob)  # the caller has checked that the data are trusted
-    env.unwrapped.np_random  # materialise the generator before overwriting its state
+    _ = env.unwrapped.np_random  # materialise the generator before overwriting its state
     env.unwrapped.np_random.bit_generator.state = extra["np_random"]
     if "mujoco" in extra:
         import mujoco

@@ -29,10 +29,8 @@ machine at hand (`wppg bench speed --sections vmap`).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,17 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wppg.agent import VARIANTS, Agent, make_agent
-from wppg.algorithms import ALGORITHMS
+from wppg import registry, schedule
+from wppg.agent import Agent, make_agent
 from wppg.algorithms.base import OffPolicyAlgorithm, require, with_key_split
-from wppg.envs import EnvOutputError, EnvPool, EnvSpec
-from wppg.rundir import RunLock, check_writable
-from wppg.trainer import (
-    Trainer,
-    TrainingDivergedError,
-    TrainingInterrupted,
-    stop_on_signals,
-)
+from wppg.envs import EnvSpec
+from wppg.trainer import Trainer, TrainingDivergedError
 
 
 def check_seeds(seeds: Sequence[int], variant: str | None = None) -> list[int]:
@@ -73,10 +65,9 @@ def check_seeds(seeds: Sequence[int], variant: str | None = None) -> list[int]:
 
 
 def _require_off_policy(variant: str) -> None:
-    require(variant in VARIANTS, f"unknown algorithm {variant!r}; available: {sorted(VARIANTS)}")
-    algo_cls = ALGORITHMS[VARIANTS[variant][0]][0]
+    require(variant in registry.REGISTRY, f"unknown algorithm {variant!r}; available: {sorted(registry.names())}")
     require(
-        issubclass(algo_cls, OffPolicyAlgorithm),
+        not registry.get(variant).on_policy,
         f"{variant} is on-policy: vmapped multi-seed training needs an off-policy algorithm (a replay buffer and "
         f"an update on minibatches); train the seeds of {variant} as separate runs",
     )
@@ -133,10 +124,12 @@ class MultiSeedTrainer:
         check_seeds([a.train_config.seed for a in agents])
         for a in agents[1:]:
             other = a.train_config.to_dict() | {"seed": first.train_config.seed}
+            f = first
             same = (a.variant, a.algo_config, other, a.env_info.env_id, a.env_info.obs_dim) == (
-                first.variant, first.algo_config, first.train_config.to_dict(), first.env_info.env_id, first.env_info.obs_dim,
+                f.variant, f.algo_config, f.train_config.to_dict(), f.env_info.env_id, f.env_info.obs_dim,
             )  # fmt: skip
-            require(same, f"the agents must differ only in their seed; seed {a.train_config.seed} differs from seed {first.train_config.seed}")
+            seeds = f"seed {a.train_config.seed} differs from seed {first.train_config.seed}"
+            require(same, f"the agents must differ only in their seed; {seeds}")
         self.agents = agents
         self.trainers: list[Trainer] = [a.trainer for a in agents]
         self.seeds = [a.train_config.seed for a in agents]
@@ -155,6 +148,7 @@ class MultiSeedTrainer:
         self._update = jax.jit(over_seeds(with_key_split(self.algo._update)))
         self._state: Any = None
         self._keys: Any = None
+        self._new: Any = None
         self.last_costs: dict[str, Any] = {}
         """Wall time, per-seed steps/s and update-call time of the last `learn` call."""
 
@@ -169,171 +163,77 @@ class MultiSeedTrainer:
         for t, (state, key) in zip(self.trainers, _unstack((self._state, self._keys))):
             t.state, t.key = state, key
 
-    # --- the loop ----------------------------------------------------------------------------
+    # --- the schedule's engine (`wppg.schedule.Engine`) ------------------------------------------
     def learn(self, until_step: int) -> list[dict[str, float]]:
         """Interact and learn until `until_step` env steps per seed; returns each seed's last evaluation.
 
-        The schedule (warm-up, update calls, train.csv rows, evaluations, checkpoints, summary) is
-        that of `Trainer.learn`, step for step, for every seed; so are the run-directory locks and
-        the stop on SIGINT / SIGTERM (every seed checkpointed, then `TrainingInterrupted`).
+        The schedule (warm-up, update calls, train.csv rows, evaluations, checkpoints, summary, the
+        run-directory locks and the stop on SIGINT / SIGTERM) is `wppg.schedule.learn`'s, the one
+        of a single-seed `Trainer`, for every seed.
         """
-        with contextlib.ExitStack() as stack:
-            for t in self.trainers:
-                t.target_steps = int(until_step)
-                if t.run_dir is not None:
-                    stack.enter_context(RunLock(check_writable(t.run_dir)))
-            stop = stack.enter_context(stop_on_signals())
-            return self._learn(until_step, stop)
+        self.last_costs = schedule.learn(self, until_step, self.progress, label=f"{len(self.trainers)} seeds")
+        return [t.last_eval for t in self.trainers]
 
-    def _learn(self, until_step: int, stop: Any) -> list[dict[str, float]]:
-        from tqdm.auto import tqdm
-
-        from wppg.logger import RunLogger
-
-        c, trainers = self.config, self.trainers
-        steps = {t.env_steps for t in trainers}
-        require(len(steps) == 1, f"the seeds' runs are at different env steps {sorted(steps)}; they must be in lock-step")
-        for t in trainers:
-            if t.pool is None:
-                t.pool = EnvPool([t.make_env() for _ in range(c.n_envs)], seed=t.config.seed)
-            if t.run_dir is not None and t.logger is None:
-                t.logger = RunLogger(t.run_dir, resume_step=t.env_steps if t.env_steps else None)
+    def begin(self) -> None:
         self._gather()
-        n = len(trainers)
-        lead = trainers[0]
-        start_steps, start_time = lead.env_steps, time.perf_counter()
-        # Each seed's logging windows are its trainer's, so they are checkpointed with it.
-        recent = [t.recent_returns for t in trainers]
-        update_time, update_calls, grad_steps_done = 0.0, 0, 0
-        bar = tqdm(total=until_step, initial=lead.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
-        bar.set_description(f"{n} seeds")
-        try:
-            while lead.env_steps < until_step and stop.signum is None:
-                if lead.env_steps < c.learning_starts:
-                    finished = []
-                    for t in trainers:  # uniform actions: host only, no key
-                        with _env_errors(t):
-                            finished.append(t._env_step())
-                else:
-                    finished = self._policy_env_step()
-                for t, r, f in zip(trainers, recent, finished):
-                    r.extend(ret for ret, _ in f)
-                    t.env_steps += c.n_envs
-                    t.iterations += 1
-                bar.update(c.n_envs)
 
-                if lead._update_due():
-                    batches = {k: np.stack(v) for k, v in _transpose([t._update_input() for t in trainers]).items()}
-                    t0 = time.perf_counter()
-                    state, metrics, keys = self._update(self._state, batches, self._keys)
-                    metrics = jax.device_get(metrics)
-                    update_time += time.perf_counter() - t0
-                    update_calls += 1
-                    grad_steps_done += lead._grad_steps_per_update()
-                    self._check_finite(metrics)
-                    self._state, self._keys = state, keys
-                    for name, v in metrics.items():
-                        for i, t in enumerate(trainers):
-                            t.log_metrics.setdefault(name, []).append(float(np.asarray(v, np.float64)[i]))
+    def step_envs(self) -> list[list[tuple[float, int]]]:
+        if self.trainers[0].env_steps < self.config.learning_starts:
+            finished = []
+            for t in self.trainers:  # uniform actions: host only, no key
+                with t._env_errors(f"seed {t.config.seed}: "):
+                    finished.append(t._env_step())
+            return finished
+        return self._policy_env_step()
 
-                if lead.env_steps % c.log_every < c.n_envs and lead.log_metrics:
-                    sps = (lead.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                    for i, (t, r) in enumerate(zip(trainers, recent)):
-                        row = {name: float(np.mean(v)) for name, v in t.log_metrics.items()}
-                        row.update(t.policy_spread(jax.tree.map(lambda x, i=i: x[i], self._state.actor_params)))
-                        row["steps_per_s"] = sps
-                        if r:
-                            row["train_return"] = float(np.mean(r))
-                        t._log("train", row)
-                        t.log_metrics.clear()
-                    bar.set_postfix(sps=f"{sps:.0f}", refresh=False)
-                if lead.env_steps % c.eval_every < c.n_envs:
-                    self.sync()
-                    for t in trainers:
-                        t.evaluate_and_log()
-                    bar.set_postfix(eval=" ".join(t._eval_str() for t in trainers))
-                if c.checkpoint_every and lead.env_steps % c.checkpoint_every < c.n_envs:
-                    self._save_all()
-        finally:
-            bar.close()
-            self.sync()
-        if stop.signum is not None:
-            self._save_all()
-            name = signal.Signals(stop.signum).name
-            where = " ".join(str(t.run_dir) for t in trainers if t.run_dir is not None)
-            raise TrainingInterrupted(
-                f"{name}: training stopped at env step {lead.env_steps}"
-                + (f"; checkpoints written in {where}" if where else ""),
-                stop.signum,
-                lead.env_steps,
-            )
-        for t in trainers:
-            if t.last_eval.get("step") != t.env_steps:
-                t.evaluate_and_log()
-        self._save_all()
-        elapsed = time.perf_counter() - start_time
-        costs = {
-            "wall_time_s": elapsed,
-            # Per seed: each seed advanced this many env steps per second of the shared wall time.
-            "steps_per_s": (lead.env_steps - start_steps) / max(elapsed, 1e-9),
-            # The vmapped update calls served every seed at once; per gradient step of one seed,
-            # their time is divided by the number of seeds.
-            "update_time_s": update_time,
-            "update_calls": update_calls,
-            "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done * n, 1),
-            "vmapped_seeds": self.seeds,
-        }
-        self.last_costs = costs
-        for t in trainers:
-            if t.run_dir is not None:
-                t._write_summary(costs)
-            if t.logger is not None:
-                t.logger.tb.flush()
-        return [t.last_eval for t in trainers]
+    def update_due(self) -> bool:
+        return self.trainers[0]._update_due()
+
+    def update_input(self) -> dict[str, np.ndarray]:
+        return {k: np.stack(v) for k, v in _transpose([t._update_input() for t in self.trainers]).items()}
+
+    def update(self, inputs: dict[str, np.ndarray]) -> list[dict[str, float]]:
+        self._new = self._update(self._state, inputs, self._keys)
+        metrics = jax.device_get(self._new[1])
+        return [{name: float(np.asarray(v, np.float64)[i]) for name, v in metrics.items()} for i in range(len(self.trainers))]
+
+    def keep(self, metrics: list[dict[str, float]]) -> None:
+        self._check_finite(metrics)
+        self._state, _, self._keys = self._new
+        self._new = None
+
+    def grad_steps_per_update(self) -> int:
+        return self.trainers[0]._grad_steps_per_update()
+
+    def policy_params(self, i: int) -> Any:
+        return jax.tree.map(lambda x: x[i], self.algo.policy_params(self._state))
+
+    def extra_costs(self) -> dict[str, Any]:
+        return {"vmapped_seeds": self.seeds}
 
     def _policy_env_step(self) -> list[list[tuple[float, int]]]:
         """`Trainer._env_step` after the warm-up, for every seed, with one vmapped act call."""
         obs = np.stack([t.pool.obs for t in self.trainers])
-        actions, self._keys = self._act(self._state.actor_params, obs, self._keys)
+        actions, self._keys = self._act(self.algo.policy_params(self._state), obs, self._keys)
         actions = np.asarray(actions)
         finished = []
         for t, o, a in zip(self.trainers, obs, actions):
-            with _env_errors(t):
+            with t._env_errors(f"seed {t.config.seed}: "):
                 next_obs, reward, terminated, _, done = t.pool.step(a)
             t.buffer.add(obs=o, action=a, reward=reward, next_obs=next_obs, terminated=terminated)
             finished.append(done)
         return finished
 
-    def _check_finite(self, metrics: dict[str, np.ndarray]) -> None:
+    def _check_finite(self, metrics: list[dict[str, float]]) -> None:
         """Stop on a non-finite loss of any seed, with that seed's trainer's message; nothing of
         the diverged update is kept (the trainers hold the last good state)."""
-        finite = np.all([np.isfinite(v) for v in metrics.values()], axis=0)
-        if not finite.all():
-            self.sync()
-            i = int(np.argmin(finite))
-            try:
-                self.trainers[i]._check_finite({name: float(v[i]) for name, v in metrics.items()})
-            except TrainingDivergedError as e:
-                raise TrainingDivergedError(f"seed {self.seeds[i]}: {e}") from None
-
-    def _save_all(self) -> None:
-        if any(t.run_dir is not None for t in self.trainers):
-            self.sync()
-        for t in self.trainers:
-            if t.run_dir is not None:
-                t.save(t.run_dir / "checkpoints" / "last.npz")
-
-
-@contextlib.contextmanager
-def _env_errors(t: Trainer) -> Any:
-    """An `EnvOutputError` of seed `t`'s envs, with the seed and the env step added."""
-    try:
-        yield
-    except EnvOutputError as e:
-        raise EnvOutputError(
-            f"seed {t.config.seed}: {e}, at env step {t.env_steps + t.config.n_envs}; training stopped and nothing "
-            f"of this step was stored{t._last_good()}"
-        ) from None
+        for seed, t, m in zip(self.seeds, self.trainers, metrics):
+            if not all(np.isfinite(v) for v in m.values()):
+                self.sync()
+                try:
+                    t._check_finite(m)
+                except TrainingDivergedError as e:
+                    raise TrainingDivergedError(f"seed {seed}: {e}") from None
 
 
 def _transpose(dicts: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -371,7 +271,7 @@ def train_seeds(
 ) -> list[dict[str, Any]]:
     """Train `seeds` of one off-policy agent in this process, updates vmapped across seeds.
 
-    `variant` is one of `wppg.agent.VARIANTS` ('wppg', 'wppg-i', 'sac', 'wpo'); hyperparameters are
+    `variant` is an off-policy name of `wppg.registry` ('wppg', 'wppg-i', 'sac', 'wpo'); hyperparameters are
     the agents' keywords (config and `TrainConfig` fields, `preset` for WPPG). Seed k writes the
     usual run directory `out_dir/seed<k>/` (config.json, train.csv, eval.csv, tb/,
     checkpoints/last.npz, summary.json); `out_dir=None` writes nothing. `batching` is

@@ -1,11 +1,12 @@
 """The interaction loops: env -> buffer or rollout -> algorithm.update -> logs.
 
-`BaseTrainer` holds what every loop shares: the counters and RNGs, the progress bar, the
-evaluation protocol, the run logs and summary, the finite check and the checkpoint of the common
-state (agent state, JAX key, NumPy generator, envs, counters). `Trainer` is the off-policy loop
+`BaseTrainer` holds what every loop shares: the counters and RNGs, the evaluation (the protocol
+of `wppg.evaluation`), the run logs and summary, the finite check and the checkpoint of the common
+state (agent state, JAX key, NumPy generator, envs, counters); the order of things (the schedule)
+is `wppg.schedule`'s, for one run as for N vmapped seeds. `Trainer` is the off-policy loop
 (replay buffer, random warm-up, `utd` gradient steps per env step); the on-policy loop lives in
-`wppg.onpolicy`. A trainer knows nothing of any one algorithm: it calls `algo.init`,
-`algo.keyed_update` (`algo.update` with its key split inside) and `algo.act`, and checkpoints
+`wppg.onpolicy`. A trainer knows nothing of any one algorithm: it calls what
+`wppg.algorithms.protocol.Algorithm` promises (`init`, `explore`, `keyed_update`, `act`), and checkpoints
 the whole run so that a resumed run continues exactly where it stopped.
 """
 
@@ -15,9 +16,6 @@ import abc
 import contextlib
 import dataclasses
 import json
-import signal
-import threading
-import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -29,17 +27,19 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from wppg import __version__
 from wppg import checkpoint as ckpt
+from wppg import evaluation, schedule
+from wppg._version import __version__
 from wppg.algorithms.base import OffPolicyAlgorithm, check_field_types, require
+from wppg.algorithms.protocol import Algorithm
 from wppg.diagnostics import STATES, make_policy_spread
-from wppg.envs import EnvOutputError, EnvPool, check_output
+from wppg.envs import EnvOutputError, EnvPool
 from wppg.replay import ReplayBuffer
-from wppg.rundir import RunLock, check_writable
+from wppg.schedule import TrainingInterrupted, stop_on_signals  # noqa: F401 -- public here since before the schedule module
 
-EVAL_MAX_EPISODE_STEPS = 10_000
-"""Cap on the length of an evaluation episode when the env sets none (no TimeLimit wrapper, no
-spec.max_episode_steps): an env that never terminates would otherwise hang the evaluation."""
+# The protocol's cap on evaluation episodes (`wppg.evaluation`), read from this module at each
+# evaluation so that a test can lower it here.
+EVAL_MAX_EPISODE_STEPS = evaluation.EVAL_MAX_EPISODE_STEPS
 
 
 @dataclass(frozen=True)
@@ -101,42 +101,6 @@ class TrainingDivergedError(FloatingPointError):
     """A loss became NaN or infinite; the offending state was not saved."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """`learn` stopped on SIGINT or SIGTERM at a consistent point, after writing a checkpoint
-    (when it has a run directory); `signum` says which signal, `env_steps` where it stopped."""
-
-    def __init__(self, message: str, signum: int, env_steps: int):
-        super().__init__(message)
-        self.signum, self.env_steps = signum, env_steps
-
-
-class _StopRequest:
-    signum: int | None = None
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[_StopRequest]:
-    """While inside, SIGINT and SIGTERM only set `request.signum`: the loop finishes its env step
-    and update, checkpoints, and stops. A second signal interrupts at once (KeyboardInterrupt).
-    Outside the main thread signals cannot be caught, and nothing changes."""
-    request = _StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if request.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once, without a checkpoint")
-        request.signum = signum
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 class BaseTrainer(abc.ABC):
     """The loop skeleton, evaluation, logs, summary and checkpoints shared by every trainer.
 
@@ -148,7 +112,7 @@ class BaseTrainer(abc.ABC):
 
     def __init__(
         self,
-        algo: Any,
+        algo: Algorithm,
         config: TrainConfig,
         make_env: Callable[[], gym.Env],
         run_dir: str | Path | None = None,
@@ -176,7 +140,7 @@ class BaseTrainer(abc.ABC):
         # The logging windows (metrics since the last train.csv row, returns of the last
         # episodes): checkpointed, so the rows after a resume are those of a straight run.
         self.log_metrics: dict[str, list[float]] = {}
-        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.recent_returns: deque[float] = deque(maxlen=evaluation.TRAIN_RETURN_WINDOW)
         self._eval_cut_warned = False
         self._spread = make_policy_spread(algo.act, algo.bounds)
 
@@ -225,112 +189,33 @@ class BaseTrainer(abc.ABC):
     def learn(self, until_step: int) -> dict[str, float]:
         """Interact and learn until `until_step` env steps in total; returns the last evaluation.
 
-        With a run directory, the directory is locked against a second writer for the call
-        (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the loop after the current env step and
-        update: a checkpoint is written at that consistent point and `TrainingInterrupted` (a
-        KeyboardInterrupt) is raised.
+        The schedule is `wppg.schedule.learn`'s: with a run directory, the directory is locked
+        against a second writer for the call (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the
+        loop after the current env step and update: a checkpoint is written at that consistent
+        point and `TrainingInterrupted` (a KeyboardInterrupt) is raised.
         """
-        self._before_learn(until_step)
-        self.target_steps = int(until_step)
-        if self.run_dir is None:
-            return self._learn(until_step)
-        check_writable(self.run_dir)
-        with RunLock(self.run_dir):
-            return self._learn(until_step)
+        schedule.learn(_OneRun(self), until_step, self.progress)
+        return self.last_eval
 
-    def _learn(self, until_step: int) -> dict[str, float]:
-        from tqdm.auto import tqdm
-
-        c = self.config
+    def _open(self) -> None:
+        """The envs and the run logger, made on the first `learn` call."""
         if self.pool is None:
-            self.pool = EnvPool([self.make_env() for _ in range(c.n_envs)], seed=c.seed)
+            self.pool = EnvPool([self.make_env() for _ in range(self.config.n_envs)], seed=self.config.seed)
         if self.run_dir is not None and self.logger is None:
             from wppg.logger import RunLogger
 
             self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if self.env_steps else None)
-        start_steps, start_time = self.env_steps, time.perf_counter()
-        acc, recent = self.log_metrics, self.recent_returns
-        update_time, update_calls, grad_steps_done = 0.0, 0, 0
-        bar = tqdm(total=until_step, initial=self.env_steps, unit="step", disable=not self.progress, mininterval=1.0, dynamic_ncols=True)
-        with stop_on_signals() as stop:
-            try:
-                while self.env_steps < until_step and stop.signum is None:
-                    try:
-                        finished = self._env_step()
-                    except EnvOutputError as e:
-                        raise EnvOutputError(
-                            f"{e}, at env step {self.env_steps + c.n_envs}; training stopped and nothing of this "
-                            f"step was stored{self._last_good()}"
-                        ) from None
-                    recent.extend(r for r, _ in finished)
-                    self.env_steps += c.n_envs
-                    self.iterations += 1
-                    bar.update(c.n_envs)
 
-                    if self._update_due():
-                        batch = self._update_input()
-                        t0 = time.perf_counter()
-                        new_state, metrics, self.key = self.algo.keyed_update(self.state, batch, self.key)
-                        metrics = {name: float(v) for name, v in jax.device_get(metrics).items()}
-                        update_time += time.perf_counter() - t0
-                        update_calls += 1
-                        grad_steps_done += self._grad_steps_per_update()
-                        self._check_finite(metrics)
-                        self.state = new_state
-                        self._after_update()
-                        for name, v in metrics.items():
-                            acc.setdefault(name, []).append(v)
-
-                    if self.env_steps % c.log_every < c.n_envs and acc:
-                        sps = (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                        row = {name: float(np.mean(v)) for name, v in acc.items()}
-                        row.update(self.policy_spread(self.state.actor_params))
-                        row["steps_per_s"] = sps
-                        if recent:
-                            row["train_return"] = float(np.mean(recent))
-                        self._log("train", row)
-                        acc.clear()
-                        bar.set_postfix(sps=f"{sps:.0f}", eval=self._eval_str(), refresh=False)
-                    if self.env_steps % c.eval_every < c.n_envs:
-                        self.evaluate_and_log()
-                        bar.set_postfix(sps=f"{(self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9):.0f}", eval=self._eval_str())
-                    if self.run_dir is not None and c.checkpoint_every and self.env_steps % c.checkpoint_every < c.n_envs:
-                        self.save(self.run_dir / "checkpoints" / "last.npz")
-            finally:
-                bar.close()
-            if stop.signum is not None:
-                self._stop(stop.signum)
-        if self.last_eval.get("step") != self.env_steps:
-            self.evaluate_and_log()
-        if self.run_dir is not None:
-            self.save(self.run_dir / "checkpoints" / "last.npz")
-            elapsed = time.perf_counter() - start_time
-            self._write_summary(
-                {
-                    "wall_time_s": elapsed,
-                    "steps_per_s": (self.env_steps - start_steps) / max(elapsed, 1e-9),
-                    # Cost figures of this learn call; the first update call includes compilation.
-                    "update_time_s": update_time,
-                    "update_calls": update_calls,
-                    "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done, 1),
-                }
-            )
-        if self.logger is not None:
-            self.logger.tb.flush()
-        return self.last_eval
-
-    def _stop(self, signum: int) -> None:
-        """Checkpoint (with a run directory) and raise `TrainingInterrupted`."""
-        name = signal.Signals(signum).name
-        if self.run_dir is None:
-            where = "; the agent holds that state (save it with agent.save)"
-        else:
-            path = self.save(self.run_dir / "checkpoints" / "last.npz")
-            if self.logger is not None:
-                self.logger.tb.flush()
-            where = f"; checkpoint written to {path}, continue with `wppg resume {self.run_dir}`"
-        message = f"{name}: training stopped at env step {self.env_steps}{where}"
-        raise TrainingInterrupted(message, signum, self.env_steps)
+    @contextlib.contextmanager
+    def _env_errors(self, prefix: str = "") -> Iterator[None]:
+        """An `EnvOutputError` of this trainer's envs, with the env step (and `prefix`) added."""
+        try:
+            yield
+        except EnvOutputError as e:
+            raise EnvOutputError(
+                f"{prefix}{e}, at env step {self.env_steps + self.config.n_envs}; training stopped and nothing of this "
+                f"step was stored{self._last_good()}"
+            ) from None
 
     def _last_good(self) -> str:
         path = self.run_dir / "checkpoints" / "last.npz" if self.run_dir is not None else None
@@ -351,7 +236,7 @@ class BaseTrainer(abc.ABC):
         # The eval env already exists after learn, so other envs cost one isinstance check.
         if is_task(self.eval_env if self.eval_env is not None else self.meta.get("env_id")):
             env = self.make_env()
-            params = self.state.actor_params
+            params = self.algo.policy_params(self.state)
             summary["task_metrics"] = policy_metrics(
                 env,
                 lambda obs, k: self.algo.act(params, obs, k, deterministic=False),
@@ -365,7 +250,8 @@ class BaseTrainer(abc.ABC):
         if bad:
             where = self._last_good()
             raise TrainingDivergedError(
-                f"non-finite {', '.join(bad)} ({', '.join(f'{b}={metrics[b]}' for b in bad)}) in the update at env step "
+                f"non-finite {', '.join(bad)} ({', '.join(f'{b}={metrics[b]}' for b in bad)}) in the update at env "
+                "step "
                 f"{self.env_steps} (gradient step {int(self.state.step)}); training stopped and the diverged "
                 f"parameters were not kept{where}. Try a smaller learning rate or eta, or check the env's rewards."
             )
@@ -379,49 +265,35 @@ class BaseTrainer(abc.ABC):
 
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, episodes: int, deterministic: bool, env: gym.Env | None = None) -> np.ndarray:
-        """Returns of `episodes` episodes on a separate env; reset seeds and action keys depend
-        only on the run seed and the evaluation index, never on the training RNG streams."""
+        """Returns of `episodes` episodes on a separate env, by the protocol of `wppg.evaluation`:
+        reset seeds and action keys depend only on the run seed and the evaluation index, never on
+        the training RNG streams."""
         if env is None:
             if self.eval_env is None:
                 self.eval_env = self.make_env()
             env = self.eval_env
-        if episodes < 1:
-            raise ValueError(f"episodes must be >= 1, got {episodes}")
-        key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), self.n_evals)
-        shape, limit = (self.algo.obs_dim,), episode_step_limit(env)
-        returns = np.zeros(episodes)
-        for i in range(episodes):
-            obs, _ = env.reset(seed=self.config.seed + 100_000 + i)
-            obs = check_output(obs, 0.0, shape, "the evaluation env's reset")[0]
-            for t in range(1, limit + 1):
-                key, k = jax.random.split(key)
-                a = np.asarray(self.algo.act(self.state.actor_params, obs[None], k, deterministic=deterministic))[0]
-                obs, r, term, trunc, _ = env.step(a)
-                obs, r = check_output(obs, r, shape, f"the evaluation env at step {t} of episode {i}")
-                returns[i] += r
-                if term or trunc:
-                    break
-            else:
-                if not self._eval_cut_warned:
-                    self._eval_cut_warned = True
-                    warnings.warn(
-                        f"an evaluation episode was cut at {limit} steps: the env has no time limit (no TimeLimit "
-                        "wrapper, no spec.max_episode_steps); wrap it in gymnasium.wrappers.TimeLimit to choose one",
-                        stacklevel=2,
-                    )
-        return returns
+        key = evaluation.eval_key(self.config.seed, self.n_evals)
+        params = self.algo.policy_params(self.state)
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            nonlocal key
+            key, k = jax.random.split(key)
+            return np.asarray(self.algo.act(params, obs[None], k, deterministic=deterministic))[0]
+
+        limit = evaluation.episode_step_limit(env, EVAL_MAX_EPISODE_STEPS)
+        return evaluation.run_episodes(policy, env, self.config.seed, episodes, limit, (self.algo.obs_dim,), self._cut)
+
+    def _cut(self, limit: int) -> None:
+        if not self._eval_cut_warned:
+            self._eval_cut_warned = True
+            evaluation.warn_cut(limit)
 
     def evaluate_and_log(self) -> dict[str, float]:
+        """Evaluate with stochastic actions and with the mode; log the row to eval.csv."""
         n = self.config.eval_episodes
         stoch, mode = self.evaluate(n, False), self.evaluate(n, True)
         self.n_evals += 1
-        self.last_eval = {
-            "step": self.env_steps,
-            "return_stochastic": float(stoch.mean()),
-            "return_stochastic_std": float(stoch.std()),
-            "return_mode": float(mode.mean()),
-            "return_mode_std": float(mode.std()),
-        }
+        self.last_eval = evaluation.eval_row(self.env_steps, stoch, mode)
         self._log("eval", {k: v for k, v in self.last_eval.items() if k != "step"})
         return self.last_eval
 
@@ -513,18 +385,53 @@ class BaseTrainer(abc.ABC):
 
 
 def episode_step_limit(env: gym.Env) -> int:
-    """The env's own episode length limit (a TimeLimit wrapper or spec.max_episode_steps), else
-    `EVAL_MAX_EPISODE_STEPS`."""
-    layer: Any = env
-    while layer is not None:
-        limit = vars(layer).get("_max_episode_steps")
-        if isinstance(limit, int) and limit > 0:
-            return limit
-        layer = getattr(layer, "env", None)
-    spec = getattr(env, "spec", None)
-    if spec is not None and spec.max_episode_steps:
-        return int(spec.max_episode_steps)
-    return EVAL_MAX_EPISODE_STEPS
+    """The env's own episode length limit, else `EVAL_MAX_EPISODE_STEPS` (`wppg.evaluation`)."""
+    return evaluation.episode_step_limit(env, EVAL_MAX_EPISODE_STEPS)
+
+
+class _OneRun:
+    """The `wppg.schedule.Engine` of one trainer: its own hooks, one update call at a time."""
+
+    def __init__(self, trainer: BaseTrainer):
+        self.trainer = trainer
+        self.trainers = [trainer]
+        self._new_state: Any = None
+
+    def begin(self) -> None:
+        pass
+
+    def step_envs(self) -> list[list[tuple[float, int]]]:
+        with self.trainer._env_errors():
+            return [self.trainer._env_step()]
+
+    def update_due(self) -> bool:
+        return self.trainer._update_due()
+
+    def update_input(self) -> Any:
+        return self.trainer._update_input()
+
+    def update(self, inputs: Any) -> list[dict[str, float]]:
+        t = self.trainer
+        self._new_state, metrics, t.key = t.algo.keyed_update(t.state, inputs, t.key)
+        return [{name: float(v) for name, v in jax.device_get(metrics).items()}]
+
+    def keep(self, metrics: list[dict[str, float]]) -> None:
+        t = self.trainer
+        t._check_finite(metrics[0])
+        t.state, self._new_state = self._new_state, None
+        t._after_update()
+
+    def grad_steps_per_update(self) -> int:
+        return self.trainer._grad_steps_per_update()
+
+    def policy_params(self, i: int) -> Any:
+        return self.trainer.algo.policy_params(self.trainer.state)
+
+    def sync(self) -> None:
+        pass
+
+    def extra_costs(self) -> dict[str, Any]:
+        return {}
 
 
 class Trainer(BaseTrainer):
@@ -551,7 +458,7 @@ class Trainer(BaseTrainer):
             warnings.warn(
                 f"learning_starts ({c.learning_starts}) or batch_size ({c.batch_size}) exceeds the {until_step} env "
                 "steps of this run: it will take zero gradient steps",
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _env_step(self) -> list[tuple[float, int]]:
@@ -559,8 +466,8 @@ class Trainer(BaseTrainer):
         if self.env_steps < c.learning_starts:
             actions = self.np_rng.uniform(self._low, self._high, size=(c.n_envs, self.algo.act_dim)).astype(np.float32)
         else:
-            actions, self.key = self.algo.explore(self.state.actor_params, obs, self.key)
-            actions = np.asarray(actions)
+            _, out, self.key = self.algo.explore(self.state, obs, self.key)
+            actions = np.asarray(out["action"])
         obs = obs.copy()
         next_obs, reward, terminated, _, finished = self.pool.step(actions)
         self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)

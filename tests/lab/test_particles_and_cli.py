@@ -8,8 +8,7 @@ import pytest
 from wppg.lab import GridMDP, make_problem
 from wppg.lab import diagnostics as dg
 from wppg.lab.cli import main
-from wppg.lab.particles import (ParticleConfig, initial_particles, mixture_entropy, particle_step,
-                                reflect_into_box)
+from wppg.lab.particles import ParticleConfig, initial_particles, mixture_entropy, particle_step, reflect_into_box
 
 
 def test_plugin_entropy_estimates_smoothed_gaussian_entropy():

@@ -248,7 +248,13 @@ class OffPolicyAlgorithm(abc.ABC):
         self.update = jax.jit(self._update)
         self.keyed_update = jax.jit(with_key_split(self._update))
         self.act = jax.jit(self._act, static_argnames="deterministic")
-        self.explore = jax.jit(self._explore)
+        self._explore_jit = jax.jit(self._explore)
+
+    @classmethod
+    def build(cls, config: Any, obs_dim: int, bounds: ActionBounds, train: Any) -> OffPolicyAlgorithm:
+        """The algorithm for a run (`wppg.algorithms.protocol.Algorithm.build`): the run's
+        `TrainConfig` changes nothing off-policy."""
+        return cls(config, obs_dim, bounds)
 
     # --- hooks -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -317,6 +323,16 @@ class OffPolicyAlgorithm(abc.ABC):
         shape = (obs.shape[0], 1, self.policy.latent_dim)
         eps = jnp.zeros(shape) if deterministic else standard_normal(key, shape)
         return self.policy.apply(actor_params, obs, eps)[:, 0]
+
+    def policy_params(self, state: AgentState) -> Any:
+        """What `act` needs of the state: the policy's parameters."""
+        return state.actor_params
+
+    def explore(self, state: AgentState, obs: Any, key: jax.Array) -> tuple[AgentState, dict[str, jax.Array], jax.Array]:
+        """Exploration actions after the warm-up (`wppg.algorithms.protocol.Algorithm.explore`):
+        acting changes no state; only the policy's parameters enter the compiled call."""
+        actions, key = self._explore_jit(state.actor_params, obs, key)
+        return state, {"action": actions}, key
 
     def _explore(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
         """Exploration actions and the trainer's next key: the key split runs inside the same

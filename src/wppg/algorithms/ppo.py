@@ -270,7 +270,7 @@ class PPOState(flax.struct.PyTreeNode):
 
     @property
     def actor_params(self) -> dict[str, Any]:
-        """What acting needs: the mean network, the log-std and the frozen observation statistics."""
+        """What acting needs (`PPOAlgorithm.policy_params`), named as an off-policy state names it."""
         return {"actor": self.params["actor"], "log_std": self.params["log_std"], "obs_stats": self.obs_stats}
 
 
@@ -291,7 +291,8 @@ class PPOAlgorithm:
         )
         require(
             rollout_size // config.n_minibatches >= 2,
-            f"n_minibatches ({config.n_minibatches}) leaves minibatches of one transition (rollout size {rollout_size}); "
+            f"n_minibatches ({config.n_minibatches}) leaves minibatches of one transition "
+            f"(rollout size {rollout_size}); "
             "the per-minibatch advantage normalisation needs at least 2",
         )
         self.config = config
@@ -309,6 +310,12 @@ class PPOAlgorithm:
         self.act = jax.jit(self._act, static_argnames="deterministic")
         self._explore = jax.jit(self._explore_fn)
         self._value = jax.jit(self._value_fn)
+
+    @classmethod
+    def build(cls, config: PPOConfig, obs_dim: int, bounds: ActionBounds, train: Any) -> PPOAlgorithm:
+        """The algorithm for a run: its rollout spans `train.n_envs` envs and its learning rate
+        anneals over `train.total_steps`."""
+        return cls(config, obs_dim, bounds, n_envs=train.n_envs, total_steps=train.total_steps)
 
     def init(self, key: jax.Array) -> PPOState:
         k_actor, k_critic = jax.random.split(key)
@@ -352,6 +359,10 @@ class PPOAlgorithm:
         and the trainer's next key (split inside the same compiled call: one dispatch per env step)."""
         obs_stats, out, key = self._explore(state.params, state.obs_stats, obs, key)
         return state.replace(obs_stats=obs_stats), out, key
+
+    def policy_params(self, state: PPOState) -> dict[str, Any]:
+        """What `act` needs: the mean network, the log-std and the frozen observation statistics."""
+        return state.actor_params
 
     def _value_fn(self, params: Any, obs_stats: RunningStats, obs: jnp.ndarray) -> jnp.ndarray:
         return self.critic.apply(params["critic"], self._normalize(obs_stats, obs))[:, 0]

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from wppg.bench.runner import LOG_FILE, Outcome, Pending, Progress, finish
+from wppg.bench.outcomes import LOG_FILE, Outcome, Pending, Progress, finish
 from wppg.bench.spec import BenchError, Run
 from wppg.bench.worker import BOOT, worker_environment
 

@@ -205,18 +205,18 @@ def _check_hyperparameter_values(hp: dict[str, Any], where: str) -> None:
 
 # --- what each algorithm accepts ------------------------------------------------------------------
 def available_algorithms() -> list[str]:
-    """Algorithm names a spec may use now: the agent variants of `wppg.agent`, looked up at call time
+    """Algorithm names a spec may use now: the names of `wppg.registry`, looked up at call time
     (others may register more), the aliases and the external references."""
-    from wppg.agent import VARIANTS
+    from wppg import registry
 
-    return sorted({*VARIANTS, *ALIASES, *EXTERNAL})
+    return sorted({*registry.names(), *ALIASES, *EXTERNAL})
 
 
 def accepted_hyperparameters(algo: str) -> set[str] | None:
-    """Hyperparameter names `algo` accepts, or None when the harness cannot know (external
-    references, or a variant whose configuration is not an `OffPolicyConfig` of
-    `wppg.algorithms.ALGORITHMS`): its runner then checks them when the run starts. For an
-    external reference, the names come from `wppg.bench.external.accepted_hyperparameters(algo)`
+    """Hyperparameter names `algo` accepts (for this package's algorithms, from `wppg.registry`),
+    or None when the harness cannot know (an external reference whose module does not say): its
+    runner then checks them when the run starts. For an external reference, the names come from
+    `wppg.bench.external.accepted_hyperparameters(algo)`
     where that module offers it."""
     if algo in EXTERNAL:
         try:
@@ -225,21 +225,18 @@ def accepted_hyperparameters(algo: str) -> set[str] | None:
             return None
         names = getattr(external, "accepted_hyperparameters", None)
         return None if names is None else set(names(algo)) - set(RESERVED)
-    from wppg.agent import AGENTS, VARIANTS
-    from wppg.algorithms import ALGORITHMS
-    from wppg.onpolicy import OFF_POLICY_FIELDS, OnPolicyTrainer
+    from wppg import registry
+    from wppg.onpolicy import OFF_POLICY_FIELDS
     from wppg.trainer import TrainConfig
 
     variant, fixed, _ = ALIASES.get(algo, (algo, {}, {}))
-    algo_name, variant_fixed = VARIANTS[variant]
-    if algo_name not in ALGORITHMS:
-        return None
-    names = {f.name for f in dataclasses.fields(ALGORITHMS[algo_name][1])} | {f.name for f in dataclasses.fields(TrainConfig)}
-    if algo_name == "wppg":
+    entry = registry.get(variant)
+    names = entry.config_fields() | {f.name for f in dataclasses.fields(TrainConfig)}
+    if entry.presets:
         names.add("preset")
-    if variant in AGENTS and issubclass(AGENTS[variant].trainer_cls, OnPolicyTrainer):
+    if entry.on_policy:
         names -= set(OFF_POLICY_FIELDS)  # the on-policy trainer refuses them
-    return names - set(variant_fixed) - set(fixed) - set(RESERVED)
+    return names - set(entry.fixed) - set(fixed) - set(RESERVED)
 
 
 def _accepted(algo: str, hp: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,12 @@ from wppg.flops import Product, gradient_step_products, product_flops
 
 ROOFLINE_CASES = [("sac", 1), ("wppg", 1), ("wppg", 8), ("wppg", 32), ("wppg-i", 8), ("wppg-i", 32)]
 TRAINING_CASES = [("sac", {}), ("wppg", {"K": 1}), ("wppg", {"K": 8}), ("wppg", {"K": 32}), ("wppg-i", {"preset": "cpu"})]
-VARIANTS = ("sac", "wppg", "wppg-i")
+
+def _variants() -> list[str]:
+    """Our algorithms with a FLOP model (`wppg.registry`)."""
+    from wppg import registry
+
+    return registry.flop_models()
 
 
 def _median_seconds(fn, reps: int) -> float:
@@ -77,15 +82,16 @@ def matmul_peak_gflops(size: int = 1024, reps: int = 10) -> float:
 
 
 def _algorithm(name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int, coupling: str = "ot"):
-    from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
+    from wppg import registry
     from wppg.envs import ActionBounds
+    from wppg.trainer import TrainConfig
 
     bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
-    if name == "sac":
-        return SACAlgorithm(SACConfig(hidden=hidden), obs_dim, bounds)
-    policy = "implicit" if name == "wppg-i" else "gaussian"
-    cfg = WPPGConfig(policy=policy, K=K, hidden=hidden, entropy_M=M, entropy_L=L, coupling=coupling)
-    return WPPGAlgorithm(cfg, obs_dim, bounds)
+    entry = registry.get(name)
+    # Each config takes those of the case's settings that it has (SAC has no K or coupling).
+    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, "coupling": coupling}
+    cfg = entry.make_config(**{k: v for k, v in case.items() if k in entry.config_fields()})
+    return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
 
 def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps: int, reps: int) -> float:
@@ -180,11 +186,74 @@ def _ours_steps_per_s(variant: str, hp: dict[str, Any], env_id: str, steps: int,
     return {"steps_per_s": steps / elapsed, "wall_time_s": elapsed, "ms_per_gradient_step": summary.get("ms_per_gradient_step")}
 
 
+def measure_speed(
+    algo: str, env_id: str, total_steps: int, learning_starts: int, train_freq: int, gradient_steps: int, seed: int = 0
+) -> dict[str, Any]:
+    """Env steps/s of reference SAC training alone (no evaluation), timed over the `total_steps`
+    env steps that follow `learning_starts` untimed steps of random actions; `train_freq` env
+    steps between update calls of `gradient_steps` gradient steps. Defaults otherwise as
+    `SACConfig` / `TrainConfig`. The timed span includes the first update call (SBX compiles
+    there); `first_update_s` reports that call alone."""
+    from wppg.algorithms.base import require
+    from wppg.bench.external.mapping import map_hyperparameters
+    from wppg.bench.external.references import _build, _UpdateTimer, reference_version
+
+    if algo not in ("sb3-sac", "sbx-sac"):
+        raise ValueError(f"measure_speed compares SAC implementations: algo must be 'sb3-sac' or 'sbx-sac', got {algo!r}")
+    require(total_steps >= 1 and train_freq >= 1 and gradient_steps >= 1, "total_steps, train_freq and gradient_steps must be >= 1")
+    setup = map_hyperparameters(algo, {"learning_starts": learning_starts, "train_freq": train_freq})
+    setup.kwargs["gradient_steps"] = gradient_steps
+    package, version = reference_version(algo)
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    model, _ = _build(setup, env_id, seed)
+    timer = _UpdateTimer(model, lambda n: n)
+    marks: dict[str, float] = {}
+
+    class Clock(BaseCallback):
+        def _on_training_start(self) -> None:
+            if learning_starts == 0:
+                marks["t0"], marks["cpu0"] = time.perf_counter(), time.process_time()
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps == learning_starts:
+                marks["t0"], marks["cpu0"] = time.perf_counter(), time.process_time()
+            return True
+
+    model.learn(learning_starts + total_steps, callback=Clock(), progress_bar=False)
+    elapsed, cpu = time.perf_counter() - marks["t0"], time.process_time() - marks["cpu0"]
+    timed_steps = int(model.num_timesteps) - learning_starts
+    threads = None
+    if algo == "sb3-sac":
+        import torch
+
+        threads = torch.get_num_threads()
+    return {
+        "algo": algo,
+        "env_id": env_id,
+        "reference_package": package,
+        "reference_version": version,
+        "learning_starts": learning_starts,
+        "train_freq": train_freq,
+        "gradient_steps_per_call": gradient_steps,
+        "env_steps": timed_steps,
+        "wall_time_s": elapsed,
+        "steps_per_s": timed_steps / max(elapsed, 1e-9),
+        # Per second of this process's CPU time: less sensitive to other processes on the core.
+        "cpu_time_s": cpu,
+        "steps_per_cpu_s": timed_steps / max(cpu, 1e-9),
+        "update_time_s": timer.time,
+        "update_calls": timer.calls,
+        "gradient_steps": timer.steps,
+        "ms_per_gradient_step": 1e3 * timer.time / max(timer.steps, 1),
+        "first_update_s": timer.first_call_s,
+        "torch_threads": threads,
+    }
+
+
 def _reference_row(ref: str, env_id: str, steps: int, learning_starts: int, tf: int, seed: int, when: str, log) -> dict[str, Any] | None:
     """Env steps/s of an external SAC (SBX or SB3) at train_freq = gradient_steps = tf; None if not installed."""
     try:
-        from wppg.bench.external import measure_speed
-
         r = measure_speed(ref, env_id, steps, learning_starts, tf, tf, seed)
     except ImportError as e:
         log(f"  {ref}: not installed ({e}); `pip install wppg[external]`")
@@ -295,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=4, help="N of the vmap section")
     p.add_argument("--rounds", type=int, default=1, help="rounds of the training section (SBX, ours, SBX each round)")
     p.add_argument("--wppg-K", type=int, nargs="+", default=None, metavar="K", help="only these K of wppg in the training section")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="our algorithms to measure")
+    p.add_argument("--variants", nargs="+", choices=_variants(), default=_variants(), help="our algorithms to measure")
     p.add_argument("--no-external", action="store_true", help="skip SBX / SB3 even if installed")
     p.add_argument("--out", type=Path, default=Path("runs/speed/speed.json"), help="JSON with every figure")
     args = p.parse_args(argv)

@@ -15,8 +15,7 @@ import numpy as np
 from wppg.lab import diagnostics as dg
 from wppg.lab.evaluation import GridMDP
 from wppg.lab.grid import Grid
-from wppg.lab.particles import (ParticleConfig, initial_particles, kde_policy, particle_step,
-                                plugin_values)
+from wppg.lab.particles import ParticleConfig, initial_particles, kde_policy, particle_step, plugin_values
 from wppg.lab.plots import plot_curves, plot_loglog
 from wppg.lab.problems import PRESETS, make_problem
 from wppg.lab.updates import QError, Update, make_update
