@@ -40,7 +40,9 @@ def assert_same_training_state(expected: Agent, got: Agent) -> None:
     for name in FIELDS:
         assert np.array_equal(gb.data[name][: gb.size], eb.data[name][: eb.size]), f"replay buffer field {name} differs"
     assert np.array_equal(np.asarray(got.trainer.key), np.asarray(expected.trainer.key)), "the JAX training key differs"
-    assert got.trainer.np_rng.bit_generator.state == expected.trainer.np_rng.bit_generator.state, "the NumPy RNG differs"
+    assert got.trainer.np_rng.bit_generator.state == expected.trainer.np_rng.bit_generator.state, (
+        "the NumPy RNG differs"
+    )
     assert np.array_equal(got.trainer.pool.obs, expected.trainer.pool.obs), "the envs' current observations differ"
 
 
@@ -49,7 +51,9 @@ def _check_exact_resume(variant: str, env_id: str, tiny, tmp_path, seed: int = 0
     straight = make_agent(variant, env_id, seed=seed, progress=False, **hyper).learn(2 * N)
 
     first = make_agent(variant, env_id, seed=seed, progress=False, **hyper).learn(N)
-    assert int(first.trainer.state.step) > 0, "no gradient step before the save: the test would not cover optimiser state"
+    assert int(first.trainer.state.step) > 0, (
+        "no gradient step before the save: the test would not cover optimiser state"
+    )
     assert first.trainer.pool.ep_length[0] > 0, "the save is not mid-episode: the test would not cover env snapshots"
     path = first.save(tmp_path / "half.npz")
     del first

@@ -51,7 +51,9 @@ def snapshot_dir(d: Path) -> dict[str, bytes]:
 def trained(tmp_path_factory) -> Path:
     """`wppg train` of a tiny WPPG run of TOTAL steps; the tests below copy it before changing it."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    code, stdout, stderr = run_cli(["train", "--algo", "wppg", "--total-steps", str(TOTAL), "--out", str(out), *TINY_FLAGS])
+    code, stdout, stderr = run_cli(
+        ["train", "--algo", "wppg", "--total-steps", str(TOTAL), "--out", str(out), *TINY_FLAGS]
+    )
     assert code == 0, f"wppg train failed with {code}: {stderr}"
     last_eval = json.loads(stdout.strip().splitlines()[-1])
     assert last_eval["step"] == TOTAL
@@ -169,7 +171,10 @@ def test_train_refuses_an_existing_run(trained, tmp_path):
         (["--algo", "wppg", "--K", "0"], "K must be >= 1"),
         (["--algo", "wppg-i", "--eta", "-1"], "eta must be > 0"),
         (["--algo", "sac", "--alpha", "0"], "alpha must be > 0"),
-        (["--algo", "sac", "--batch-size", "64", "--buffer-size", "32"], "batch_size (64) must not exceed buffer_size (32)"),
+        (
+            ["--algo", "sac", "--batch-size", "64", "--buffer-size", "32"],
+            "batch_size (64) must not exceed buffer_size (32)",
+        ),
     ],
     ids=["K", "eta", "alpha", "batch_size"],
 )
@@ -219,7 +224,9 @@ def test_train_without_out_does_not_use_the_working_directory(tmp_path, monkeypa
         code, _, stderr = run_cli(["train", "--algo", "wppg", "--total-steps", "1", "--overwrite", *TINY_FLAGS])
     except Exception as e:  # noqa: BLE001 - report what happened, then check the files
         code, stderr = e, ""
-    assert (tmp_path / "notes.txt").exists(), "`wppg train --overwrite` without --out deleted the working directory's files"
+    assert (tmp_path / "notes.txt").exists(), (
+        "`wppg train --overwrite` without --out deleted the working directory's files"
+    )
     assert code == 2, f"train without --out should be a usage error (2), got {code!r}"
     assert "--out" in stderr
 
@@ -228,10 +235,14 @@ def test_conflicting_policy_flag_is_not_ignored(tmp_path):
     """`--algo wppg --policy implicit` asks for two different policies: refuse it, or train WPPG-I,
     but never silently train the Gaussian policy."""
     out = tmp_path / "run"
-    code, _, stderr = run_cli(["train", "--algo", "wppg", "--policy", "implicit", "--total-steps", "1", "--out", str(out), *TINY_FLAGS])
+    code, _, stderr = run_cli(
+        ["train", "--algo", "wppg", "--policy", "implicit", "--total-steps", "1", "--out", str(out), *TINY_FLAGS]
+    )
     if code == 2:
         assert "policy" in stderr
     else:
         assert code == 0, stderr
         config = json.loads((out / "config.json").read_text())
-        assert config["algo_config"]["policy"] == "implicit", "--policy implicit was silently ignored: trained a Gaussian policy"
+        assert config["algo_config"]["policy"] == "implicit", (
+            "--policy implicit was silently ignored: trained a Gaussian policy"
+        )

@@ -22,7 +22,9 @@ def gaussian_sampler(std: float, scale: float, d: int, batch: int):
 @pytest.mark.parametrize("d", [1, 2])
 def test_estimates_smoothed_gaussian_entropy(d):
     std, sigma, scale = 0.3, 0.1, 2.0
-    est = plug_in_entropy(gaussian_sampler(std, scale, d, 64), jax.random.PRNGKey(0), jnp.full((d,), scale), sigma, 1024, 256)
+    est = plug_in_entropy(
+        gaussian_sampler(std, scale, d, 64), jax.random.PRNGKey(0), jnp.full((d,), scale), sigma, 1024, 256
+    )
     # Entropy of (pi * N(0, sigma^2)) in normalised units, plus d log(scale) for the env units.
     truth = gaussian_entropy(d, std**2 + sigma**2) + d * math.log(scale)
     assert abs(float(jnp.mean(est)) - truth) < 0.02 * d

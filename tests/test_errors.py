@@ -120,7 +120,13 @@ def test_bad_env_argument():
         (wppg.SAC, {"alpha_lr": 0.0}, "alpha_lr"),
         (wppg.SAC, {"gamma": 1.0}, "gamma"),
     ],
-    ids=lambda v: v.__name__ if isinstance(v, type) else ",".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else "error",
+    ids=lambda v: (
+        v.__name__
+        if isinstance(v, type)
+        else ",".join(f"{k}={x}" for k, x in v.items())
+        if isinstance(v, dict)
+        else "error"
+    ),
 )
 def test_invalid_hyperparameter(agent_cls, kwargs, field, tmp_path):
     """Rejected with a ConfigError naming the field when the agent is built, before any training
@@ -432,13 +438,17 @@ def test_checkpoint_of_another_architecture(saved, tmp_path):
     header = json.loads(json.dumps(saved[1]))
     header["algo_config"]["hidden"] = [32]
     bad = _write(tmp_path / "hidden32.npz", saved[2], header)
-    with pytest.raises(CheckpointError, match=r"agent state in the checkpoint does not match the model: .*unexpected .*Dense_2"):
+    with pytest.raises(
+        CheckpointError, match=r"agent state in the checkpoint does not match the model: .*unexpected .*Dense_2"
+    ):
         Agent.load(bad)
     wide = dict(saved[2])
     kernel = "agent/actor_params/params/net/Dense_0/kernel"
     wide[kernel] = np.zeros((3, 48), np.float32)
     bad = _write(tmp_path / "wide.npz", wide, saved[1])
-    with pytest.raises(CheckpointError, match=r"Dense_0/kernel has shape \(3, 48\) in the checkpoint, \(3, 32\) in the model"):
+    with pytest.raises(
+        CheckpointError, match=r"Dense_0/kernel has shape \(3, 48\) in the checkpoint, \(3, 32\) in the model"
+    ):
         Agent.load(bad)
 
 

@@ -13,9 +13,13 @@ D, d, B = 11, 3, 16
 
 def batches(n: int) -> dict:
     r = np.random.default_rng(0)
-    return {"obs": r.normal(size=(n, B, D)).astype(np.float32), "action": r.uniform(-1, 1, (n, B, d)).astype(np.float32),
-            "reward": r.normal(size=(n, B)).astype(np.float32), "next_obs": r.normal(size=(n, B, D)).astype(np.float32),
-            "terminated": np.zeros((n, B), np.float32)}
+    return {
+        "obs": r.normal(size=(n, B, D)).astype(np.float32),
+        "action": r.uniform(-1, 1, (n, B, d)).astype(np.float32),
+        "reward": r.normal(size=(n, B)).astype(np.float32),
+        "next_obs": r.normal(size=(n, B, D)).astype(np.float32),
+        "terminated": np.zeros((n, B), np.float32),
+    }
 
 
 CASES = [
@@ -34,7 +38,9 @@ def test_model_equals_the_products_in_the_lowered_update(name, kw):
     if name == "sac":
         algo = SACAlgorithm(SACConfig(hidden=hidden), D, bounds)
     else:
-        algo = WPPGAlgorithm(WPPGConfig(policy="implicit" if name == "wppg-i" else "gaussian", hidden=hidden, **kw), D, bounds)
+        algo = WPPGAlgorithm(
+            WPPGConfig(policy="implicit" if name == "wppg-i" else "gaussian", hidden=hidden, **kw), D, bounds
+        )
     state = algo.init(jax.random.PRNGKey(0))
     found = matmul_flops(matmuls_of(algo._update, state, batches(1), jax.random.PRNGKey(0)))
     assert found == gradient_step_flops(name, D, d, hidden, B, **kw)["total"]

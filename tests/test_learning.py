@@ -41,6 +41,8 @@ def test_pendulum_20k(variant):
     if variant == "sac":
         agent = wppg.SAC("Pendulum-v1", seed=0, **kw)
     else:
-        agent = wppg.WPPG("Pendulum-v1", policy="implicit" if variant == "wppg-i" else "gaussian", preset="cpu", seed=0, **kw)
+        agent = wppg.WPPG(
+            "Pendulum-v1", policy="implicit" if variant == "wppg-i" else "gaussian", preset="cpu", seed=0, **kw
+        )
     agent.learn(20_000)
     assert np.mean(agent.evaluate(10)) > -400

@@ -80,7 +80,22 @@ def test_cli_seeds_write_run_dirs_that_resume_alone(tiny, tmp_path):
     hp = tiny("sac", log_every=100, eval_every=100)
     flags = ["--batch-size", "32", "--buffer-size", "5000", "--learning-starts", "50", "--eval-episodes", "1",
              "--eval-every", "100", "--checkpoint-every", "0", "--log-every", "100", "--hidden", "32", "32"]  # fmt: skip
-    argv = ["train", "--algo", "sac", "--env", ENV, "--total-steps", "200", "--seeds", "1", "2", "--out", str(tmp_path), "--no-progress", *flags]
+    argv = [
+        "train",
+        "--algo",
+        "sac",
+        "--env",
+        ENV,
+        "--total-steps",
+        "200",
+        "--seeds",
+        "1",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        *flags,
+    ]
     assert main(argv) == 0
     for s in (1, 2):
         d = tmp_path / f"seed{s}"

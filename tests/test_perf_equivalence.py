@@ -27,7 +27,10 @@ def test_state_sample_mlp_equals_mlp_of_concatenation():
     y = jax.random.normal(jax.random.PRNGKey(1), (5, 7, 2))
     params = net.init(jax.random.PRNGKey(2), s, y)["params"]
     mlp_params = {
-        "Dense_0": {"kernel": jnp.concatenate([params["state_in"]["kernel"], params["sample_in"]["kernel"]]), "bias": params["state_in"]["bias"]},
+        "Dense_0": {
+            "kernel": jnp.concatenate([params["state_in"]["kernel"], params["sample_in"]["kernel"]]),
+            "bias": params["state_in"]["bias"],
+        },
         "Dense_1": params["Dense_0"],
         "Dense_2": params["Dense_1"],
     }
@@ -108,9 +111,13 @@ def test_update_compiles_once():
     state = algo.init(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
     for i in range(3):
-        batches = {"obs": rng.normal(size=(2, 8, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (2, 8, 2)).astype(np.float32),
-                       "reward": rng.normal(size=(2, 8)).astype(np.float32), "next_obs": rng.normal(size=(2, 8, 3)).astype(np.float32),
-                       "terminated": np.zeros((2, 8), np.float32)}
+        batches = {
+            "obs": rng.normal(size=(2, 8, 3)).astype(np.float32),
+            "action": rng.uniform(-1, 1, (2, 8, 2)).astype(np.float32),
+            "reward": rng.normal(size=(2, 8)).astype(np.float32),
+            "next_obs": rng.normal(size=(2, 8, 3)).astype(np.float32),
+            "terminated": np.zeros((2, 8), np.float32),
+        }
         state, _ = algo.update(state, batches, jax.random.PRNGKey(i))
     assert algo.update._cache_size() == 1
 
@@ -152,7 +159,11 @@ def test_mixture_entropy_per_coordinate_distances_equal_broadcast_reduction(d):
     """The estimator's squared distances, summed one coordinate at a time, give the entropy of the
     plain [B, L, M, d] broadcast-and-reduce formula."""
     k1, k2 = jax.random.split(jax.random.PRNGKey(d))
-    centres, baselines, sigma = jax.random.uniform(k1, (8, 16, d), minval=-1), jax.random.uniform(k2, (8, 12, d), minval=-1), 0.3
+    centres, baselines, sigma = (
+        jax.random.uniform(k1, (8, 16, d), minval=-1),
+        jax.random.uniform(k2, (8, 12, d), minval=-1),
+        0.3,
+    )
     sq = jnp.sum((baselines[:, :, None, :] - centres[:, None, :, :]) ** 2, axis=-1)
     log_kernel = -sq / (2 * sigma**2) - 0.5 * d * np.log(2 * np.pi * sigma**2)
     expected = -jnp.mean(jax.scipy.special.logsumexp(log_kernel, axis=-1) - np.log(16), axis=-1)

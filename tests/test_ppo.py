@@ -32,7 +32,16 @@ from wppg.envs import ActionBounds, ActionSpaceError
 from wppg.logger import read_csv
 
 # Rollouts of 64 steps in 4 minibatches of 16, 2 epochs: 8 gradient steps per update.
-TINY = {"n_steps": 64, "n_epochs": 2, "n_minibatches": 4, "hidden": (32, 32), "eval_episodes": 1, "eval_every": 10**6, "checkpoint_every": 0, "log_every": 10**6}
+TINY = {
+    "n_steps": 64,
+    "n_epochs": 2,
+    "n_minibatches": 4,
+    "hidden": (32, 32),
+    "eval_episodes": 1,
+    "eval_every": 10**6,
+    "checkpoint_every": 0,
+    "log_every": 10**6,
+}
 
 
 # --- GAE ------------------------------------------------------------------------------------------
@@ -149,7 +158,9 @@ def test_gaussian_log_prob_matches_scipy():
 
     a, mu, log_std = np.array([[0.3, -1.2]]), np.array([[0.1, 0.4]]), np.array([-0.5, 0.2])
     expected = stats.norm.logpdf(a, mu, np.exp(log_std)).sum()
-    np.testing.assert_allclose(gaussian_log_prob(jnp.asarray(a), jnp.asarray(mu), jnp.asarray(log_std)), [expected], rtol=1e-5)
+    np.testing.assert_allclose(
+        gaussian_log_prob(jnp.asarray(a), jnp.asarray(mu), jnp.asarray(log_std)), [expected], rtol=1e-5
+    )
 
 
 # --- normalisers ------------------------------------------------------------------------------------
@@ -208,12 +219,16 @@ def test_reward_scaling_matches_numpy_loop():
 # --- the update --------------------------------------------------------------------------------------
 def test_learning_rate_anneals_linearly_to_zero():
     cfg = PPOConfig(n_steps=64, n_epochs=2, n_minibatches=4, learning_rate=1e-3)
-    algo = PPOAlgorithm(cfg, 3, ActionBounds(np.ones(1, np.float32), np.zeros(1, np.float32)), n_envs=2, total_steps=640)
+    algo = PPOAlgorithm(
+        cfg, 3, ActionBounds(np.ones(1, np.float32), np.zeros(1, np.float32)), n_envs=2, total_steps=640
+    )
     assert algo.n_iterations == 5 and algo.grad_steps_per_update == 8
     lrs = [float(algo.learning_rate(jnp.asarray(8 * k))) for k in range(7)]
     np.testing.assert_allclose(lrs, [1e-3, 8e-4, 6e-4, 4e-4, 2e-4, 0.0, 0.0], atol=1e-9)
     assert float(algo.learning_rate(jnp.asarray(15))) == pytest.approx(8e-4)  # constant within an update
-    flat = PPOAlgorithm(PPOConfig(anneal_lr=False, learning_rate=1e-3), 3, ActionBounds(np.ones(1, np.float32), np.zeros(1, np.float32)))
+    flat = PPOAlgorithm(
+        PPOConfig(anneal_lr=False, learning_rate=1e-3), 3, ActionBounds(np.ones(1, np.float32), np.zeros(1, np.float32))
+    )
     assert float(flat.learning_rate(jnp.asarray(10**6))) == pytest.approx(1e-3)
 
 
@@ -248,7 +263,9 @@ def test_update_moves_the_mean_towards_better_actions():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ppo") / "run"
-    agent = wppg.PPO("Pendulum-v1", seed=0, run_dir=run_dir, progress=False, total_steps=300, **{**TINY, "log_every": 100})
+    agent = wppg.PPO(
+        "Pendulum-v1", seed=0, run_dir=run_dir, progress=False, total_steps=300, **{**TINY, "log_every": 100}
+    )
     agent.learn(300)
     return agent, run_dir
 
@@ -259,7 +276,17 @@ def test_smoke_run_writes_the_run_directory(trained):
         assert (d / name).is_file(), name
     assert any((d / "tb").iterdir())
     summary = json.loads((d / "summary.json").read_text())
-    keys = {"env_steps", "gradient_steps", "wall_time_s", "steps_per_s", "update_time_s", "update_calls", "ms_per_gradient_step", "peak_rss_mb", "final_eval"}
+    keys = {
+        "env_steps",
+        "gradient_steps",
+        "wall_time_s",
+        "steps_per_s",
+        "update_time_s",
+        "update_calls",
+        "ms_per_gradient_step",
+        "peak_rss_mb",
+        "final_eval",
+    }
     assert keys <= set(summary), keys - set(summary)
     # 300 steps = 4 full rollouts of 64 (8 gradient steps each) and 44 steps of the fifth
     assert summary["env_steps"] == 300 and summary["update_calls"] == 4 and summary["gradient_steps"] == 32
@@ -304,7 +331,9 @@ def test_load_keeps_predictions_and_statistics(trained):
 
 
 def _leaves(agent):
-    return [(jax.tree_util.keystr(p), np.asarray(x)) for p, x in jax.tree_util.tree_leaves_with_path(agent.trainer.state)]
+    return [
+        (jax.tree_util.keystr(p), np.asarray(x)) for p, x in jax.tree_util.tree_leaves_with_path(agent.trainer.state)
+    ]
 
 
 def test_exact_resume(tmp_path):

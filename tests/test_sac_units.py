@@ -40,8 +40,12 @@ def test_scale_one_box_log_prob_is_the_env_unit_density():
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, OBS))
     eps = sample_latents(policy, jax.random.PRNGKey(2), 8, 1)
     mu, log_std = policy.apply(params, obs, method=policy.stats)
-    x = np.asarray(mu, np.float64)[:, None] + np.exp(np.asarray(log_std, np.float64))[:, None] * np.asarray(eps, np.float64)
-    normal = -0.5 * np.asarray(eps, np.float64) ** 2 - np.asarray(log_std, np.float64)[:, None] - 0.5 * np.log(2 * np.pi)
+    x = np.asarray(mu, np.float64)[:, None] + np.exp(np.asarray(log_std, np.float64))[:, None] * np.asarray(
+        eps, np.float64
+    )
+    normal = (
+        -0.5 * np.asarray(eps, np.float64) ** 2 - np.asarray(log_std, np.float64)[:, None] - 0.5 * np.log(2 * np.pi)
+    )
     density_of_a = np.sum(normal - np.log(1.0 - np.tanh(x) ** 2), axis=-1)  # p(a) with a = tanh(x)
     np.testing.assert_allclose(log_p, density_of_a, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(a, np.tanh(x), rtol=1e-5, atol=1e-6)

@@ -57,7 +57,11 @@ def test_same_seed_same_parameters(cls, kw):
     c = cls("Pendulum-v1", seed=4, **TINY, **kw).learn(120)
     same = jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a.trainer.state, b.trainer.state))
     assert all(same)
-    diff = jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a.trainer.state.actor_params, c.trainer.state.actor_params))
+    diff = jax.tree.leaves(
+        jax.tree.map(
+            lambda x, y: bool(np.array_equal(x, y)), a.trainer.state.actor_params, c.trainer.state.actor_params
+        )
+    )
     assert not all(diff)
 
 

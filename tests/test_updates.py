@@ -44,12 +44,25 @@ def test_transport_direction_is_grad_of_min_q():
     algo, state = make(tau=0.0)
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
     a0 = jnp.asarray([[[0.3, 0.6]], [[-1.0, 0.9]]])
-    disp = couple("shared-latent", a0, grad_min_q(algo.critic, state.critic_params, obs, a0), algo.config.eta, 0.0, jax.random.PRNGKey(0)) - a0
+    disp = (
+        couple(
+            "shared-latent",
+            a0,
+            grad_min_q(algo.critic, state.critic_params, obs, a0),
+            algo.config.eta,
+            0.0,
+            jax.random.PRNGKey(0),
+        )
+        - a0
+    )
     h = 1e-3
     for b in range(2):
         for i in range(2):
             e = jnp.zeros_like(a0).at[b, 0, i].set(h)
-            fd = (min_q(algo.critic, state.critic_params, obs, a0 + e) - min_q(algo.critic, state.critic_params, obs, a0 - e))[b, 0] / (2 * h)
+            fd = (
+                min_q(algo.critic, state.critic_params, obs, a0 + e)
+                - min_q(algo.critic, state.critic_params, obs, a0 - e)
+            )[b, 0] / (2 * h)
             np.testing.assert_allclose(disp[b, 0, i], algo.config.eta * fd, rtol=2e-2, atol=1e-5)
 
 
@@ -76,6 +89,7 @@ def test_soft_target_on_hand_computed_numbers():
 
 def constant_critic(params, value):
     """Set the critics' output layer to zero weights and bias `value`: Q = value everywhere."""
+
     def f(path, p):
         names = [getattr(k, "key", None) for k in path]
         last = [n for n in names if n and n.startswith("Dense")]
@@ -93,9 +107,18 @@ def constant_critic(params, value):
 def test_critic_step_regresses_on_soft_target(terminated):
     """With Q == 2 online and Qbar == 5 target, tau = 0: y = r + gamma (1 - d) 5, loss = 2 mean((2 - y)^2)."""
     algo, state = make(tau=0.0, gamma=0.9)
-    state = state.replace(critic_params=constant_critic(state.critic_params, 2.0), target_critic_params=constant_critic(state.target_critic_params, 5.0))
+    state = state.replace(
+        critic_params=constant_critic(state.critic_params, 2.0),
+        target_critic_params=constant_critic(state.target_critic_params, 5.0),
+    )
     r = jnp.array([1.0, -1.0, 0.5])
-    batch = Batch(obs=jnp.ones((3, 3)), action=jnp.zeros((3, 2)), reward=r, next_obs=jnp.ones((3, 3)), terminated=jnp.full((3,), terminated))
+    batch = Batch(
+        obs=jnp.ones((3, 3)),
+        action=jnp.zeros((3, 2)),
+        reward=r,
+        next_obs=jnp.ones((3, 3)),
+        terminated=jnp.full((3,), terminated),
+    )
     _, info = algo.critic_step(state, batch, jax.random.PRNGKey(0))
     y = r + 0.9 * (1 - terminated) * 5.0
     np.testing.assert_allclose(info["critic_loss"], 2 * np.mean((2.0 - y) ** 2), rtol=1e-5)
@@ -122,9 +145,13 @@ def test_update_runs_steps_in_scan_and_changes_parameters():
 
 def test_sac_fixed_alpha_stays_fixed_and_autotune_moves():
     rng = np.random.default_rng(0)
-    batches = {"obs": rng.normal(size=(5, 16, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (5, 16, 2)).astype(np.float32),
-                   "reward": rng.normal(size=(5, 16)).astype(np.float32), "next_obs": rng.normal(size=(5, 16, 3)).astype(np.float32),
-                   "terminated": np.zeros((5, 16), np.float32)}
+    batches = {
+        "obs": rng.normal(size=(5, 16, 3)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (5, 16, 2)).astype(np.float32),
+        "reward": rng.normal(size=(5, 16)).astype(np.float32),
+        "next_obs": rng.normal(size=(5, 16, 3)).astype(np.float32),
+        "terminated": np.zeros((5, 16), np.float32),
+    }
     for autotune in (False, True):
         algo = SACAlgorithm(SACConfig(hidden=(32,), alpha=0.3, autotune=autotune), 3, BOUNDS)
         state, _ = algo.update(algo.init(jax.random.PRNGKey(0)), batches, jax.random.PRNGKey(1))

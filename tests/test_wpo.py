@@ -25,8 +25,16 @@ from wppg.policies import sample_latents
 
 BOUNDS = ActionBounds(np.array([2.0, 1.0], np.float32), np.array([0.0, 0.5], np.float32))
 TINY = {
-    "hidden": (32, 32), "K": 4, "batch_size": 32, "buffer_size": 5_000, "learning_starts": 100,
-    "eval_episodes": 1, "eval_every": 10**6, "checkpoint_every": 0, "log_every": 10**6, "progress": False,
+    "hidden": (32, 32),
+    "K": 4,
+    "batch_size": 32,
+    "buffer_size": 5_000,
+    "learning_starts": 100,
+    "eval_episodes": 1,
+    "eval_every": 10**6,
+    "checkpoint_every": 0,
+    "log_every": 10**6,
+    "progress": False,
 }
 
 
@@ -87,7 +95,6 @@ def test_policy_gradient_matches_the_natural_wpo_formula():
     assert np.abs(plain - expected).max() > 0.1
 
 
-
 def test_natural_wpo_is_the_reparameterised_gradient_on_the_networks():
     """For a Gaussian in u, the natural WPO direction per sample is G into mu and eps G into sigma,
     which is the reparameterisation gradient of Q(s, scale tanh(mu + sigma eps) + bias): check it on
@@ -105,6 +112,7 @@ def test_natural_wpo_is_the_reparameterised_gradient_on_the_networks():
     for a, b in zip(jax.tree.leaves(wpo), jax.tree.leaves(reparam)):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
     assert max(float(jnp.abs(a).max()) for a in jax.tree.leaves(wpo)) > 1e-4
+
 
 def test_decoupled_kl_on_hand_computed_numbers():
     mu_t, log_std_t = jnp.zeros((1, 2)), jnp.zeros((1, 2))
@@ -132,7 +140,13 @@ def make_algo(**kw) -> tuple[WPOAlgorithm, AgentState]:
 def batches(n: int, b: int = 8, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     f = lambda *s: rng.normal(size=(n, b, *s)).astype(np.float32)
-    return {"obs": f(3), "action": np.clip(f(2), -1, 1), "reward": f(), "next_obs": f(3), "terminated": np.zeros((n, b), np.float32)}
+    return {
+        "obs": f(3),
+        "action": np.clip(f(2), -1, 1),
+        "reward": f(),
+        "next_obs": f(3),
+        "terminated": np.zeros((n, b), np.float32),
+    }
 
 
 def leaves_equal(x, y) -> bool:
@@ -189,7 +203,9 @@ def test_fixed_multipliers_stay_fixed_and_adaptive_ones_follow_the_kl():
     s, _ = algo.actor_step(state, jnp.asarray(batches(1)["obs"][0]), jax.random.PRNGKey(1))
     assert np.all(np.asarray(s.extra["dual"]) < np.asarray(state.extra["dual"]))
     # Far from the target both KLs exceed epsilon: they grow.
-    far = state.replace(extra={**state.extra, "target_actor_params": jax.tree.map(lambda p: p + 0.3, state.actor_params)})
+    far = state.replace(
+        extra={**state.extra, "target_actor_params": jax.tree.map(lambda p: p + 0.3, state.actor_params)}
+    )
     s, _ = algo.actor_step(far, jnp.asarray(batches(1)["obs"][0]), jax.random.PRNGKey(1))
     assert np.all(np.asarray(s.extra["dual"]) > np.asarray(state.extra["dual"]))
 
@@ -200,7 +216,9 @@ def test_inverse_softplus():
 
 
 def test_smoke_run_pendulum(tmp_path):
-    agent = wppg.WPO("Pendulum-v1", **{**TINY, "log_every": 100, "target_period": 10}, total_steps=300, run_dir=tmp_path)
+    agent = wppg.WPO(
+        "Pendulum-v1", **{**TINY, "log_every": 100, "target_period": 10}, total_steps=300, run_dir=tmp_path
+    )
     agent.learn(300)
     assert agent.num_timesteps == 300 and int(agent.trainer.state.step) > 100
     with open(tmp_path / "train.csv") as f:
@@ -246,4 +264,3 @@ def test_invalid_hyperparameters(kwargs, field):
         WPOConfig(**kwargs)
     with pytest.raises(ConfigError, match=field):
         wppg.WPO("Pendulum-v1", progress=False, **kwargs)
-

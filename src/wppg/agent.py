@@ -66,14 +66,18 @@ class Agent:
         self.algo_config = entry.make_config(**algo_kwargs)
         self.train_config = TrainConfig(**{**train_kwargs, "seed": seed})
         self.env_info = describe_env(env)
-        self.algorithm = entry.algorithm_cls.build(self.algo_config, self.env_info.obs_dim, self.env_info.bounds, self.train_config)
+        self.algorithm = entry.algorithm_cls.build(
+            self.algo_config, self.env_info.obs_dim, self.env_info.bounds, self.train_config
+        )
         meta = {
             "algo": entry.algo,
             "variant": self.variant,
             "algo_config": self.algo_config.to_dict(),
             "env_id": self.env_info.env_id,
         }
-        self.trainer: BaseTrainer = entry.trainer_cls(self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress)
+        self.trainer: BaseTrainer = entry.trainer_cls(
+            self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress
+        )
         self._predict_key = jax.random.PRNGKey(seed + 2)
 
     @property
@@ -99,9 +103,18 @@ class Agent:
         obs = np.asarray(obs, np.float32)
         single = obs.ndim == 1
         if obs.shape[-1] != self.env_info.obs_dim or obs.ndim not in (1, 2):
-            raise ValueError(f"obs must have shape ({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim}); got {obs.shape}")
+            raise ValueError(
+                f"obs must have shape ({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim}); got {obs.shape}"
+            )
         self._predict_key, k = jax.random.split(self._predict_key)
-        a = np.asarray(self.algorithm.act(self.algorithm.policy_params(self.trainer.state), obs[None] if single else obs, k, deterministic=deterministic))
+        a = np.asarray(
+            self.algorithm.act(
+                self.algorithm.policy_params(self.trainer.state),
+                obs[None] if single else obs,
+                k,
+                deterministic=deterministic,
+            )
+        )
         return a[0] if single else a
 
     def save(self, path: str | Path) -> Path:
@@ -142,7 +155,9 @@ class Agent:
         if env is None:
             env = meta.get("env_id")
             if env is None:
-                raise ckpt.CheckpointError(f"checkpoint {path} was trained on an env without a registered id: pass env= to load it")
+                raise ckpt.CheckpointError(
+                    f"checkpoint {path} was trained on an env without a registered id: pass env= to load it"
+                )
         try:
             train = dict(meta["train_config"])
             seed = train.pop("seed")

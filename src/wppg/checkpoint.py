@@ -97,7 +97,9 @@ def load(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {path} has a corrupt header: {e}") from e
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}; this version of wppg reads {FORMAT!r}")
+        raise CheckpointError(
+            f"checkpoint {path} has format {meta.get('format')!r}; this version of wppg reads {FORMAT!r}"
+        )
     return meta, traverse_util.unflatten_dict(arrays, sep="/")
 
 
@@ -108,7 +110,9 @@ def restore_tree(template: Any, saved: dict[str, Any], what: str) -> Any:
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))
     if missing or extra:
-        raise CheckpointError(f"{what} in the checkpoint does not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise CheckpointError(
+            f"{what} in the checkpoint does not match the model: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
     for k, v in expected.items():
         if v.shape != np.shape(got[k]):
             raise CheckpointError(f"{what}: {k} has shape {np.shape(got[k])} in the checkpoint, {v.shape} in the model")

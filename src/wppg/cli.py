@@ -4,7 +4,6 @@
 takes every field of `TrainConfig` and of the algorithm's config as a flag (see `--help`).
 """
 
-
 import argparse
 import dataclasses
 import json
@@ -118,7 +117,13 @@ def cmd_train(argv: list[str]) -> int:
     args_type = _train_args_type(cfg_cls)
     if "--policy" in argv:
         return _fail("--policy is set by --algo: use --algo wppg (Gaussian) or --algo wppg-i (implicit)")
-    default = args_type(env=tyro.MISSING, out=tyro.MISSING, algo=known.algo, preset=known.preset, algorithm=cfg_cls(**{**fixed, **preset}))
+    default = args_type(
+        env=tyro.MISSING,
+        out=tyro.MISSING,
+        algo=known.algo,
+        preset=known.preset,
+        algorithm=cfg_cls(**{**fixed, **preset}),
+    )
     if any(not v.strip() for v in _flag_values(argv, "--out")):
         return _fail("--out is empty: give the run directory, e.g. --out runs/x")
     args = tyro.cli(args_type, args=argv, default=default, prog="wppg train")
@@ -129,7 +134,9 @@ def cmd_train(argv: list[str]) -> int:
     existing = [out for out in outs if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists()]
     if existing and not args.overwrite:
         out = existing[0]
-        return _fail(f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it")
+        return _fail(
+            f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it"
+        )
     hyper = {**dataclasses.asdict(args.train), **args.algorithm.to_dict()}
     for k in fixed:
         hyper.pop(k)
@@ -251,7 +258,14 @@ def cmd_report(argv: list[str]) -> int:
     return report_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot, "bench": cmd_bench, "report": cmd_report}
+COMMANDS = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "eval": cmd_eval,
+    "plot": cmd_plot,
+    "bench": cmd_bench,
+    "report": cmd_report,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

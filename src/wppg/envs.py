@@ -103,12 +103,18 @@ def describe_env(env: EnvSpec) -> EnvInfo:
         env_id = probe.spec.id if getattr(probe, "spec", None) is not None else None
         probe.close()
         return EnvInfo(env, env_id, obs_dim, bounds)
-    raise TypeError(f"env must be an env id string, a gymnasium.Env or a zero-argument factory; got {type(env).__name__}")
+    raise TypeError(
+        f"env must be an env id string, a gymnasium.Env or a zero-argument factory; got {type(env).__name__}"
+    )
 
 
 def _mujoco_env(env: gym.Env) -> Any | None:
     unwrapped = env.unwrapped
-    return unwrapped if hasattr(unwrapped, "data") and hasattr(unwrapped, "model") and hasattr(unwrapped, "set_state") else None
+    return (
+        unwrapped
+        if hasattr(unwrapped, "data") and hasattr(unwrapped, "model") and hasattr(unwrapped, "set_state")
+        else None
+    )
 
 
 # --- data-only env snapshots -----------------------------------------------------------------------
@@ -154,7 +160,7 @@ def _decode(v: Any) -> Any:
         raise EnvStateError(f"unexpected value {v!r} in an env snapshot")
     if len(v) != 1:
         raise EnvStateError(f"malformed entry {sorted(v)} in an env snapshot")
-    (tag, x), = v.items()
+    ((tag, x),) = v.items()
     if tag in ("ndarray", "scalar"):
         dtype = np.dtype(x[0])
         if dtype.kind not in _NUMERIC_KINDS:
@@ -341,7 +347,9 @@ class EnvPool:
         obs = self.envs[i].reset(seed=seed)[0] if seed is not None else self.envs[i].reset()[0]
         return check_output(obs, 0.0, self.obs_shape, f"env {i}'s reset")[0]
 
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int]]]:
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int]]]:
         """Step every env. Returns (next_obs, reward, terminated, truncated, finished episodes);
         raises `EnvOutputError` (nothing of the step is kept) on a bad observation or reward."""
         n = len(self.envs)

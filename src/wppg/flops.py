@@ -44,9 +44,14 @@ def mlp_layers(rows: int, in_dim: int, hidden: Sequence[int], out_dim: int) -> l
     return [Layer(rows, widths[i], widths[i + 1], first=i == 0) for i in range(len(widths) - 1)]
 
 
-def state_sample_layers(states: int, samples: int, state_dim: int, sample_dim: int, hidden: Sequence[int], out_dim: int) -> list[Layer]:
+def state_sample_layers(
+    states: int, samples: int, state_dim: int, sample_dim: int, hidden: Sequence[int], out_dim: int
+) -> list[Layer]:
     """Layers of a `StateSampleMLP`: the state block on `states` rows, the rest on `samples` rows."""
-    layers = [Layer(states, state_dim, hidden[0], first=True, state_block=True), Layer(samples, sample_dim, hidden[0], first=True)]
+    layers = [
+        Layer(states, state_dim, hidden[0], first=True, state_block=True),
+        Layer(samples, sample_dim, hidden[0], first=True),
+    ]
     widths = [*hidden, out_dim]
     layers += [Layer(samples, widths[i], widths[i + 1]) for i in range(len(widths) - 1)]
     return layers
@@ -61,7 +66,9 @@ def forward(layers: list[Layer]) -> list[Product]:
 
 def backward_to_params(layers: list[Layer]) -> list[Product]:
     """dW = X^T dY ([I, R] @ [R, O]) for every layer; dX = dY W^T ([R, O] @ [O, I]) but for data inputs."""
-    return [(x.fan_in, x.rows, x.fan_out) for x in layers] + [(x.rows, x.fan_out, x.fan_in) for x in layers if not x.first]
+    return [(x.fan_in, x.rows, x.fan_out) for x in layers] + [
+        (x.rows, x.fan_out, x.fan_in) for x in layers if not x.first
+    ]
 
 
 def backward_to_action(layers: list[Layer]) -> list[Product]:
@@ -69,8 +76,17 @@ def backward_to_action(layers: list[Layer]) -> list[Product]:
     return [(x.rows, x.fan_out, x.fan_in) for x in layers if not x.state_block]
 
 
-def gradient_step_products(algo: str, obs_dim: int, act_dim: int, hidden: Sequence[int], batch: int, K: int = 1,
-                           entropy_M: int = 0, entropy_L: int = 0, latent_dim: int | None = None) -> dict[str, list[Product]]:
+def gradient_step_products(
+    algo: str,
+    obs_dim: int,
+    act_dim: int,
+    hidden: Sequence[int],
+    batch: int,
+    K: int = 1,
+    entropy_M: int = 0,
+    entropy_L: int = 0,
+    latent_dim: int | None = None,
+) -> dict[str, list[Product]]:
     """The matrix products of one gradient step, by part. algo: 'sac', 'wppg' (Gaussian) or 'wppg-i'.
 
     Parts: the soft target (policy samples, target critics), the critic regression (forward and
@@ -105,7 +121,11 @@ def gradient_step_products(algo: str, obs_dim: int, act_dim: int, hidden: Sequen
             per_chunk(K, critic, [forward, backward_to_action]))  # fmt: skip
         soft_policy = per_chunk(n_soft, policy, [forward])
     else:
-        actor = forward(policy(B * K)) + backward_to_params(policy(B * K)) + twin(per_chunk(K, critic, [forward, backward_to_action]))
+        actor = (
+            forward(policy(B * K))
+            + backward_to_params(policy(B * K))
+            + twin(per_chunk(K, critic, [forward, backward_to_action]))
+        )
         soft_policy = forward(policy(B * n_soft))
     return {
         "soft_target": soft_policy + twin(per_chunk(K, critic, [forward])),
@@ -125,7 +145,9 @@ def gradient_step_flops(*args, **kwargs) -> dict[str, int]:
     return parts
 
 
-_DOT = re.compile(r"stablehlo\.dot_general[^\n]*?contracting_dims = \[([\d, ]*)\] x \[[\d, ]*\][^\n]*?: \(tensor<([\dx]+)xf32>, tensor<[\dx]+xf32>\) -> tensor<([\dx]*)x?f32>")
+_DOT = re.compile(
+    r"stablehlo\.dot_general[^\n]*?contracting_dims = \[([\d, ]*)\] x \[[\d, ]*\][^\n]*?: \(tensor<([\dx]+)xf32>, tensor<[\dx]+xf32>\) -> tensor<([\dx]*)x?f32>"
+)
 
 
 def matmuls_of(fn, *args) -> Counter:

@@ -195,7 +195,10 @@ class MultiSeedTrainer:
     def update(self, inputs: dict[str, np.ndarray]) -> list[dict[str, float]]:
         self._new = self._update(self._state, inputs, self._keys)
         metrics = jax.device_get(self._new[1])
-        return [{name: float(np.asarray(v, np.float64)[i]) for name, v in metrics.items()} for i in range(len(self.trainers))]
+        return [
+            {name: float(np.asarray(v, np.float64)[i]) for name, v in metrics.items()}
+            for i in range(len(self.trainers))
+        ]
 
     def keep(self, metrics: list[dict[str, float]]) -> None:
         self._check_finite(metrics)
@@ -245,7 +248,9 @@ def seed_dir(out_dir: str | Path, seed: int) -> Path:
     return Path(out_dir) / f"seed{seed}"
 
 
-def make_seed_agents(variant: str, env: EnvSpec, seeds: Sequence[int], out_dir: str | Path | None = None, **hyperparameters: Any) -> list[Agent]:
+def make_seed_agents(
+    variant: str, env: EnvSpec, seeds: Sequence[int], out_dir: str | Path | None = None, **hyperparameters: Any
+) -> list[Agent]:
     """One agent per seed, as `wppg.agent.make_agent` builds them; run dirs `out_dir/seed<k>`."""
     seeds = check_seeds(seeds, variant)
     agents = []
@@ -297,20 +302,36 @@ def train_agents(
         run_dir = a.trainer.run_dir
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            config = {**a.trainer.meta, "train_config": a.train_config.to_dict(), "vmapped_seeds": [b.train_config.seed for b in agents]}
+            config = {
+                **a.trainer.meta,
+                "train_config": a.train_config.to_dict(),
+                "vmapped_seeds": [b.train_config.seed for b in agents],
+            }
             if command is not None:
                 config["command"] = command
             (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
     evals = multi.learn(int(total_steps))
     return [
-        {"seed": s, "run_dir": str(t.run_dir) if t.run_dir is not None else None, "env_steps": t.env_steps, "final_eval": e}
+        {
+            "seed": s,
+            "run_dir": str(t.run_dir) if t.run_dir is not None else None,
+            "env_steps": t.env_steps,
+            "final_eval": e,
+        }
         for s, t, e in zip(multi.seeds, multi.trainers, evals)
     ]
 
 
 def measure_vmapped_speedup(
-    variant: str, env_id: str, n_seeds: int, steps: int, *, rounds: int = 3, batching: str = "vmap", **hyperparameters: Any
+    variant: str,
+    env_id: str,
+    n_seeds: int,
+    steps: int,
+    *,
+    rounds: int = 3,
+    batching: str = "vmap",
+    **hyperparameters: Any,
 ) -> dict[str, Any]:
     """Per-seed env steps/s of `n_seeds` vmapped seeds against one single-seed `Trainer` run.
 
@@ -340,7 +361,11 @@ def measure_vmapped_speedup(
 
     with tempfile.TemporaryDirectory(prefix="wppg-vmap-speed-") as tmp:
         single = make_agent(variant, env_id, seed=0, run_dir=Path(tmp) / "single", progress=False, **hp)
-        multi = MultiSeedTrainer(make_seed_agents(variant, env_id, range(n_seeds), Path(tmp) / "multi", **hp), progress=False, batching=batching)
+        multi = MultiSeedTrainer(
+            make_seed_agents(variant, env_id, range(n_seeds), Path(tmp) / "multi", **hp),
+            progress=False,
+            batching=batching,
+        )
         single.trainer.learn(warm)
         multi.learn(warm)
         best: dict[str, tuple[float, float]] = {}  # run -> (seconds per env step, update share)

@@ -99,7 +99,9 @@ class OnPolicyTrainer(BaseTrainer):
                     f"got {name}={getattr(config, name)}); its rollout is set by n_steps, n_epochs and n_minibatches"
                 )
         if algo.n_envs != config.n_envs:
-            raise ConfigError(f"n_envs ({config.n_envs}) differs from the {algo.n_envs} envs the algorithm was built for")
+            raise ConfigError(
+                f"n_envs ({config.n_envs}) differs from the {algo.n_envs} envs the algorithm was built for"
+            )
         super().__init__(algo, config, make_env, run_dir, meta, progress)
         self.rollout = RolloutBuffer(algo.config.n_steps, config.n_envs, algo.obs_dim, algo.act_dim)
         self._low, self._high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
@@ -151,4 +153,3 @@ class OnPolicyTrainer(BaseTrainer):
 
     def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
         self.rollout.load_state(tree["rollout"])
-

@@ -16,7 +16,9 @@ def run_label(run_dir: Path) -> str:
     return f"{cfg['variant']} on {cfg['env_id']}"
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_ci(
+    values: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap CI of the mean over axis 0 (seeds), per column."""
     rng = np.random.default_rng(seed)
     n = values.shape[0]

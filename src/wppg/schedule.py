@@ -131,7 +131,9 @@ def learn(engine: Engine, until_step: int, progress: bool = True, label: str | N
         return _run(engine, trainers, until_step, progress, label)
 
 
-def _run(engine: Engine, trainers: list[BaseTrainer], until_step: int, progress: bool, label: str | None) -> dict[str, Any]:
+def _run(
+    engine: Engine, trainers: list[BaseTrainer], until_step: int, progress: bool, label: str | None
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     lead, c = trainers[0], trainers[0].config
@@ -149,7 +151,9 @@ def _run(engine: Engine, trainers: list[BaseTrainer], until_step: int, progress:
     def evals() -> str:
         return " ".join(t._eval_str() for t in trainers)
 
-    bar = tqdm(total=until_step, initial=lead.env_steps, unit="step", disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    bar = tqdm(
+        total=until_step, initial=lead.env_steps, unit="step", disable=not progress, mininterval=1.0, dynamic_ncols=True
+    )
     if label:
         bar.set_description(label)
     with stop_on_signals() as stop:

@@ -75,7 +75,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        for name in ("total_steps", "batch_size", "buffer_size", "utd", "train_freq", "n_envs", "eval_every", "eval_episodes", "log_every"):
+        for name in (
+            "total_steps",
+            "batch_size",
+            "buffer_size",
+            "utd",
+            "train_freq",
+            "n_envs",
+            "eval_every",
+            "eval_episodes",
+            "log_every",
+        ):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         require(self.learning_starts >= 0, f"learning_starts must be >= 0, got {self.learning_starts}")
         require(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
@@ -475,7 +485,11 @@ class Trainer(BaseTrainer):
 
     def _update_due(self) -> bool:
         c = self.config
-        return self.env_steps >= c.learning_starts and self.buffer.size >= c.batch_size and self.iterations % c.train_freq == 0
+        return (
+            self.env_steps >= c.learning_starts
+            and self.buffer.size >= c.batch_size
+            and self.iterations % c.train_freq == 0
+        )
 
     def _update_input(self) -> dict[str, np.ndarray]:
         return self.buffer.sample(self.np_rng, self._grad_steps_per_update(), self.config.batch_size)

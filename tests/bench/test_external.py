@@ -75,7 +75,13 @@ def test_ppo_defaults_are_the_standard_ones():
     pk = kw["policy_kwargs"]
     assert pk["net_arch"] == {"pi": [64, 64], "vf": [64, 64]} and pk["activation_fn"] == "tanh"
     assert pk["log_std_init"] == 0.0 and pk["optimizer_kwargs"] == {"eps": 1e-5} and pk["ortho_init"]
-    assert setup.options == {"anneal_lr": True, "norm_obs": True, "norm_reward": True, "clip_obs": 10.0, "clip_reward": 10.0}
+    assert setup.options == {
+        "anneal_lr": True,
+        "norm_obs": True,
+        "norm_reward": True,
+        "clip_obs": 10.0,
+        "clip_reward": 10.0,
+    }
     assert setup.protocol.eval_every == 2048
     off = map_hyperparameters("sb3-ppo", {"clip_vloss": False, "norm_obs": False, "learning_starts": 10_000})
     assert off.kwargs["clip_range_vf"] is None and off.options["norm_obs"] is False
@@ -192,7 +198,9 @@ def test_evaluator_follows_the_trainer_protocol():
 def test_recorder_writes_our_files(tmp_path):
     logger = RunLogger(tmp_path)
     ev = ProtocolEvaluator(FakeModel(), SeedEnv, seed=0, episodes=2)
-    rec = ProtocolRecorder(ev, ProtocolSettings(eval_every=10, eval_episodes=2, log_every=5), logger, gradient_steps=lambda: 7)
+    rec = ProtocolRecorder(
+        ev, ProtocolSettings(eval_every=10, eval_episodes=2, log_every=5), logger, gradient_steps=lambda: 7
+    )
     for step in range(1, 26):
         rec.on_env_step(step, range(30) if step == 8 else [])  # a window of the last 20 is averaged
         rec.maybe_evaluate(step)
@@ -211,7 +219,14 @@ def test_recorder_writes_our_files(tmp_path):
 
 # --- tiny runs of the references (need the `external` extra) --------------------------------------------
 
-TINY_SAC = {"learning_starts": 100, "batch_size": 32, "buffer_size": 1000, "hidden": (32, 32), "eval_episodes": 1, "log_every": 100}
+TINY_SAC = {
+    "learning_starts": 100,
+    "batch_size": 32,
+    "buffer_size": 1000,
+    "hidden": (32, 32),
+    "eval_episodes": 1,
+    "log_every": 100,
+}
 TINY_PPO = {"n_steps": 64, "n_minibatches": 2, "n_epochs": 2, "hidden": (32, 32), "eval_episodes": 1, "log_every": 100}
 
 
@@ -258,6 +273,8 @@ def test_rerun_starts_over(tmp_path):
 
 def test_measure_speed_counts_only_the_timed_steps():
     pytest.importorskip("stable_baselines3")
-    r = external.measure_speed("sb3-sac", "Pendulum-v1", total_steps=50, learning_starts=50, train_freq=5, gradient_steps=5)
+    r = external.measure_speed(
+        "sb3-sac", "Pendulum-v1", total_steps=50, learning_starts=50, train_freq=5, gradient_steps=5
+    )
     assert r["env_steps"] == 50 and r["update_calls"] == 10 and r["gradient_steps"] == 50
     assert r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0 and 0 < r["update_time_s"] <= r["wall_time_s"]

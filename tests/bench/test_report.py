@@ -27,7 +27,14 @@ def write_run(root: Path, env: str, algo: str, seed: int, final: float, *, steps
     d = root / env / algo / f"seed{seed}"
     d.mkdir(parents=True)
     if bench:
-        run = {"env_id": env, "algo": algo, "seed": seed, "steps": BUDGET, "hyperparameters": {"eval_episodes": 4}, "resources": {"cpus": 1, "gpus": 0}}
+        run = {
+            "env_id": env,
+            "algo": algo,
+            "seed": seed,
+            "steps": BUDGET,
+            "hyperparameters": {"eval_episodes": 4},
+            "resources": {"cpus": 1, "gpus": 0},
+        }
         (d / "bench.json").write_text(json.dumps({"run": run, "command": "wppg bench run test.toml --out runs"}))
     config = {"variant": "sac" if algo.startswith("sac") else algo, "env_id": env, "algo_config": {"autotune": algo != "sac-fixed"},
               "train_config": {"seed": seed, "total_steps": BUDGET, "eval_episodes": 4, "eval_every": 500}}  # fmt: skip
@@ -37,9 +44,20 @@ def write_run(root: Path, env: str, algo: str, seed: int, final: float, *, steps
     lines += [f"{s},{v - 1},0.0,{v},0.0" for s, v in rows]
     (d / "eval.csv").write_text("\n".join(lines) + "\n")
     if summary:
-        s = {**config, "env_steps": steps, "final_eval": {"step": steps, "return_mode": final, "return_stochastic": final - 1}}
+        s = {
+            **config,
+            "env_steps": steps,
+            "final_eval": {"step": steps, "return_mode": final, "return_stochastic": final - 1},
+        }
         if costs:
-            s.update(steps_per_s=200.0 + seed, wall_time_s=steps / (200.0 + seed), update_time_s=2.0, update_calls=400, ms_per_gradient_step=5.0, peak_rss_mb=700.0 + seed)
+            s.update(
+                steps_per_s=200.0 + seed,
+                wall_time_s=steps / (200.0 + seed),
+                update_time_s=2.0,
+                update_calls=400,
+                ms_per_gradient_step=5.0,
+                peak_rss_mb=700.0 + seed,
+            )
         (d / "summary.json").write_text(json.dumps(s))
     if error:
         (d / "error.txt").write_text(error + "\n\ntraceback...")
@@ -57,7 +75,9 @@ def report(tmp_path_factory):
     write_run(root, "EnvA-v0", "x", 7, 1e6, steps=600, summary=False)
     write_run(root, "EnvA-v0", "y", 8, 1e6, steps=700, summary=True)  # summary below its budget (an extended run)
     write_run(root, "EnvB-v0", "x", 9, 1e6, steps=300, summary=False, error="ConfigError: alpha must be > 0, got -1.0")
-    (root / "EnvA-v0" / "x" / "seed7" / "machine.json").write_text(json.dumps({"cpu_model": "TestCPU 9000", "cpu_count": 2}))
+    (root / "EnvA-v0" / "x" / "seed7" / "machine.json").write_text(
+        json.dumps({"cpu_model": "TestCPU 9000", "cpu_count": 2})
+    )
     # a `wppg train` run without bench.json: its label comes from config.json (sac with autotune off)
     plain = write_run(root / "plain", "EnvC-v0", "sac-fixed", 0, 1.0, bench=False)
     out = tmp_path_factory.mktemp("docs") / "bench.md"
@@ -107,11 +127,18 @@ def test_normalised_iqm_and_probability_of_improvement(report):
     assert agg["algos"]["x"]["mean"] == pytest.approx(x.mean()) and agg["algos"]["x"]["runs_per_env"] == 2
     # rliable resamples from NumPy's global generator: seeded once, then x and y in name order, as the report does
     np.random.seed(0)
-    _, ci = rly.get_interval_estimates({"x": x, "y": y}, lambda s: np.array([metrics.aggregate_iqm(s), metrics.aggregate_mean(s)]), reps=300)
+    _, ci = rly.get_interval_estimates(
+        {"x": x, "y": y}, lambda s: np.array([metrics.aggregate_iqm(s), metrics.aggregate_mean(s)]), reps=300
+    )
     assert agg["algos"]["y"]["iqm_ci"] == pytest.approx([ci["y"][0, 0], ci["y"][1, 0]])
 
     def mann_whitney(a, b):  # P(a > b) + P(a == b) / 2 over all pairs, averaged over envs
-        return np.mean([np.mean((a[:, t, None] > b[None, :, t]) + 0.5 * (a[:, t, None] == b[None, :, t])) for t in range(a.shape[1])])
+        return np.mean(
+            [
+                np.mean((a[:, t, None] > b[None, :, t]) + 0.5 * (a[:, t, None] == b[None, :, t]))
+                for t in range(a.shape[1])
+            ]
+        )
 
     assert agg["improvement"]["x > y"]["p"] == pytest.approx(mann_whitney(x, y))
     assert agg["improvement"]["y > x"]["p"] == pytest.approx(1 - mann_whitney(x, y))
@@ -138,11 +165,14 @@ def test_costs_protocol_figures_and_plain_runs(report):
     assert f"| EnvA-v0 | x | 3 | {np.mean([1000 / 200, 1000 / 201, 1000 / 202]):.1f} | 5.00 |" in md
     assert "| EnvB-v0 | y | 3 | - | - | - | - |" in md  # no cost fields: tolerated
     assert "evaluation every 500 steps on 4 episodes" in md
-    assert "`wppg bench run test.toml --out runs`" in md and "TestCPU 9000" not in md  # unfinished runs' machines not used
+    assert (
+        "`wppg bench run test.toml --out runs`" in md and "TestCPU 9000" not in md
+    )  # unfinished runs' machines not used
     for env in ("EnvA-v0", "EnvB-v0", "EnvC-v0"):
         png = out.parent / "figures" / "bench" / f"{env}.png"
         assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
         assert f"](figures/bench/{env}.png)" in md
+
     # last 5: the mean of both evaluations (500 and 1000) the run has
     def one(v):
         return {"values": [v], "mean": v, "ci": [None, None]}

@@ -59,7 +59,9 @@ def test_worker_environment_threads_platform_and_cores():
     wide = Run("Pendulum-v1", "sac", 0, 10, resources=Resources(cpus=4, gpus=0.5))
     env = worker_environment(wide, None, base={"WPPG_BENCH_CPUS": "0"})
     assert env["XLA_FLAGS"] == "intra_op_parallelism_threads=4" and env["OMP_NUM_THREADS"] == "4"
-    assert "JAX_PLATFORMS" not in env and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and "WPPG_BENCH_CPUS" not in env
+    assert (
+        "JAX_PLATFORMS" not in env and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and "WPPG_BENCH_CPUS" not in env
+    )
 
 
 def test_cores_are_exclusive_until_workers_exceed_them():
@@ -116,19 +118,34 @@ def test_local_backend_runs_resumes_and_skips(tmp_path, worker_cache):
     if len(os.sched_getaffinity(0)) >= 2:
         assert sorted(cores) == sorted(set(cores)) and len(cores) == 2
     for d in (sac_dir, wppg_dir):
-        for name in ("config.json", "train.csv", "eval.csv", "summary.json", "checkpoints/last.npz", "bench.json", "machine.json"):
+        for name in (
+            "config.json",
+            "train.csv",
+            "eval.csv",
+            "summary.json",
+            "checkpoints/last.npz",
+            "bench.json",
+            "machine.json",
+        ):
             assert (d / name).exists(), (d, name)
         summary = json.loads((d / "summary.json").read_text())
         assert summary["env_steps"] == STEPS and summary["final_eval"]["step"] == STEPS
-        assert summary["gradient_steps"] == STEPS - 100 + 1  # one gradient step per env step from step learning_starts on
+        assert (
+            summary["gradient_steps"] == STEPS - 100 + 1
+        )  # one gradient step per env step from step learning_starts on
         machine = json.loads((d / "machine.json").read_text())
-        assert "intra_op_parallelism_threads=1" in machine["threads"]["XLA_FLAGS"] and machine["threads"]["OMP_NUM_THREADS"] == "1"
+        assert (
+            "intra_op_parallelism_threads=1" in machine["threads"]["XLA_FLAGS"]
+            and machine["threads"]["OMP_NUM_THREADS"] == "1"
+        )
     assert json.loads((sac_dir / "summary.json").read_text())["bench_algo"] == "sac"
     # The WPPG run went on from its checkpoint: its first segment's evaluation is kept.
     assert "resuming Pendulum-v1/wppg/seed0 from 50 env steps" in (wppg_dir / "worker.log").read_text()
     assert eval_steps(wppg_dir) == [50, 100, 200] and eval_steps(sac_dir) == [100, 200]
     resolved = json.loads((out / "bench_spec.json").read_text())
-    assert [r["algo"] for r in resolved["runs"]] == ["sac", "wppg"] and resolved["command"].startswith("wppg bench run smoke")
+    assert [r["algo"] for r in resolved["runs"]] == ["sac", "wppg"] and resolved["command"].startswith(
+        "wppg bench run smoke"
+    )
     assert json.loads((out / "machine.json").read_text())["cpu_count"] == os.cpu_count()
 
     # A second invocation finds both finished and starts nothing.
@@ -148,10 +165,10 @@ def test_ray_backend_returns_files_and_isolates_a_failure(tmp_path, worker_cache
 
     spec_path = tmp_path / "tiny.toml"
     spec_path.write_text(
-        '[common]\nlearning_starts = 100\nbatch_size = 32\nbuffer_size = 5000\nhidden = [32, 32]\neval_episodes = 1\n'
-        'eval_every = 100\ncheckpoint_every = 100\n'
-        '[algos.sac]\nseeds = 1\n'
-        '[algos.sac-fixed]\nseeds = 1\nhyperparameters = { alpha = -1.0 }\n'  # valid names, invalid value: fails in its run
+        "[common]\nlearning_starts = 100\nbatch_size = 32\nbuffer_size = 5000\nhidden = [32, 32]\neval_episodes = 1\n"
+        "eval_every = 100\ncheckpoint_every = 100\n"
+        "[algos.sac]\nseeds = 1\n"
+        "[algos.sac-fixed]\nseeds = 1\nhyperparameters = { alpha = -1.0 }\n"  # valid names, invalid value: fails in its run
         f'[envs."Pendulum-v1"]\nsteps = {STEPS}\n'
     )
     out = tmp_path / "bench"

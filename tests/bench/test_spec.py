@@ -26,7 +26,10 @@ from wppg.cli import main
 BASE = {
     "common": {"learning_starts": 100, "preset": "cpu"},
     "algos": {"sac": {"seeds": 2}, "wppg": {"seeds": [0, 5], "hyperparameters": {"K": 2}}},
-    "envs": {"Pendulum-v1": {"steps": 300}, "MountainCarContinuous-v0": {"steps": 500, "hyperparameters": {"eval_every": 100}}},
+    "envs": {
+        "Pendulum-v1": {"steps": 300},
+        "MountainCarContinuous-v0": {"steps": 500, "hyperparameters": {"eval_every": 100}},
+    },
 }
 
 
@@ -56,7 +59,12 @@ def test_runs_are_seed_major_with_hyperparameters_resolved():
     by = {(r.env_id, r.algo, r.seed): r for r in runs}
     # [common] and [envs] names go only to the algorithms that have them: preset is WPPG's.
     assert by["Pendulum-v1", "sac", 0].hyperparameters == {"learning_starts": 100}
-    assert by["MountainCarContinuous-v0", "wppg", 5].hyperparameters == {"learning_starts": 100, "preset": "cpu", "eval_every": 100, "K": 2}
+    assert by["MountainCarContinuous-v0", "wppg", 5].hyperparameters == {
+        "learning_starts": 100,
+        "preset": "cpu",
+        "eval_every": 100,
+        "K": 2,
+    }
     assert by["MountainCarContinuous-v0", "sac", 1].steps == 500
 
 
@@ -95,7 +103,9 @@ def test_validation_errors_name_the_problem(changes, message):
 
 
 def test_off_policy_fields_do_not_go_to_ppo():
-    spec = spec_with(algos={"ppo": {"seeds": 1}, "sac": {"seeds": 1}}, common={"learning_starts": 100, "eval_every": 50})
+    spec = spec_with(
+        algos={"ppo": {"seeds": 1}, "sac": {"seeds": 1}}, common={"learning_starts": 100, "eval_every": 50}
+    )
     by = {r.algo: r.hyperparameters for r in spec.runs() if r.env_id == "Pendulum-v1"}
     assert by == {"ppo": {"eval_every": 50}, "sac": {"learning_starts": 100, "eval_every": 50}}
     with pytest.raises(SpecError, match=r"unknown hyperparameter\(s\) \['learning_starts'\] for ppo"):
@@ -116,7 +126,10 @@ def test_sac_fixed_is_sac_with_a_fixed_temperature():
 def test_override_filters_budgets_and_set_values():
     spec = spec_with()
     small = spec.override(algos=["wppg"], seeds=[5], steps=50, set_values={"K": 3, "hidden": [8]})
-    assert [(r.env_id, r.algo, r.seed, r.steps) for r in small.runs()] == [("Pendulum-v1", "wppg", 5, 50), ("MountainCarContinuous-v0", "wppg", 5, 50)]
+    assert [(r.env_id, r.algo, r.seed, r.steps) for r in small.runs()] == [
+        ("Pendulum-v1", "wppg", 5, 50),
+        ("MountainCarContinuous-v0", "wppg", 5, 50),
+    ]
     assert small.runs()[0].hyperparameters["K"] == 3  # --set beats the algorithm's own value
     scaled = spec.override(budget_scale=0.5)
     assert {r.env_id: r.steps for r in scaled.runs()} == {"Pendulum-v1": 150, "MountainCarContinuous-v0": 250}
@@ -187,7 +200,9 @@ def run_cli(argv):
 def test_cli_list_dry_run_and_errors(tmp_path):
     code, out, _ = run_cli(["bench", "list"])
     assert code == 0 and "smoke: 4 runs, 8,000 env steps" in out and "classic" in out and "mujoco-1m" in out
-    code, out, _ = run_cli(["bench", "run", "smoke", "--out", str(tmp_path), "--dry-run", "--seeds", "1", "--steps", "40"])
+    code, out, _ = run_cli(
+        ["bench", "run", "smoke", "--out", str(tmp_path), "--dry-run", "--seeds", "1", "--steps", "40"]
+    )
     assert code == 0 and "Pendulum-v1/sac/seed1: 40 steps, new" in out and "2 runs, 80 env steps" in out
     code, _, err = run_cli(["bench", "run", "no-such-suite", "--out", str(tmp_path)])
     assert code == 2 and "neither a spec file nor a suite" in err
@@ -235,7 +250,9 @@ def test_wppg_i_paper_is_the_papers_algorithm_with_settable_k():
     with pytest.raises(SpecError, match="preset"):  # fixed by the alias
         spec_with(algos={"wppg-i-paper": {"seeds": 1, "hyperparameters": {"preset": "cpu"}}}, common={})
     # --set preset=... reaches the other WPPG variants, not the alias.
-    both = spec_with(algos={"wppg-i-paper": {"seeds": 1}, "wppg": {"seeds": 1}}, common={}).override(set_values={"preset": "cpu"})
+    both = spec_with(algos={"wppg-i-paper": {"seeds": 1}, "wppg": {"seeds": 1}}, common={}).override(
+        set_values={"preset": "cpu"}
+    )
     assert {r.algo: r.hyperparameters.get("preset") for r in both.runs()} == {"wppg-i-paper": None, "wppg": "cpu"}
 
 

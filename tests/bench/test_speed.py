@@ -9,10 +9,14 @@ from wppg.flops import gradient_step_flops
 
 
 def test_roofline_rows_are_consistent():
-    rows = speed.roofline(3, 1, (16,), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg", 2), ("wppg-i", 2)], log=lambda s: None)
+    rows = speed.roofline(
+        3, 1, (16,), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg", 2), ("wppg-i", 2)], log=lambda s: None
+    )
     assert [(r["algo"], r["K"]) for r in rows] == [("sac", 1), ("wppg", 2), ("wppg-i", 2)]
     for r in rows:
-        flops = gradient_step_flops(r["algo"], 3, 1, (16,), 8, K=r["K"], entropy_M=2, entropy_L=2, latent_dim=1)["total"]
+        flops = gradient_step_flops(r["algo"], 3, 1, (16,), 8, K=r["K"], entropy_M=2, entropy_L=2, latent_dim=1)[
+            "total"
+        ]
         assert r["gflop_per_step"] == pytest.approx(flops / 1e9)
         assert r["ms_per_step"] > 0 and r["products_only_ms"] > 0
         assert r["achieved_gflops"] == pytest.approx(r["gflop_per_step"] / r["ms_per_step"] * 1e3)

@@ -43,8 +43,13 @@ def test_q_gradient_matches_finite_differences(preset):
     rng = np.random.default_rng(1)
     a = rng.normal(size=(mdp.n_states, 7, mdp.grid.dim))
     e = 1e-6
-    fd = np.stack([(mdp.q_at(V, a + e * np.eye(mdp.grid.dim)[j]) - mdp.q_at(V, a - e * np.eye(mdp.grid.dim)[j])) / (2 * e)
-                   for j in range(mdp.grid.dim)], axis=-1)
+    fd = np.stack(
+        [
+            (mdp.q_at(V, a + e * np.eye(mdp.grid.dim)[j]) - mdp.q_at(V, a - e * np.eye(mdp.grid.dim)[j])) / (2 * e)
+            for j in range(mdp.grid.dim)
+        ],
+        axis=-1,
+    )
     np.testing.assert_allclose(mdp.q_grad(V, a), fd, atol=1e-7)
 
 

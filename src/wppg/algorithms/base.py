@@ -155,7 +155,10 @@ class OffPolicyConfig:
         require(self.actor_lr > 0, f"actor_lr must be > 0, got {self.actor_lr}")
         require(self.critic_lr > 0, f"critic_lr must be > 0, got {self.critic_lr}")
         require(0.0 < self.polyak <= 1.0, f"polyak must be in (0, 1], got {self.polyak}")
-        require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden must be positive widths, got {self.hidden}")
+        require(
+            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+            f"hidden must be positive widths, got {self.hidden}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -328,7 +331,9 @@ class OffPolicyAlgorithm(abc.ABC):
         """What `act` needs of the state: the policy's parameters."""
         return state.actor_params
 
-    def explore(self, state: AgentState, obs: Any, key: jax.Array) -> tuple[AgentState, dict[str, jax.Array], jax.Array]:
+    def explore(
+        self, state: AgentState, obs: Any, key: jax.Array
+    ) -> tuple[AgentState, dict[str, jax.Array], jax.Array]:
         """Exploration actions after the warm-up (`wppg.algorithms.protocol.Algorithm.explore`):
         acting changes no state; only the policy's parameters enter the compiled call."""
         actions, key = self._explore_jit(state.actor_params, obs, key)

@@ -113,7 +113,10 @@ class PPOConfig:
             require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("vf_coef", "ent_coef"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f"hidden must be positive widths, got {self.hidden}")
+        require(
+            len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+            f"hidden must be positive widths, got {self.hidden}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,7 +173,9 @@ def scale_rewards(
 
 
 # --- advantages ---------------------------------------------------------------------------------
-def next_state_values(values: jnp.ndarray, last_value: jnp.ndarray, final_value: jnp.ndarray, dones: jnp.ndarray) -> jnp.ndarray:
+def next_state_values(
+    values: jnp.ndarray, last_value: jnp.ndarray, final_value: jnp.ndarray, dones: jnp.ndarray
+) -> jnp.ndarray:
     """V(s_{t+1}) for each step of a rollout [T, N]: the next step's value within an episode,
     V(s_T) (`last_value` [N]) after the last step, and at an episode end the value of the true
     final observation (`final_value`; it only counts for a truncation, GAE masks terminations)."""
@@ -209,7 +214,9 @@ def clipped_surrogate(ratio: jnp.ndarray, adv: jnp.ndarray, clip: float) -> jnp.
     return jnp.mean(jnp.maximum(-adv * ratio, -adv * jnp.clip(ratio, 1.0 - clip, 1.0 + clip)))
 
 
-def clipped_value_loss(value: jnp.ndarray, old_value: jnp.ndarray, target: jnp.ndarray, clip: float | None) -> jnp.ndarray:
+def clipped_value_loss(
+    value: jnp.ndarray, old_value: jnp.ndarray, target: jnp.ndarray, clip: float | None
+) -> jnp.ndarray:
     """0.5 E[max((V - R)^2, (V_old + clip(V - V_old, +-clip) - R)^2)]; plain 0.5 E[(V - R)^2] if clip is None."""
     loss = (value - target) ** 2
     if clip is not None:
@@ -283,7 +290,9 @@ class PPOAlgorithm:
 
     name = "ppo"
 
-    def __init__(self, config: PPOConfig, obs_dim: int, bounds: ActionBounds, n_envs: int = 1, total_steps: int = 1_000_000):
+    def __init__(
+        self, config: PPOConfig, obs_dim: int, bounds: ActionBounds, n_envs: int = 1, total_steps: int = 1_000_000
+    ):
         rollout_size = config.n_steps * n_envs
         require(
             rollout_size % config.n_minibatches == 0,
@@ -353,7 +362,9 @@ class PPOAlgorithm:
         }
         return obs_stats, out, key
 
-    def explore(self, state: PPOState, obs: jnp.ndarray, key: jax.Array) -> tuple[PPOState, dict[str, jnp.ndarray], jax.Array]:
+    def explore(
+        self, state: PPOState, obs: jnp.ndarray, key: jax.Array
+    ) -> tuple[PPOState, dict[str, jnp.ndarray], jax.Array]:
         """One rollout step for observations [N, D]: the statistics absorb obs, then the policy
         samples. Returns the new state; the normalised obs, unclipped actions, log-probs and values;
         and the trainer's next key (split inside the same compiled call: one dispatch per env step)."""
@@ -371,7 +382,9 @@ class PPOAlgorithm:
         """V(s) [N] of raw observations [N, D], normalised with the current (frozen) statistics."""
         return self._value(state.params, state.obs_stats, obs)
 
-    def _act(self, actor_params: dict[str, Any], obs: jnp.ndarray, key: jax.Array, deterministic: bool = False) -> jnp.ndarray:
+    def _act(
+        self, actor_params: dict[str, Any], obs: jnp.ndarray, key: jax.Array, deterministic: bool = False
+    ) -> jnp.ndarray:
         """Env actions [B, d] for raw observations [B, D]: clip(mu) or a clipped Gaussian sample."""
         mean = self.actor.apply(actor_params["actor"], self._normalize(actor_params["obs_stats"], obs))
         if not deterministic:
@@ -418,7 +431,14 @@ class PPOAlgorithm:
         next_values = next_state_values(rollout.value, rollout.last_value, rollout.final_value, rollout.done)
         adv, returns = gae(rewards, rollout.value, next_values, rollout.terminated, rollout.done, c.gamma, c.gae_lambda)
 
-        data = {"obs": rollout.obs, "action": rollout.action, "log_prob": rollout.log_prob, "value": rollout.value, "adv": adv, "returns": returns}
+        data = {
+            "obs": rollout.obs,
+            "action": rollout.action,
+            "log_prob": rollout.log_prob,
+            "value": rollout.value,
+            "adv": adv,
+            "returns": returns,
+        }
         data = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), data)
         size = data["adv"].shape[0]
         mb_size = size // c.n_minibatches
@@ -436,7 +456,9 @@ class PPOAlgorithm:
             minibatches = jax.tree.map(lambda x: x[perm].reshape((c.n_minibatches, mb_size) + x.shape[1:]), data)
             return jax.lax.scan(minibatch_step, carry, minibatches)
 
-        (params, opt_state), info = jax.lax.scan(epoch, (state.params, state.opt_state), jax.random.split(key, c.n_epochs))
+        (params, opt_state), info = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(key, c.n_epochs)
+        )
         metrics = jax.tree.map(jnp.mean, info)
         metrics["learning_rate"] = lr
         metrics["explained_variance"] = 1.0 - jnp.var(returns - rollout.value) / (jnp.var(returns) + NORM_EPS)

@@ -158,7 +158,9 @@ class WPOAlgorithm(OffPolicyAlgorithm):
 
     def init_extra(self) -> dict:
         c, d = self.config, self.act_dim
-        dual = jnp.stack([jnp.full((d,), inverse_softplus(c.alpha_mean)), jnp.full((d,), inverse_softplus(c.alpha_stddev))])
+        dual = jnp.stack(
+            [jnp.full((d,), inverse_softplus(c.alpha_mean)), jnp.full((d,), inverse_softplus(c.alpha_stddev))]
+        )
         return {"dual": dual, "dual_opt": self.dual_tx.init(dual)}
 
     def init(self, key: jax.Array) -> AgentState:
@@ -182,7 +184,9 @@ class WPOAlgorithm(OffPolicyAlgorithm):
         mu, log_std = self.stats(state.actor_params, obs)
         eps = sample_latents(self.policy, key, obs.shape[0], c.K)
         u = jax.lax.stop_gradient(mu[:, None, :] + jnp.exp(log_std)[:, None, :] * eps)
-        q, grad_u_q = pre_tanh_q_grad(lambda a: min_q(self.critic, state.critic_params, obs, a), u, self.scale, self.bias)
+        q, grad_u_q = pre_tanh_q_grad(
+            lambda a: min_q(self.critic, state.critic_params, obs, a), u, self.scale, self.bias
+        )
         mu_t, log_std_t = self.stats(state.extra["target_actor_params"], obs)
         alpha = jax.nn.softplus(state.extra["dual"])  # [2, d]: mean, stddev
 

@@ -33,7 +33,9 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help=f"suite name ({', '.join(suite_names())}) or path of a TOML spec file")
     p.add_argument("--out", type=Path, default=Path("runs/bench"), help="output folder (default: runs/bench)")
-    p.add_argument("--workers", type=int, default=1, help="runs at a time; local backend: each pinned to its own core(s)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="runs at a time; local backend: each pinned to its own core(s)"
+    )
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes, or Ray tasks")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray instance)")
     p.add_argument("--ray-shared", choices=("auto", "yes", "no"), default="auto",
@@ -65,7 +67,9 @@ def cmd_run(argv: list[str]) -> int:
             d = run.directory(args.out)
             # An alias's fixed fields are not in its hyperparameters: show what it stands for.
             alias = f" ({ALIASES[run.algo][0]} with {ALIASES[run.algo][1]})" if run.algo in ALIASES else ""
-            print(f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}{alias}")
+            print(
+                f"{run.name}: {run.steps} steps, {run_state(d, run.steps) if d.exists() else 'new'}, {run.hyperparameters}{alias}"
+            )
         print(f"{len(spec.runs())} runs, {spec.total_steps():,} env steps")
         return 0
     from wppg.bench.runner import run_suite
@@ -77,13 +81,17 @@ def cmd_run(argv: list[str]) -> int:
         print(f"wppg bench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: the unfinished runs keep their last checkpoint; rerun `{command}` to go on", file=sys.stderr)
+        print(
+            f"interrupted: the unfinished runs keep their last checkpoint; rerun `{command}` to go on", file=sys.stderr
+        )
         return 130
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
 def cmd_list(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="wppg bench list", description="List the shipped suites and their sizes.").parse_args(argv)
+    argparse.ArgumentParser(prog="wppg bench list", description="List the shipped suites and their sizes.").parse_args(
+        argv
+    )
     for name in suite_names():
         try:
             spec = load_spec(name)
@@ -129,13 +137,21 @@ def report_main(argv: list[str]) -> int:
         "and the same numbers as JSON next to it.",
     )
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories or folders holding them (e.g. runs/bench)")
-    p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="Markdown file (default: docs/benchmarks.md)")
-    p.add_argument("--figures", type=Path, default=None, help="folder of the learning-curve PNGs (default: next to --out)")
+    p.add_argument(
+        "--out", type=Path, default=Path("docs/benchmarks.md"), help="Markdown file (default: docs/benchmarks.md)"
+    )
+    p.add_argument(
+        "--figures", type=Path, default=None, help="folder of the learning-curve PNGs (default: next to --out)"
+    )
     p.add_argument("--metric", choices=("return_mode", "return_stochastic"), default="return_mode",
                    help="evaluation return of the curves and the aggregate statistics")  # fmt: skip
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the aggregate CIs")
-    p.add_argument("--last", type=int, default=5,
-                   help="evaluations averaged per run by the end-of-training metric beside the final return")
+    p.add_argument(
+        "--last",
+        type=int,
+        default=5,
+        help="evaluations averaged per run by the end-of-training metric beside the final return",
+    )
     p.add_argument("--notes", type=Path, default=None,
                    help="Markdown file placed under the report's header (scope of the runs, what was left out and why)")  # fmt: skip
     args = p.parse_args(argv)

@@ -74,4 +74,6 @@ class Progress:
         if o.status == "finished":
             self.echo(f"[{n}/{self.total}] finished {o.run.name}: {_fmt_eval(o.final_eval)}; {o.wall_s:.0f} s")
         else:
-            self.echo(f"[{n}/{self.total}] FAILED {o.run.name} after {o.wall_s:.0f} s: {o.error} (see {run_dir / ERROR_FILE})")
+            self.echo(
+                f"[{n}/{self.total}] FAILED {o.run.name} after {o.wall_s:.0f} s: {o.error} (see {run_dir / ERROR_FILE})"
+            )

@@ -56,14 +56,18 @@ def sees_token(token_path: str, token: str) -> bool:
         return False
 
 
-def run_task(run_dict: dict[str, Any], run_dir: str, files: dict[str, bytes] | None, token_path: str, token: str) -> dict[str, Any]:
+def run_task(
+    run_dict: dict[str, Any], run_dir: str, files: dict[str, bytes] | None, token_path: str, token: str
+) -> dict[str, Any]:
     """The body of a run's Ray task: the worker process, in place (`files` None) or in a
     temporary copy of the run directory whose files come back in the result."""
     run = Run.from_dict(run_dict)
     tmp = None
     if files is None:
         if not sees_token(token_path, token):
-            raise BenchError(f"the task on {platform.node()} does not see the driver's {token_path}: use --ray-shared no")
+            raise BenchError(
+                f"the task on {platform.node()} does not see the driver's {token_path}: use --ray-shared no"
+            )
         folder = Path(run_dir)
     else:
         tmp = Path(tempfile.mkdtemp(prefix="wppg-bench-"))
@@ -86,7 +90,13 @@ def _probe(token_path: str, token: str) -> bool:
 
 
 def run_ray(
-    pending: list[Pending], workers: int | None, progress: Progress, out: Path, *, address: str | None = None, shared: str = "auto"
+    pending: list[Pending],
+    workers: int | None,
+    progress: Progress,
+    out: Path,
+    *,
+    address: str | None = None,
+    shared: str = "auto",
 ) -> list[Outcome]:
     """Run the pending runs as Ray tasks (at most `workers` in flight); uses the Ray instance of
     this process if there is one, else connects to `address` (None: start a local one)."""
@@ -118,7 +128,9 @@ def run_ray(
                 options: dict[str, Any] = {"num_cpus": p.run.resources.cpus, "max_retries": 0}
                 if p.run.resources.gpus:
                     options["num_gpus"] = p.run.resources.gpus
-                ref = task.options(**options).remote(p.run.to_dict(), str(p.run_dir.resolve()), files, token_path, token)
+                ref = task.options(**options).remote(
+                    p.run.to_dict(), str(p.run_dir.resolve()), files, token_path, token
+                )
                 futures[ref] = (p, time.perf_counter())
                 progress.started(p, " (ray task" + (", in place)" if in_place else ", files returned to the driver)"))
             done, _ = ray.wait(list(futures), num_returns=1)
@@ -143,4 +155,3 @@ def run_ray(
         if started_ray:
             ray.shutdown()
     return outcomes
-

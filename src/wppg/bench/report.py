@@ -152,7 +152,9 @@ def _stats(vals: np.ndarray) -> dict[str, Any]:
     return {"values": vals.tolist(), "mean": m, "ci": ci, "ci_bounds": (lo, hi)}
 
 
-def normalise(finals: dict[str, dict[str, list[float]]]) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[float, float]]]:
+def normalise(
+    finals: dict[str, dict[str, list[float]]],
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, tuple[float, float]]]:
     """Min-max normalisation per env: finals[env][algo] -> scores[env][algo], bounds[env]. Envs
     whose runs all scored the same (max == min) are left out: they cannot be normalised."""
     scores, bounds = {}, {}
@@ -249,7 +251,9 @@ def _curves(records: list[RunRecord], metric: str) -> dict[str, list[tuple[np.nd
 
 def _cost_row(runs: list[RunRecord]) -> list[str]:
     def values(key: str, f=lambda v: v) -> list[float]:
-        return [f(float(r.summary[key])) for r in runs if isinstance(r.summary.get(key), int | float) and r.summary[key] > 0]
+        return [
+            f(float(r.summary[key])) for r in runs if isinstance(r.summary.get(key), int | float) and r.summary[key] > 0
+        ]
 
     per_1k = values("steps_per_s", lambda v: 1000.0 / v)
     ms = values("ms_per_gradient_step")
@@ -301,7 +305,9 @@ def build_report(
     figures = Path(figures) if figures is not None else out.parent / "figures" / out.stem
     records = discover(run_dirs)
     if not records:
-        raise FileNotFoundError(f"no run directories (with summary.json, eval.csv or {RUN_FILE}) under {', '.join(map(str, run_dirs))}")
+        raise FileNotFoundError(
+            f"no run directories (with summary.json, eval.csv or {RUN_FILE}) under {', '.join(map(str, run_dirs))}"
+        )
     done = [r for r in records if r.finished]
     unfinished = [r for r in records if not r.finished]
     envs = sorted({r.env_id for r in done})
@@ -389,7 +395,12 @@ def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str) -> Pa
     if not curves:
         return None
     safe = env.replace("/", "_")
-    return plot_curves(curves, figures / f"{safe}.png", title=f"{env}: mean over seeds, band: 95% bootstrap CI", ylabel=f"eval {metric.replace('_', ' ')}")
+    return plot_curves(
+        curves,
+        figures / f"{safe}.png",
+        title=f"{env}: mean over seeds, band: 95% bootstrap CI",
+        ylabel=f"eval {metric.replace('_', ' ')}",
+    )
 
 
 TASK_REFERENCE = (
@@ -478,7 +489,9 @@ def _aggregate_section(
         lines += [f"Left out (no finished run on some env): {', '.join(left_out)}.", ""]
     lines += ["| algorithm | runs per env | IQM | mean |", "|---|---|---|---|"]
     for a, v in sorted(agg["algos"].items(), key=lambda kv: -kv[1]["iqm"]):
-        lines.append(f"| {a} | {v['runs_per_env']} | {_mci(v['iqm'], *v['iqm_ci'], digits=3)} | {_mci(v['mean'], *v['mean_ci'], digits=3)} |")
+        lines.append(
+            f"| {a} | {v['runs_per_env']} | {_mci(v['iqm'], *v['iqm_ci'], digits=3)} | {_mci(v['mean'], *v['mean_ci'], digits=3)} |"
+        )
     names = sorted(agg["algos"])
     if len(names) > 1:
         poi = (
@@ -619,7 +632,10 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
     for env in sorted({r.env_id for r in done}):
         runs = [r for r in done if r.env_id == env]
         budgets = sorted({r.budget for r in runs if r.budget is not None})
-        seeds = {a: sorted(r.seed for r in runs if r.algo == a and r.seed is not None) for a in sorted({r.algo for r in runs})}
+        seeds = {
+            a: sorted(r.seed for r in runs if r.algo == a and r.seed is not None)
+            for a in sorted({r.algo for r in runs})
+        }
         lines.append(
             f"- {env}: budget {', '.join(f'{b:,}' for b in budgets) or '?'} env steps; evaluation every "
             f"{', '.join(map(str, sorted(eval_every[env]))) or '?'} steps on {', '.join(map(str, sorted(eval_eps[env]))) or '?'} "
@@ -631,12 +647,16 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
         if run_hp is not None:
             hps[r.algo].add(json.dumps(run_hp, sort_keys=True))
     if hps:
-        lines.append("- Hyperparameters given to each algorithm (the rest are the defaults of its config, see docs/algorithms.md):")
+        lines.append(
+            "- Hyperparameters given to each algorithm (the rest are the defaults of its config, see docs/algorithms.md):"
+        )
         for algo, sets in sorted(hps.items()):
             lines.append(f"  - {algo}: " + " or ".join(f"`{s}`" for s in sorted(sets)))
     versions = _versions(records, roots)
     if versions:
-        lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " (env ids carry the env versions).")
+        lines.append(
+            "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " (env ids carry the env versions)."
+        )
     machines = _machines(done, roots)
     if machines:
         lines.append("- Hardware: " + " | ".join(machines))
@@ -645,13 +665,23 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
     loads = [m["load_average_1min"] for m in runs_m if m.get("load_average_1min") is not None]
     if usable or loads:
         lines.append(
-            "- Each run's process could use " + (" or ".join(map(str, usable)) or "?") + " CPU core(s)"
-            + (f"; the machine's 1-minute load average when the runs (last) started: {min(loads):.1f} to {max(loads):.1f}" if loads else "")
+            "- Each run's process could use "
+            + (" or ".join(map(str, usable)) or "?")
+            + " CPU core(s)"
+            + (
+                f"; the machine's 1-minute load average when the runs (last) started: {min(loads):.1f} to {max(loads):.1f}"
+                if loads
+                else ""
+            )
             + " (timings are only comparable at similar load)."
         )
     commands = sorted({r.bench.get("command") for r in records if r.bench.get("command")})
     if commands:
-        lines.append("- Runs made by: " + "; ".join(f"`{c}`" for c in commands) + " (rerun to resume or extend; finished runs are skipped).")
+        lines.append(
+            "- Runs made by: "
+            + "; ".join(f"`{c}`" for c in commands)
+            + " (rerun to resume or extend; finished runs are skipped)."
+        )
     if command:
         lines.append(f"- Tables and figures made by: `{command}`.")
     return [*lines, ""]

@@ -23,7 +23,17 @@ from wppg.bench.outcomes import LOG_FILE, Outcome, Pending, Progress, finish
 from wppg.bench.spec import Run, Spec
 from wppg.bench.worker import BOOT, RUN_FILE, read_json, run_state, worker_environment
 
-__all__ = ["LOG_FILE", "Outcome", "Pending", "Progress", "RunConflictError", "finish", "prepare", "run_local", "run_suite"]
+__all__ = [
+    "LOG_FILE",
+    "Outcome",
+    "Pending",
+    "Progress",
+    "RunConflictError",
+    "finish",
+    "prepare",
+    "run_local",
+    "run_suite",
+]
 
 
 class RunConflictError(RuntimeError):
@@ -46,7 +56,9 @@ def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
                 f"asks for ({run.hyperparameters}): use another --out, or delete that run directory"
             )
     elif (run_dir / "config.json").exists():
-        raise RunConflictError(f"{run_dir} holds a run that the harness did not start (no {RUN_FILE}): use another --out")
+        raise RunConflictError(
+            f"{run_dir} holds a run that the harness did not start (no {RUN_FILE}): use another --out"
+        )
     state = run_state(run_dir, run.steps)
     if state != "finished":
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +94,9 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
                     env=worker_environment(p.run, mine), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 )  # fmt: skip
                 active[proc.pid] = (proc, p, time.perf_counter(), mine, log)
-                progress.started(p, f" (pid {proc.pid}, cpu {','.join(map(str, mine))})" if mine else f" (pid {proc.pid})")
+                progress.started(
+                    p, f" (pid {proc.pid}, cpu {','.join(map(str, mine))})" if mine else f" (pid {proc.pid})"
+                )
             time.sleep(0.2)
             for pid in [pid for pid, a in active.items() if a[0].poll() is not None]:
                 proc, p, t0, mine, log = active.pop(pid)
@@ -128,7 +142,10 @@ def run_suite(
     out.mkdir(parents=True, exist_ok=True)
     runs = spec.runs()
     (out / "bench_spec.json").write_text(
-        json.dumps({"command": command, "spec": spec.to_dict(), "source": spec.source, "runs": [r.to_dict() for r in runs]}, indent=2)
+        json.dumps(
+            {"command": command, "spec": spec.to_dict(), "source": spec.source, "runs": [r.to_dict() for r in runs]},
+            indent=2,
+        )
     )
     (out / "machine.json").write_text(json.dumps(describe_machine(), indent=2))
 

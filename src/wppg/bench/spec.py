@@ -138,7 +138,11 @@ class Spec:
             for env_id, env in self.envs.items():
                 for algo, a in self.algos.items():
                     if seed in a.seeds:
-                        hp = {**_accepted(algo, self.common), **_accepted(algo, env.hyperparameters), **a.hyperparameters}
+                        hp = {
+                            **_accepted(algo, self.common),
+                            **_accepted(algo, env.hyperparameters),
+                            **a.hyperparameters,
+                        }
                         out.append(Run(env_id, algo, seed, env.steps, hp, a.resources))
         return out
 
@@ -150,7 +154,14 @@ class Spec:
             "name": self.name,
             "description": self.description,
             "common": self.common,
-            "algos": {k: {"seeds": list(a.seeds), "hyperparameters": a.hyperparameters, "resources": dataclasses.asdict(a.resources)} for k, a in self.algos.items()},
+            "algos": {
+                k: {
+                    "seeds": list(a.seeds),
+                    "hyperparameters": a.hyperparameters,
+                    "resources": dataclasses.asdict(a.resources),
+                }
+                for k, a in self.algos.items()
+            },
             "envs": {k: {"steps": e.steps, "hyperparameters": e.hyperparameters} for k, e in self.envs.items()},
         }
 
@@ -170,7 +181,9 @@ class Spec:
         for kind, wanted, have in (("algorithm", algos, self.algos), ("env", envs, self.envs)):
             unknown = sorted(set(wanted or []) - set(have))
             if unknown:
-                raise SpecError(f"--{'algos' if kind == 'algorithm' else 'envs'}: {unknown} not in spec {self.name!r} (it has {sorted(have)})")
+                raise SpecError(
+                    f"--{'algos' if kind == 'algorithm' else 'envs'}: {unknown} not in spec {self.name!r} (it has {sorted(have)})"
+                )
         if steps is not None and steps < 1:
             raise SpecError(f"--steps must be >= 1, got {steps}")
         if budget_scale is not None and budget_scale <= 0:
@@ -183,14 +196,22 @@ class Spec:
                 continue
             kept = tuple(s for s in a.seeds if seeds is None or s in seeds)
             if kept:
-                new_algos[name] = dataclasses.replace(a, seeds=kept, hyperparameters={**a.hyperparameters, **_accepted(name, set_values)})
+                new_algos[name] = dataclasses.replace(
+                    a, seeds=kept, hyperparameters={**a.hyperparameters, **_accepted(name, set_values)}
+                )
         if not new_algos:
             raise SpecError("the filters leave no run")
         new_envs = {}
         for env_id, e in self.envs.items():
             if envs and env_id not in envs:
                 continue
-            n = steps if steps is not None else max(1, round(e.steps * budget_scale)) if budget_scale is not None else e.steps
+            n = (
+                steps
+                if steps is not None
+                else max(1, round(e.steps * budget_scale))
+                if budget_scale is not None
+                else e.steps
+            )
             new_envs[env_id] = EnvSpec(n, e.hyperparameters)
         spec = dataclasses.replace(self, algos=new_algos, envs=new_envs, common={**self.common, **set_values})
         _check_spread(spec.common, "--set/[common]", list(new_algos))
@@ -200,7 +221,9 @@ class Spec:
 def _check_hyperparameter_values(hp: dict[str, Any], where: str) -> None:
     reserved = sorted(set(hp) & set(RESERVED))
     if reserved:
-        raise SpecError(f"{where}: {reserved} are set by the harness (use `steps` in [envs.ID] and `seeds` in [algos.NAME])")
+        raise SpecError(
+            f"{where}: {reserved} are set by the harness (use `steps` in [envs.ID] and `seeds` in [algos.NAME])"
+        )
 
 
 # --- what each algorithm accepts ------------------------------------------------------------------
@@ -248,7 +271,9 @@ def _check_spread(hp: dict[str, Any], where: str, algos: list[str]) -> None:
     """Each name of a shared table must be a field of at least one algorithm of the spec."""
     for key in hp:
         if not any((names := accepted_hyperparameters(a)) is None or key in names for a in algos):
-            raise SpecError(f"{where}: unknown hyperparameter {key!r}: no algorithm of the spec ({', '.join(algos)}) has it")
+            raise SpecError(
+                f"{where}: unknown hyperparameter {key!r}: no algorithm of the spec ({', '.join(algos)}) has it"
+            )
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -321,12 +346,16 @@ def parse_spec(raw: dict[str, Any], name: str, source: str = "") -> Spec:
         names = accepted_hyperparameters(algo)
         unknown = sorted(set(hp) - names) if names is not None else []
         if unknown:
-            raise SpecError(f"{w}.hyperparameters: unknown hyperparameter(s) {unknown} for {algo}; valid: {sorted(names)}")
-        algos[algo] = AlgoSpec(_seeds(t["seeds"], f"{w}.seeds"), hp, _resources(t.get("resources", {}), f"{w}.resources", default_res))
+            raise SpecError(
+                f"{w}.hyperparameters: unknown hyperparameter(s) {unknown} for {algo}; valid: {sorted(names)}"
+            )
+        algos[algo] = AlgoSpec(
+            _seeds(t["seeds"], f"{w}.seeds"), hp, _resources(t.get("resources", {}), f"{w}.resources", default_res)
+        )
 
     envs_raw = _table(raw.get("envs", {}), f"{where} [envs]")
     if not envs_raw:
-        raise SpecError(f"{where} has no [envs.\"ID\"] table")
+        raise SpecError(f'{where} has no [envs."ID"] table')
     envs: dict[str, EnvSpec] = {}
     for env_id, t in envs_raw.items():
         w = f"{where} [envs.{env_id!r}]"
@@ -388,4 +417,3 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             out[key.strip()] = value
     return out
-

@@ -32,7 +32,14 @@ import numpy as np
 from wppg.flops import Product, gradient_step_products, product_flops
 
 ROOFLINE_CASES = [("sac", 1), ("wppg", 1), ("wppg", 8), ("wppg", 32), ("wppg-i", 8), ("wppg-i", 32)]
-TRAINING_CASES = [("sac", {}), ("wppg", {"K": 1}), ("wppg", {"K": 8}), ("wppg", {"K": 32}), ("wppg-i", {"preset": "cpu"})]
+TRAINING_CASES = [
+    ("sac", {}),
+    ("wppg", {"K": 1}),
+    ("wppg", {"K": 8}),
+    ("wppg", {"K": 32}),
+    ("wppg-i", {"preset": "cpu"}),
+]
+
 
 def _variants() -> list[str]:
     """Our algorithms with a FLOP model (`wppg.registry`)."""
@@ -81,7 +88,9 @@ def matmul_peak_gflops(size: int = 1024, reps: int = 10) -> float:
     return 2 * size**3 / t / 1e9
 
 
-def _algorithm(name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int, coupling: str = "ot"):
+def _algorithm(
+    name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int, coupling: str = "ot"
+):
     from wppg import registry
     from wppg.envs import ActionBounds
     from wppg.trainer import TrainConfig
@@ -111,8 +120,17 @@ def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps:
     return _median_seconds(lambda: algo.update(state, batches, key), reps) / n_steps
 
 
-def coupling_section(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int, M: int, L: int, reps: int,
-                     cases: list[tuple[str, int]], log=print) -> list[dict[str, Any]]:
+def coupling_section(
+    obs_dim: int,
+    act_dim: int,
+    hidden: tuple[int, ...],
+    batch: int,
+    M: int,
+    L: int,
+    reps: int,
+    cases: list[tuple[str, int]],
+    log=print,
+) -> list[dict[str, Any]]:
     """ms per gradient step of wppg / wppg-i for each projection coupling, and the ratio to
     'shared-latent' (the paper's), the couplings timed in alternation (`reps` rounds of one call
     each, median) so that a load change hits all of them alike."""
@@ -128,13 +146,24 @@ def coupling_section(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch:
         base = float(np.median(times["shared-latent"]))
         for c in COUPLINGS:
             ms = 1e3 * float(np.median(times[c]))
-            rows.append({"algo": name, "K": K, "coupling": c, "ms_per_step": ms, "ratio_to_shared_latent": ms / (1e3 * base)})
+            rows.append(
+                {"algo": name, "K": K, "coupling": c, "ms_per_step": ms, "ratio_to_shared_latent": ms / (1e3 * base)}
+            )
             log(f"  {name:7s} K={K:<3d} {c:14s} {ms:8.2f} ms/step   {ms / (1e3 * base):.2f}x shared-latent")
     return rows
 
 
-def roofline(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int, M: int, L: int, reps: int,
-             cases=ROOFLINE_CASES, log=print) -> list[dict[str, Any]]:
+def roofline(
+    obs_dim: int,
+    act_dim: int,
+    hidden: tuple[int, ...],
+    batch: int,
+    M: int,
+    L: int,
+    reps: int,
+    cases=ROOFLINE_CASES,
+    log=print,
+) -> list[dict[str, Any]]:
     """Per case: FLOPs per gradient step, measured time, achieved GFLOP/s, and the products-only time
     at the rates this machine reaches on each product's shape alone."""
     overhead = dispatch_overhead_s()
@@ -165,7 +194,9 @@ def roofline(obs_dim: int, act_dim: int, hidden: tuple[int, ...], batch: int, M:
     return rows
 
 
-def _ours_steps_per_s(variant: str, hp: dict[str, Any], env_id: str, steps: int, learning_starts: int, train_freq: int, seed: int) -> dict[str, Any]:
+def _ours_steps_per_s(
+    variant: str, hp: dict[str, Any], env_id: str, steps: int, learning_starts: int, train_freq: int, seed: int
+) -> dict[str, Any]:
     """Env steps/s of our training loop after warm-up and compilation, without evaluation time."""
     import tempfile
 
@@ -183,7 +214,11 @@ def _ours_steps_per_s(variant: str, hp: dict[str, Any], env_id: str, steps: int,
         eval_s = time.perf_counter() - t1
         summary = json.loads((Path(tmp) / "summary.json").read_text())
     elapsed = max(total - eval_s, 1e-9)
-    return {"steps_per_s": steps / elapsed, "wall_time_s": elapsed, "ms_per_gradient_step": summary.get("ms_per_gradient_step")}
+    return {
+        "steps_per_s": steps / elapsed,
+        "wall_time_s": elapsed,
+        "ms_per_gradient_step": summary.get("ms_per_gradient_step"),
+    }
 
 
 def measure_speed(
@@ -199,8 +234,13 @@ def measure_speed(
     from wppg.bench.external.references import _build, _UpdateTimer, reference_version
 
     if algo not in ("sb3-sac", "sbx-sac"):
-        raise ValueError(f"measure_speed compares SAC implementations: algo must be 'sb3-sac' or 'sbx-sac', got {algo!r}")
-    require(total_steps >= 1 and train_freq >= 1 and gradient_steps >= 1, "total_steps, train_freq and gradient_steps must be >= 1")
+        raise ValueError(
+            f"measure_speed compares SAC implementations: algo must be 'sb3-sac' or 'sbx-sac', got {algo!r}"
+        )
+    require(
+        total_steps >= 1 and train_freq >= 1 and gradient_steps >= 1,
+        "total_steps, train_freq and gradient_steps must be >= 1",
+    )
     setup = map_hyperparameters(algo, {"learning_starts": learning_starts, "train_freq": train_freq})
     setup.kwargs["gradient_steps"] = gradient_steps
     package, version = reference_version(algo)
@@ -251,7 +291,9 @@ def measure_speed(
     }
 
 
-def _reference_row(ref: str, env_id: str, steps: int, learning_starts: int, tf: int, seed: int, when: str, log) -> dict[str, Any] | None:
+def _reference_row(
+    ref: str, env_id: str, steps: int, learning_starts: int, tf: int, seed: int, when: str, log
+) -> dict[str, Any] | None:
     """Env steps/s of an external SAC (SBX or SB3) at train_freq = gradient_steps = tf; None if not installed."""
     try:
         r = measure_speed(ref, env_id, steps, learning_starts, tf, tf, seed)
@@ -261,15 +303,26 @@ def _reference_row(ref: str, env_id: str, steps: int, learning_starts: int, tf: 
     # The reference's first update call compiles (SBX) or warms up; replace it by a typical call.
     typical = (r["update_time_s"] - r["first_update_s"]) / max(r["update_calls"] - 1, 1)
     steady = r["env_steps"] / max(r["wall_time_s"] - r["first_update_s"] + typical, 1e-9)
-    log(f"  {ref:23s} train_freq={tf:<3d} {steady:7.1f} env steps/s ({r['steps_per_s']:.1f} with its first update call; {when})")
+    log(
+        f"  {ref:23s} train_freq={tf:<3d} {steady:7.1f} env steps/s ({r['steps_per_s']:.1f} with its first update call; {when})"
+    )
     return {"impl": ref, "algo": "sac", "train_freq": tf, "env_steps": r["env_steps"], "steps_per_s": steady, "when": when,
             "steps_per_s_with_first_call": r["steps_per_s"], "ms_per_gradient_step": 1e3 * typical / tf,
             "ms_per_gradient_step_with_first_call": r["ms_per_gradient_step"],
             "version": r.get("reference_version")}  # fmt: skip
 
 
-def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[int], seed: int, cases=TRAINING_CASES,
-             external: bool = True, rounds: int = 1, log=print) -> list[dict[str, Any]]:
+def training(
+    env_id: str,
+    steps: int,
+    learning_starts: int,
+    train_freqs: list[int],
+    seed: int,
+    cases=TRAINING_CASES,
+    external: bool = True,
+    rounds: int = 1,
+    log=print,
+) -> list[dict[str, Any]]:
     """Env steps/s of whole training runs: ours and, if installed, SBX / SB3 SAC.
 
     At each train_freq, `rounds` times: SBX right before our runs, ours, SBX right after, so that
@@ -280,10 +333,19 @@ def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[in
         for rnd in range(1, rounds + 1):
             tag = f"round {rnd}/{rounds}, " if rounds > 1 else ""
             refs_after = ["sbx-sac", "sb3-sac"] if rnd == rounds else ["sbx-sac"]
-            round_rows = [_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, tag + "before ours", log)] if external else []
-            round_rows += [_ours_row(variant, hp, env_id, steps, learning_starts, tf, seed, log) for variant, hp in cases]
+            round_rows = (
+                [_reference_row("sbx-sac", env_id, steps, learning_starts, tf, seed, tag + "before ours", log)]
+                if external
+                else []
+            )
+            round_rows += [
+                _ours_row(variant, hp, env_id, steps, learning_starts, tf, seed, log) for variant, hp in cases
+            ]
             if external:
-                round_rows += [_reference_row(ref, env_id, steps, learning_starts, tf, seed, tag + "after ours", log) for ref in refs_after]
+                round_rows += [
+                    _reference_row(ref, env_id, steps, learning_starts, tf, seed, tag + "after ours", log)
+                    for ref in refs_after
+                ]
             round_rows = [r for r in round_rows if r is not None]  # references that are not installed give None
             sbx = max((r["steps_per_s"] for r in round_rows if r["impl"] == "sbx-sac"), default=None)
             for r in round_rows:
@@ -294,7 +356,9 @@ def training(env_id: str, steps: int, learning_starts: int, train_freqs: list[in
     return rows
 
 
-def _ours_row(variant: str, hp: dict[str, Any], env_id: str, steps: int, learning_starts: int, tf: int, seed: int, log) -> dict[str, Any]:
+def _ours_row(
+    variant: str, hp: dict[str, Any], env_id: str, steps: int, learning_starts: int, tf: int, seed: int, log
+) -> dict[str, Any]:
     """One training-section row of ours (1/8 of the steps for the slow cases: K >= 32 and wppg-i)."""
     slow = hp.get("K", 1) >= 32 or variant == "wppg-i"
     n = max(train_freq_multiple(steps // (8 if slow else 1), tf), tf)
@@ -309,7 +373,9 @@ def ratio_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         if "ratio_to_sbx_round" in r:
-            out.setdefault(f"{r['algo']} train_freq={r['train_freq']}", {"ratios": []})["ratios"].append(r["ratio_to_sbx_round"])
+            out.setdefault(f"{r['algo']} train_freq={r['train_freq']}", {"ratios": []})["ratios"].append(
+                r["ratio_to_sbx_round"]
+            )
     for v in out.values():
         v["median"] = float(np.median(v["ratios"]))
     return out
@@ -327,7 +393,10 @@ def vmap_section(env_id: str, n_seeds: int, steps: int, log=print) -> list[dict[
     for variant, hp in (("sac", {}), ("wppg", {"K": 1}), ("wppg", {"K": 8})):
         r = measure_vmapped_speedup(variant, env_id, n_seeds, steps, **hp)
         rows.append({"algo": variant + "".join(f" {k}={v}" for k, v in hp.items()), **r})
-        log(f"  {rows[-1]['algo']:12s} " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+        log(
+            f"  {rows[-1]['algo']:12s} "
+            + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items())
+        )
     return rows
 
 
@@ -350,20 +419,41 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="wppg bench speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sections", nargs="+", choices=("roofline", "coupling", "training", "vmap"),
-                   default=["roofline", "coupling", "training", "vmap"])
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        choices=("roofline", "coupling", "training", "vmap"),
+        default=["roofline", "coupling", "training", "vmap"],
+    )
     p.add_argument("--coupling-K", type=int, nargs="+", default=[8, 32], help="K of the coupling section")
     p.add_argument("--env", default="Hopper-v5", help="env of the training and vmap sections (default Hopper-v5)")
-    p.add_argument("--steps", type=int, default=3000, help="timed env steps per training run (1/8 of it for K=32 and wppg-i)")
+    p.add_argument(
+        "--steps", type=int, default=3000, help="timed env steps per training run (1/8 of it for K=32 and wppg-i)"
+    )
     p.add_argument("--learning-starts", type=int, default=1000, help="untimed random steps before the timed span")
-    p.add_argument("--train-freq", type=int, nargs="+", default=[1, 32], help="train_freq settings (UTD 1: gradient steps = train_freq)")
+    p.add_argument(
+        "--train-freq",
+        type=int,
+        nargs="+",
+        default=[1, 32],
+        help="train_freq settings (UTD 1: gradient steps = train_freq)",
+    )
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
-    p.add_argument("--entropy-ml", type=int, nargs=2, default=[16, 16], metavar=("M", "L"), help="entropy centres/baselines in the roofline")
+    p.add_argument(
+        "--entropy-ml",
+        type=int,
+        nargs=2,
+        default=[16, 16],
+        metavar=("M", "L"),
+        help="entropy centres/baselines in the roofline",
+    )
     p.add_argument("--reps", type=int, default=10, help="timed repetitions per measurement (median)")
     p.add_argument("--seeds", type=int, default=4, help="N of the vmap section")
     p.add_argument("--rounds", type=int, default=1, help="rounds of the training section (SBX, ours, SBX each round)")
-    p.add_argument("--wppg-K", type=int, nargs="+", default=None, metavar="K", help="only these K of wppg in the training section")
+    p.add_argument(
+        "--wppg-K", type=int, nargs="+", default=None, metavar="K", help="only these K of wppg in the training section"
+    )
     p.add_argument("--variants", nargs="+", choices=_variants(), default=_variants(), help="our algorithms to measure")
     p.add_argument("--no-external", action="store_true", help="skip SBX / SB3 even if installed")
     p.add_argument("--out", type=Path, default=Path("runs/speed/speed.json"), help="JSON with every figure")
@@ -390,22 +480,38 @@ def main(argv: list[str] | None = None) -> int:
         env = gym.make(args.env)
         obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
         env.close()
-        print(f"projection couplings ({args.env} shapes; batch {args.batch}; entropy M, L = {args.entropy_ml}):", flush=True)
+        print(
+            f"projection couplings ({args.env} shapes; batch {args.batch}; entropy M, L = {args.entropy_ml}):",
+            flush=True,
+        )
         cases = [(v, K) for v in ("wppg", "wppg-i") if v in args.variants for K in args.coupling_K]
         result["coupling"] = coupling_section(obs_dim, act_dim, tuple(args.hidden), args.batch, *args.entropy_ml, args.reps, cases,
                                               log=lambda s: print(s, flush=True))  # fmt: skip
     if "training" in args.sections:
-        print(f"training on {args.env}: {args.steps} timed env steps after {args.learning_starts} random ones, UTD 1", flush=True)
-        cases = [c for c in TRAINING_CASES if c[0] in args.variants and (args.wppg_K is None or c[0] != "wppg" or c[1]["K"] in args.wppg_K)]
+        print(
+            f"training on {args.env}: {args.steps} timed env steps after {args.learning_starts} random ones, UTD 1",
+            flush=True,
+        )
+        cases = [
+            c
+            for c in TRAINING_CASES
+            if c[0] in args.variants and (args.wppg_K is None or c[0] != "wppg" or c[1]["K"] in args.wppg_K)
+        ]
         rows = training(args.env, args.steps, args.learning_starts, args.train_freq, 0, cases, external=not args.no_external,
                         rounds=args.rounds, log=lambda s: print(s, flush=True))  # fmt: skip
         result["training"] = rows
         summary = ratio_summary(rows)
         if summary:
             result["ratios_to_sbx"] = summary
-            print("ratios against SBX SAC (per round: the faster of SBX before and after our runs in that round):", flush=True)
+            print(
+                "ratios against SBX SAC (per round: the faster of SBX before and after our runs in that round):",
+                flush=True,
+            )
             for name, v in summary.items():
-                print(f"  {name:30s} " + " ".join(f"{x:.2f}x" for x in v["ratios"]) + f"   median {v['median']:.2f}x", flush=True)
+                print(
+                    f"  {name:30s} " + " ".join(f"{x:.2f}x" for x in v["ratios"]) + f"   median {v['median']:.2f}x",
+                    flush=True,
+                )
     if "vmap" in args.sections:
         print(f"vmapped seeds on {args.env}: N = {args.seeds}", flush=True)
         result["vmap"] = vmap_section(args.env, args.seeds, args.steps, log=lambda s: print(s, flush=True))

@@ -41,7 +41,11 @@ def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] |
     of one, and the cores to pin to (WPPG_BENCH_CPUS)."""
     env = dict(os.environ if base is None else base)
     n = run.resources.cpus
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))
+    ]
     if n == 1:
         flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
     else:
@@ -112,7 +116,11 @@ def execute(run_dir: Path) -> dict[str, Any]:
     # The algorithm's name in the suite (sac-fixed is the variant sac): summary.json carries it.
     agent.trainer.meta.update(bench_algo=run.algo, bench_budget=run.steps)
     if state == "new":
-        config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": info.get("command", "")}
+        config = {
+            **agent.trainer.meta,
+            "train_config": agent.train_config.to_dict(),
+            "command": info.get("command", ""),
+        }
         (run_dir / "config.json").write_text(json.dumps(config, indent=2))
     remaining = run.steps - agent.num_timesteps
     if remaining > 0:

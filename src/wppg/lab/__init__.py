@@ -11,5 +11,16 @@ from wppg.lab.grid import Grid
 from wppg.lab.problems import PRESETS, Problem, ProblemConfig, make_problem
 from wppg.lab.updates import QError, make_update, pmd_step, spi_step, wpg_step
 
-__all__ = ["GridMDP", "Grid", "PRESETS", "Problem", "ProblemConfig", "QError", "make_problem",
-           "make_update", "pmd_step", "spi_step", "wpg_step"]
+__all__ = [
+    "GridMDP",
+    "Grid",
+    "PRESETS",
+    "Problem",
+    "ProblemConfig",
+    "QError",
+    "make_problem",
+    "make_update",
+    "pmd_step",
+    "spi_step",
+    "wpg_step",
+]

@@ -23,8 +23,10 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], object]]] = {
 def main(argv: list[str]) -> int:
     """Parse `argv` (without the leading 'lab') and run one experiment."""
     cfg = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in COMMANDS.items()}, prog="wppg lab",
-        description="Exact-evaluation convergence lab for WPG/WPPG (no neural networks).", args=argv,
+        {name: cls for name, (cls, _) in COMMANDS.items()},
+        prog="wppg lab",
+        description="Exact-evaluation convergence lab for WPG/WPPG (no neural networks).",
+        args=argv,
     )
     for cls, fn in COMMANDS.values():
         if type(cfg) is cls:

@@ -66,8 +66,13 @@ def w2_particles(grid: Grid, x: np.ndarray, b: np.ndarray) -> np.ndarray:
         m = x.shape[1]
         if grid.dim == 1:
             keep = b[s] > 1e-14
-            out.append(math.sqrt(float(ot.emd2_1d(x[s, :, 0], grid.nodes[keep, 0],
-                                                  np.full(m, 1.0 / m), b[s, keep] / b[s, keep].sum()))))
+            out.append(
+                math.sqrt(
+                    float(
+                        ot.emd2_1d(x[s, :, 0], grid.nodes[keep, 0], np.full(m, 1.0 / m), b[s, keep] / b[s, keep].sum())
+                    )
+                )
+            )
         else:
             out.append(w2_atoms(x[s], np.full(m, 1.0 / m), grid.nodes, b[s]))
     return np.array(out)
@@ -86,8 +91,9 @@ def lipschitz_grad_q(mdp: GridMDP, V: np.ndarray) -> float:
     a = mdp.nodes_per_state()
     d, e = mdp.grid.dim, 1e-5
     eye = np.eye(d)
-    hess = np.stack([(mdp.q_grad(V, a + e * eye[j]) - mdp.q_grad(V, a - e * eye[j])) / (2 * e)
-                     for j in range(d)], axis=-1)
+    hess = np.stack(
+        [(mdp.q_grad(V, a + e * eye[j]) - mdp.q_grad(V, a - e * eye[j])) / (2 * e) for j in range(d)], axis=-1
+    )
     return float(np.max(np.abs(np.linalg.eigvalsh(0.5 * (hess + np.swapaxes(hess, -1, -2))))))
 
 

@@ -43,8 +43,14 @@ class Run:
 
 
 def run(
-    mdp: GridMDP, update: Update, w0: np.ndarray, max_iter: int, *, tol: float = 0.0,
-    w2_every: int = 1, label: str = "",
+    mdp: GridMDP,
+    update: Update,
+    w0: np.ndarray,
+    max_iter: int,
+    *,
+    tol: float = 0.0,
+    w2_every: int = 1,
+    label: str = "",
 ) -> Run:
     """Iterate `update` from w0 for max_iter steps, or until ||w_{k+1} - w_k||_1 < tol.
 
@@ -59,12 +65,17 @@ def run(
         V = mdp.evaluate(w).V
         values.append(V)
         w2 = dg.w2_policies(mdp.grid, w, opt.w) if (k % w2_every == 0 or converged) else None
-        rows.append({
-            "k": k, "v_gap": float(np.max(np.abs(opt.V - V))), "obj_gap": float(mdp.rho0 @ (opt.V - V)),
-            "w2_max": float(np.max(w2)) if w2 is not None else math.nan,
-            "w2_mean": float(np.mean(w2)) if w2 is not None else math.nan,
-            "kl_max": float(np.max(dg.kl(w, opt.w))), "mass_error": float(info.get("mass_error", 0.0)),
-        })
+        rows.append(
+            {
+                "k": k,
+                "v_gap": float(np.max(np.abs(opt.V - V))),
+                "obj_gap": float(mdp.rho0 @ (opt.V - V)),
+                "w2_max": float(np.max(w2)) if w2 is not None else math.nan,
+                "w2_mean": float(np.mean(w2)) if w2 is not None else math.nan,
+                "kl_max": float(np.max(dg.kl(w, opt.w))),
+                "mass_error": float(info.get("mass_error", 0.0)),
+            }
+        )
         if converged or k == max_iter:
             break
         w_new, info = update(w, k)
@@ -118,17 +129,28 @@ def presets_table(eta: float = 0.1) -> list[dict[str, object]]:
         mdp = GridMDP(make_problem(name))
         opt = mdp.optimum()
         alpha = dg.lsi_constant(mdp, opt.Q)
-        rows.append({
-            "preset": name, "summary": p.summary, "S": c.n_states, "d": c.dim,
-            "actions": f"box [-{c.half_width:g},{c.half_width:g}]^{c.dim}" if c.bounded
-            else f"R^{c.dim} (grid [-{c.half_width:g},{c.half_width:g}]^{c.dim})",
-            "grid": f"{c.n_grid}^{c.dim}", "gamma": c.gamma, "tau": c.tau, "beta": c.beta,
-            "transitions": c.transition,
-            **{k: ("yes" if v else "NO") for k, v in p.assumptions.items()},
-            "lsi_alpha": alpha, f"predicted_factor(eta={eta:g})": dg.predicted_factor(alpha, c.tau, c.gamma, eta),
-            "lip_grad_q*": dg.lipschitz_grad_q(mdp, opt.V), "truncation_mass": truncation_mass(mdp),
-            "note": p.note,
-        })
+        rows.append(
+            {
+                "preset": name,
+                "summary": p.summary,
+                "S": c.n_states,
+                "d": c.dim,
+                "actions": f"box [-{c.half_width:g},{c.half_width:g}]^{c.dim}"
+                if c.bounded
+                else f"R^{c.dim} (grid [-{c.half_width:g},{c.half_width:g}]^{c.dim})",
+                "grid": f"{c.n_grid}^{c.dim}",
+                "gamma": c.gamma,
+                "tau": c.tau,
+                "beta": c.beta,
+                "transitions": c.transition,
+                **{k: ("yes" if v else "NO") for k, v in p.assumptions.items()},
+                "lsi_alpha": alpha,
+                f"predicted_factor(eta={eta:g})": dg.predicted_factor(alpha, c.tau, c.gamma, eta),
+                "lip_grad_q*": dg.lipschitz_grad_q(mdp, opt.V),
+                "truncation_mass": truncation_mass(mdp),
+                "note": p.note,
+            }
+        )
     return rows
 
 
@@ -185,18 +207,28 @@ def linear(cfg: LinearConfig) -> list[dict[str, object]]:
         mdp = GridMDP(make_problem(name))
         two_d = mdp.grid.dim == 2
         log(f"(i) {name}: eta={cfg.eta}")
-        r = run(mdp, make_update(mdp, "wpg", cfg.eta), mdp.initial_policy(),
-                cfg.max_iter_2d if two_d else cfg.max_iter, tol=cfg.tol,
-                w2_every=cfg.w2_every_2d if two_d else 1, label=name)
+        r = run(
+            mdp,
+            make_update(mdp, "wpg", cfg.eta),
+            mdp.initial_policy(),
+            cfg.max_iter_2d if two_d else cfg.max_iter,
+            tol=cfg.tol,
+            w2_every=cfg.w2_every_2d if two_d else 1,
+            label=name,
+        )
         summary.append(_rate_summary(name, mdp, r, cfg.eta))
         log("    " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary[-1].items()))
         self_gap = r.self_gap()
         traces[name] = (r.column("k"), r.column("v_gap"), self_gap)
         write_csv(out / f"trace_{name}.csv", [dict(row, v_gap_self=g) for row, g in zip(r.rows, self_gap)])
     write_csv(out / "summary.csv", summary)
-    plot_curves(out / "linear.png", {n: (k, g) for n, (k, g, _) in traces.items()},
-                {n: (k, g) for n, (k, _, g) in traces.items()}, xlabel="iteration k",
-                titles=("||V* - V^k||_inf", "||V^k - V^inf_eta||_inf (own fixed point)"))
+    plot_curves(
+        out / "linear.png",
+        {n: (k, g) for n, (k, g, _) in traces.items()},
+        {n: (k, g) for n, (k, _, g) in traces.items()},
+        xlabel="iteration k",
+        titles=("||V* - V^k||_inf", "||V^k - V^inf_eta||_inf (own fixed point)"),
+    )
     return summary
 
 
@@ -212,12 +244,22 @@ def _rate_summary(name: str, mdp: GridMDP, r: Run, eta: float) -> dict[str, obje
     alpha = dg.lsi_constant(mdp, mdp.optimum().Q)
     w2 = r.column("w2_max")
     return {
-        "preset": name, "eta": eta, "n_grid": c.n_grid, "iterations": len(gap) - 1,
-        "converged": r.converged, "rate_self": rho_self, "fit_window": f"{k0}-{k1}",
-        "rate_tail": rho_tail, "rate_to_star": rho_star, "rate_per_time": -math.log(rho_self) / eta if rho_self > 0 else math.nan,
-        "predicted_factor": dg.predicted_factor(alpha, c.tau, c.gamma, eta), "lsi_alpha": alpha,
-        "floor_v_gap": floor, "floor_w2_max": float(w2[~np.isnan(w2)][-1]),
-        "floor_kl_max": float(r.column("kl_max")[-1]), "max_mass_error": float(np.max(r.column("mass_error"))),
+        "preset": name,
+        "eta": eta,
+        "n_grid": c.n_grid,
+        "iterations": len(gap) - 1,
+        "converged": r.converged,
+        "rate_self": rho_self,
+        "fit_window": f"{k0}-{k1}",
+        "rate_tail": rho_tail,
+        "rate_to_star": rho_star,
+        "rate_per_time": -math.log(rho_self) / eta if rho_self > 0 else math.nan,
+        "predicted_factor": dg.predicted_factor(alpha, c.tau, c.gamma, eta),
+        "lsi_alpha": alpha,
+        "floor_v_gap": floor,
+        "floor_w2_max": float(w2[~np.isnan(w2)][-1]),
+        "floor_kl_max": float(r.column("kl_max")[-1]),
+        "max_mass_error": float(np.max(r.column("mass_error"))),
     }
 
 
@@ -256,17 +298,34 @@ def eta_floor(cfg: EtaFloorConfig) -> list[dict[str, object]]:
         opt = mdp.optimum()
         for eta in cfg.etas:
             r = fixed_point(mdp, make_update(mdp, "wpg", eta), cfg.tol, cfg.max_iter, f"n={n} eta={eta}")
-            rows.append({"preset": cfg.preset, "n_grid": n, "eta": eta, "iterations": len(r.rows) - 1,
-                         "converged": r.converged, "floor_v_gap": r.rows[-1]["v_gap"],
-                         "floor_w2_max": float(np.max(dg.w2_policies(mdp.grid, r.w, opt.w))),
-                         "floor_kl_max": r.rows[-1]["kl_max"]})
-            log(f"(ii) n={n} eta={eta}: iters={rows[-1]['iterations']} v_gap={rows[-1]['floor_v_gap']:.3e} "
-                f"w2={rows[-1]['floor_w2_max']:.3e}")
+            rows.append(
+                {
+                    "preset": cfg.preset,
+                    "n_grid": n,
+                    "eta": eta,
+                    "iterations": len(r.rows) - 1,
+                    "converged": r.converged,
+                    "floor_v_gap": r.rows[-1]["v_gap"],
+                    "floor_w2_max": float(np.max(dg.w2_policies(mdp.grid, r.w, opt.w))),
+                    "floor_kl_max": r.rows[-1]["kl_max"],
+                }
+            )
+            log(
+                f"(ii) n={n} eta={eta}: iters={rows[-1]['iterations']} v_gap={rows[-1]['floor_v_gap']:.3e} "
+                f"w2={rows[-1]['floor_w2_max']:.3e}"
+            )
     fits = _loglog_fits(rows, "eta", ("floor_v_gap", "floor_w2_max", "floor_kl_max"))
     write_csv(out / "floors.csv", rows)
     write_csv(out / "fits.csv", fits)
-    plot_loglog(out / "eta_floor.png", rows, "eta", ("floor_v_gap", "floor_w2_max"), fits,
-                reference_slope=1.0, title=f"{cfg.preset}: fixed-point bias against eta")
+    plot_loglog(
+        out / "eta_floor.png",
+        rows,
+        "eta",
+        ("floor_v_gap", "floor_w2_max"),
+        fits,
+        reference_slope=1.0,
+        title=f"{cfg.preset}: fixed-point bias against eta",
+    )
     return fits
 
 
@@ -330,21 +389,35 @@ def eps_floor(cfg: EpsFloorConfig) -> list[dict[str, object]]:
                 else:
                     r = run(mdp, upd, mdp.initial_policy(), cfg.random_iters, w2_every=10**9)
                     tail = slice(len(r.rows) // 2, None)
-                rows.append({
-                    "group": f"{method}/{mode}", "method": method, "mode": mode, "eps": eps,
-                    "v_gap": float(np.mean(r.column("v_gap")[tail])),
-                    "v_vs_eps0": float(np.mean(np.max(np.abs(r.values[tail] - ref.values[-1]), axis=1))),
-                    "w2_vs_eps0": float(np.max(dg.w2_policies(mdp.grid, r.w, ref.w))),
-                    "w2_to_star": float(np.max(dg.w2_policies(mdp.grid, r.w, opt.w))),
-                })
-                log(f"(iii) {method} {mode} eps={eps}: v_gap={rows[-1]['v_gap']:.3e} "
-                    f"vs eps=0: {rows[-1]['v_vs_eps0']:.3e} w2 vs eps=0: {rows[-1]['w2_vs_eps0']:.3e}")
+                rows.append(
+                    {
+                        "group": f"{method}/{mode}",
+                        "method": method,
+                        "mode": mode,
+                        "eps": eps,
+                        "v_gap": float(np.mean(r.column("v_gap")[tail])),
+                        "v_vs_eps0": float(np.mean(np.max(np.abs(r.values[tail] - ref.values[-1]), axis=1))),
+                        "w2_vs_eps0": float(np.max(dg.w2_policies(mdp.grid, r.w, ref.w))),
+                        "w2_to_star": float(np.max(dg.w2_policies(mdp.grid, r.w, opt.w))),
+                    }
+                )
+                log(
+                    f"(iii) {method} {mode} eps={eps}: v_gap={rows[-1]['v_gap']:.3e} "
+                    f"vs eps=0: {rows[-1]['v_vs_eps0']:.3e} w2 vs eps=0: {rows[-1]['w2_vs_eps0']:.3e}"
+                )
     fits = _loglog_fits(rows, "eps", ("v_vs_eps0", "w2_vs_eps0"), group="group")
     write_csv(out / "floors.csv", rows)
     write_csv(out / "fits.csv", fits)
-    plot_loglog(out / "eps_floor.png", rows, "eps", ("v_vs_eps0", "w2_vs_eps0"), fits, reference_slope=1.0,
-                title=f"{cfg.preset}: error floor against eps (eta={cfg.eta:g}), vs the eps=0 fixed point",
-                group="group")
+    plot_loglog(
+        out / "eps_floor.png",
+        rows,
+        "eps",
+        ("v_vs_eps0", "w2_vs_eps0"),
+        fits,
+        reference_slope=1.0,
+        title=f"{cfg.preset}: error floor against eps (eta={cfg.eta:g}), vs the eps=0 fixed point",
+        group="group",
+    )
     return fits
 
 
@@ -383,12 +456,19 @@ def tau_rate(cfg: TauRateConfig) -> list[dict[str, object]]:
             s["tau"] = tau
             s["predicted_rate_per_time"] = 0.5 * s["lsi_alpha"] * tau * (1 - mdp.gamma)
             rows.append(s)
-            log(f"(iv) {name} tau={tau}: rate/time={s['rate_per_time']:.4g} "
-                f"bound={s['predicted_rate_per_time']:.3g} alpha={s['lsi_alpha']:.3g}")
+            log(
+                f"(iv) {name} tau={tau}: rate/time={s['rate_per_time']:.4g} "
+                f"bound={s['predicted_rate_per_time']:.3g} alpha={s['lsi_alpha']:.3g}"
+            )
     write_csv(out / "rates.csv", rows)
-    plot_loglog(out / "tau_rate.png", [dict(r, n_grid=r["preset"]) for r in rows], "tau",
-                ("rate_per_time", "predicted_rate_per_time"), None,
-                title=f"WPG contraction rate per unit time (eta={cfg.eta:g})")
+    plot_loglog(
+        out / "tau_rate.png",
+        [dict(r, n_grid=r["preset"]) for r in rows],
+        "tau",
+        ("rate_per_time", "predicted_rate_per_time"),
+        None,
+        title=f"WPG contraction rate per unit time (eta={cfg.eta:g})",
+    )
     return rows
 
 
@@ -424,19 +504,29 @@ def compare(cfg: CompareConfig) -> list[dict[str, object]]:
             "SPI": lambda: run(mdp, make_update(mdp, "spi", 0.0), mdp.initial_policy(), cfg.iters),
         }
         for e in cfg.pmd_etas:
-            methods[f"PMD eta={e:g}"] = (lambda e=e: run(mdp, make_update(mdp, "pmd", e), mdp.initial_policy(), cfg.iters))
+            methods[f"PMD eta={e:g}"] = lambda e=e: run(
+                mdp, make_update(mdp, "pmd", e), mdp.initial_policy(), cfg.iters
+            )
         if i == 0 and mdp.grid.dim == 1:
-            methods[f"WPG particles N={cfg.particles.n_particles}"] = lambda: run_particles(mdp, cfg.eta, cfg.iters, cfg.particles)
+            methods[f"WPG particles N={cfg.particles.n_particles}"] = lambda: run_particles(
+                mdp, cfg.eta, cfg.iters, cfg.particles
+            )
         panel = {}
         for label, fn in methods.items():
             log(f"(v) {name}: {label}")
             r = fn()
             panel[label] = (r.column("k"), r.column("v_gap"))
             write_csv(out / f"trace_{name}_{label.replace(' ', '_').replace('=', '')}.csv", r.rows)
-            summary.append({"preset": name, "method": label, "final_v_gap": r.rows[-1]["v_gap"],
-                            "final_w2_max": r.rows[-1]["w2_max"],
-                            "iters_to_1e-3": _first_below(r.column("v_gap"), 1e-3),
-                            "iters_to_1e-8": _first_below(r.column("v_gap"), 1e-8)})
+            summary.append(
+                {
+                    "preset": name,
+                    "method": label,
+                    "final_v_gap": r.rows[-1]["v_gap"],
+                    "final_w2_max": r.rows[-1]["w2_max"],
+                    "iters_to_1e-3": _first_below(r.column("v_gap"), 1e-3),
+                    "iters_to_1e-8": _first_below(r.column("v_gap"), 1e-8),
+                }
+            )
         curves[name] = panel
     write_csv(out / "summary.csv", summary)
     plot_curves(out / "compare.png", *curves.values(), xlabel="iteration k", titles=tuple(curves), shared_legend=True)
@@ -460,10 +550,18 @@ def run_particles(mdp: GridMDP, eta: float, iters: int, cfg: ParticleConfig) -> 
         V = mdp.evaluate(w).V
         values.append(V)
         w2 = dg.w2_particles(mdp.grid, x, opt.w)
-        rows.append({"k": k, "v_gap": float(np.max(np.abs(opt.V - V))), "obj_gap": float(mdp.rho0 @ (opt.V - V)),
-                     "w2_max": float(np.max(w2)), "w2_mean": float(np.mean(w2)),
-                     "kl_max": float(np.max(dg.kl(w, opt.w))), "mass_error": 0.0,
-                     "plugin_v_gap": float(np.max(np.abs(opt.V - plugin_values(mdp, x, cfg.sigma, rng))))})
+        rows.append(
+            {
+                "k": k,
+                "v_gap": float(np.max(np.abs(opt.V - V))),
+                "obj_gap": float(mdp.rho0 @ (opt.V - V)),
+                "w2_max": float(np.max(w2)),
+                "w2_mean": float(np.mean(w2)),
+                "kl_max": float(np.max(dg.kl(w, opt.w))),
+                "mass_error": 0.0,
+                "plugin_v_gap": float(np.max(np.abs(opt.V - plugin_values(mdp, x, cfg.sigma, rng)))),
+            }
+        )
         if k < iters:
             x = particle_step(mdp, x, eta, cfg, rng, k=k)
     return Run(rows, np.array(values), w, False)
@@ -502,18 +600,32 @@ def grid_refinement(cfg: GridConfig) -> list[dict[str, object]]:
         two_d = PRESETS[name].config.dim == 2
         for n in cfg.grids_2d if two_d else cfg.grids_1d:
             mdp = GridMDP(make_problem(name, n_grid=n))
-            r = run(mdp, make_update(mdp, "wpg", cfg.eta), mdp.initial_policy(),
-                    cfg.max_iter_2d if two_d else cfg.max_iter, tol=cfg.tol,
-                    w2_every=10**9, label=f"{name} n={n}")
+            r = run(
+                mdp,
+                make_update(mdp, "wpg", cfg.eta),
+                mdp.initial_policy(),
+                cfg.max_iter_2d if two_d else cfg.max_iter,
+                tol=cfg.tol,
+                w2_every=10**9,
+                label=f"{name} n={n}",
+            )
             opt = mdp.optimum()
             s = _rate_summary(name, mdp, r, cfg.eta)
             s["floor_w2_max"] = float(np.max(dg.w2_policies(mdp.grid, r.w, opt.w)))
             s["h"] = mdp.grid.h
             s["v_star_mean"] = float(np.mean(opt.V))
             rows.append(s)
-            log(f"(vi) {name} n={n}: V*={s['v_star_mean']:.8f} rate={s['rate_self']:.5f} "
-                f"floor={s['floor_v_gap']:.4e} w2={s['floor_w2_max']:.4e}")
+            log(
+                f"(vi) {name} n={n}: V*={s['v_star_mean']:.8f} rate={s['rate_self']:.5f} "
+                f"floor={s['floor_v_gap']:.4e} w2={s['floor_w2_max']:.4e}"
+            )
     write_csv(out / "refinement.csv", rows)
-    plot_loglog(out / "grid.png", [dict(r, n_grid=r["preset"]) for r in rows], "h",
-                ("floor_v_gap", "floor_w2_max"), None, title=f"grid refinement at eta={cfg.eta:g}")
+    plot_loglog(
+        out / "grid.png",
+        [dict(r, n_grid=r["preset"]) for r in rows],
+        "h",
+        ("floor_v_gap", "floor_w2_max"),
+        None,
+        title=f"grid refinement at eta={cfg.eta:g}",
+    )
     return rows

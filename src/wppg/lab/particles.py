@@ -62,8 +62,13 @@ def reflect_into_box(x: np.ndarray, half_width: float) -> np.ndarray:
 
 
 def particle_step(
-    mdp: GridMDP, x: np.ndarray, eta: float, cfg: ParticleConfig, rng: np.random.Generator,
-    q_error: QError | None = None, k: int = 0,
+    mdp: GridMDP,
+    x: np.ndarray,
+    eta: float,
+    cfg: ParticleConfig,
+    rng: np.random.Generator,
+    q_error: QError | None = None,
+    k: int = 0,
 ) -> np.ndarray:
     """One particle WPG step (transport with the plug-in Q, plus Gaussian noise)."""
     V = plugin_values(mdp, x, cfg.sigma, rng)

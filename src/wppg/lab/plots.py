@@ -15,7 +15,10 @@ Curve = tuple[np.ndarray, np.ndarray]
 
 
 def plot_curves(
-    path: Path, *panels: Mapping[str, Curve], xlabel: str, titles: Sequence[str],
+    path: Path,
+    *panels: Mapping[str, Curve],
+    xlabel: str,
+    titles: Sequence[str],
     shared_legend: bool = False,
 ) -> None:
     """One semilog-y panel per mapping label -> (x, y)."""
@@ -43,9 +46,16 @@ def plot_curves(
 
 
 def plot_loglog(
-    path: Path, rows: Sequence[Mapping[str, object]], x: str, ys: Sequence[str],
-    fits: Sequence[Mapping[str, object]] | None, *, reference_slope: float | None = None,
-    title: str = "", hlines: Mapping[str, float] | None = None, group: str = "n_grid",
+    path: Path,
+    rows: Sequence[Mapping[str, object]],
+    x: str,
+    ys: Sequence[str],
+    fits: Sequence[Mapping[str, object]] | None,
+    *,
+    reference_slope: float | None = None,
+    title: str = "",
+    hlines: Mapping[str, float] | None = None,
+    group: str = "n_grid",
 ) -> None:
     """Log-log plot of rows[y] against rows[x], one line per (rows[group], y); the fitted slope
     (from `fits`, keyed by group and quantity) goes into the legend."""
@@ -63,7 +73,9 @@ def plot_loglog(
     if reference_slope is not None:
         xs = np.array(sorted({float(r[x]) for r in rows}))
         y0 = float(np.nanmax([float(r[ys[0]]) for r in rows]))
-        ax.loglog(xs, y0 * (xs / xs[-1]) ** reference_slope, "k--", lw=0.8, label=f"slope {reference_slope:g} (theory bound)")
+        ax.loglog(
+            xs, y0 * (xs / xs[-1]) ** reference_slope, "k--", lw=0.8, label=f"slope {reference_slope:g} (theory bound)"
+        )
     for label, value in (hlines or {}).items():
         ax.axhline(value, color="gray", ls=":", label=label)
     ax.set_xlabel(x)

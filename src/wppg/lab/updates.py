@@ -97,9 +97,7 @@ def spi_step(mdp: GridMDP, w: np.ndarray, q_error: QError | None = None, k: int 
     return mdp.gibbs(_q_seen(mdp, w, q_error, k))
 
 
-def pmd_step(
-    mdp: GridMDP, w: np.ndarray, eta: float, q_error: QError | None = None, k: int = 0
-) -> np.ndarray:
+def pmd_step(mdp: GridMDP, w: np.ndarray, eta: float, q_error: QError | None = None, k: int = 0) -> np.ndarray:
     """Policy mirror descent: pi_{k+1} ∝ pi_k^{1/(1 + eta tau)} exp(eta Q^{pi_k} / (1 + eta tau))."""
     Q = _q_seen(mdp, w, q_error, k)
     c = 1.0 + eta * mdp.tau
@@ -107,9 +105,7 @@ def pmd_step(
     return softmax((logw + eta * Q) / c, axis=1)
 
 
-def make_update(
-    mdp: GridMDP, method: str, eta: float, q_error: QError | None = None
-) -> Update:
+def make_update(mdp: GridMDP, method: str, eta: float, q_error: QError | None = None) -> Update:
     """`update(w, k) -> (w_next, info)` for method in {'wpg', 'spi', 'pmd'}."""
     if method == "wpg":
         return lambda w, k: wpg_step(mdp, w, eta, q_error, k)

@@ -21,6 +21,7 @@ EXTERNAL_ALGOS: dict[str, tuple[str, str]] = {
 }
 """External algorithm name -> (distribution name, import name) of its reference package."""
 
+
 @dataclass(frozen=True)
 class ProtocolSettings:
     """Our evaluation and logging cadence (defaults and meaning: `TrainConfig`)."""
@@ -67,7 +68,11 @@ _SAC_TRAIN_KEYS = {"learning_starts", "batch_size", "buffer_size", "utd", "train
 def _groups(algo: str) -> dict[str, set[str]]:
     """Our hyperparameter names each reference has an equivalent for, by where they go."""
     if algo == "sb3-ppo":
-        return {"protocol": _PROTOCOL_KEYS, "off_policy": set(OFF_POLICY_FIELDS), "ppo": {f.name for f in dataclasses.fields(PPOConfig)}}
+        return {
+            "protocol": _PROTOCOL_KEYS,
+            "off_policy": set(OFF_POLICY_FIELDS),
+            "ppo": {f.name for f in dataclasses.fields(PPOConfig)},
+        }
     return {"train": _SAC_TRAIN_KEYS | _PROTOCOL_KEYS, "sac": {f.name for f in dataclasses.fields(SACConfig)}}
 
 
@@ -128,7 +133,10 @@ def _map_ppo(hp: dict[str, Any]) -> ReferenceSetup:
     # As our on-policy trainer: the off-policy fields are accepted only at their defaults.
     TrainConfig(**parts["protocol"], **parts["off_policy"])
     for name, value in parts["off_policy"].items():
-        require(value == getattr(TrainConfig, name), f"{name} has no meaning for sb3-ppo; leave it at its default {getattr(TrainConfig, name)}")
+        require(
+            value == getattr(TrainConfig, name),
+            f"{name} has no meaning for sb3-ppo; leave it at its default {getattr(TrainConfig, name)}",
+        )
     c = PPOConfig(**parts["ppo"])
     require(
         c.n_steps % c.n_minibatches == 0 and c.n_steps // c.n_minibatches >= 2,

@@ -55,7 +55,9 @@ class ProtocolEvaluator:
 
         limit = evaluation.episode_step_limit(self.env)
         with self.rng_scope(self.n_evals):
-            return evaluation.run_episodes(policy, self.env, self.seed, self.episodes, limit, on_cut=evaluation.warn_cut)
+            return evaluation.run_episodes(
+                policy, self.env, self.seed, self.episodes, limit, on_cut=evaluation.warn_cut
+            )
 
     def evaluate_at(self, step: int) -> dict[str, float]:
         """One evaluation at env step `step`, stochastic then mode; its record (`eval_row`)."""
@@ -71,7 +73,13 @@ class ProtocolRecorder:
     written by `RunLogger`. A reference's callback may skip env steps (SAC evaluates at the start
     of a rollout), so an evaluation is due at the first step at or past each multiple."""
 
-    def __init__(self, evaluator: ProtocolEvaluator, protocol: ProtocolSettings, logger: Any = None, gradient_steps: Callable[[], int] = lambda: 0):
+    def __init__(
+        self,
+        evaluator: ProtocolEvaluator,
+        protocol: ProtocolSettings,
+        logger: Any = None,
+        gradient_steps: Callable[[], int] = lambda: 0,
+    ):
         self.evaluator, self.protocol, self.logger = evaluator, protocol, logger
         self.gradient_steps = gradient_steps
         self.next_eval = protocol.eval_every

@@ -95,7 +95,9 @@ def _build(setup: ReferenceSetup, env_id: str, seed: int) -> tuple[Any, Callable
 
     policy_kwargs["activation_fn"] = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[policy_kwargs["activation_fn"]]
     if setup.algo == "sb3-sac":
-        return SAC("MlpPolicy", make_env(), policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0, **kwargs), None
+        return SAC(
+            "MlpPolicy", make_env(), policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0, **kwargs
+        ), None
     lr = kwargs.pop("learning_rate")
     schedule = (lambda progress_remaining: lr * progress_remaining) if setup.options["anneal_lr"] else lr
     env: Any = DummyVecEnv([lambda: Monitor(make_env())])
@@ -103,10 +105,24 @@ def _build(setup: ReferenceSetup, env_id: str, seed: int) -> tuple[Any, Callable
     o = setup.options
     if o["norm_obs"] or o["norm_reward"]:
         env = VecNormalize(
-            env, norm_obs=o["norm_obs"], norm_reward=o["norm_reward"], clip_obs=o["clip_obs"], clip_reward=o["clip_reward"], gamma=kwargs["gamma"]
+            env,
+            norm_obs=o["norm_obs"],
+            norm_reward=o["norm_reward"],
+            clip_obs=o["clip_obs"],
+            clip_reward=o["clip_reward"],
+            gamma=kwargs["gamma"],
         )
         transform = env.normalize_obs  # reads the running statistics without updating them
-    model = PPO("MlpPolicy", env, learning_rate=schedule, policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0, **kwargs)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        learning_rate=schedule,
+        policy_kwargs=policy_kwargs,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        **kwargs,
+    )
     return model, transform
 
 
@@ -171,7 +187,9 @@ def _clear_run_dir(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "tb", ignore_errors=True)
 
 
-def run_external(algo: str, env_id: str, seed: int, total_steps: int, run_dir: Path, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+def run_external(
+    algo: str, env_id: str, seed: int, total_steps: int, run_dir: Path, hyperparameters: dict[str, Any]
+) -> dict[str, Any]:
     """Train the reference `algo` for `total_steps` env steps (PPO: rounded up to whole
     rollouts), evaluate it with our protocol and write our run files into `run_dir`; returns
     the summary. No checkpoints: a rerun starts over."""
@@ -201,7 +219,9 @@ def run_external(algo: str, env_id: str, seed: int, total_steps: int, run_dir: P
     model, transform = _build(setup, env_id, seed)
     timer = _UpdateTimer(model, _gradient_steps_per_call(setup))
     logger = RunLogger(run_dir)
-    evaluator = ProtocolEvaluator(model, describe_env(env_id).make, seed, setup.protocol.eval_episodes, transform, _rng_scope(algo, model, seed))
+    evaluator = ProtocolEvaluator(
+        model, describe_env(env_id).make, seed, setup.protocol.eval_episodes, transform, _rng_scope(algo, model, seed)
+    )
     recorder = ProtocolRecorder(evaluator, setup.protocol, logger, lambda: timer.steps)
     try:
         model.learn(total_steps, callback=_callback(setup, recorder), progress_bar=False)
