@@ -79,6 +79,10 @@ def plot_panels(panels: list[tuple[Curves, str, bool]], out: str | Path, *, titl
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
+            low, high = ax.get_ylim()
+            if high < 10 * low:  # a near-constant curve: show a decade around it, not float noise
+                mid = (low * high) ** 0.5
+                ax.set_ylim(mid / 10**0.5, mid * 10**0.5)
         ax.legend(fontsize="small" if len(panels) > 1 else None)
     if len(panels) == 1:
         axes[0, 0].set_title(title)
