@@ -238,7 +238,7 @@ def _wppg_configs(run):
     kwargs = {k: v for k, v in kwargs.items() if k != "seed"}
     preset = kwargs.pop("preset", "default")
     algo_kw, train_kw = split_hyperparameters("wppg", {**PRESETS[preset], **kwargs})
-    return WPPGConfig(**{**VARIANTS[variant][1], **algo_kw}), TrainConfig(**train_kw)
+    return WPPGConfig(**{**VARIANTS[variant].fixed, **algo_kw}), TrainConfig(**train_kw)
 
 
 def test_wppg_i_paper_is_the_papers_algorithm_with_settable_k():
