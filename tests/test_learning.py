@@ -1,7 +1,7 @@
 """Learning checks: SAC and WPPG-I must clearly improve on Pendulum-v1.
 
-The default run holds a short check with small networks and a cheap K; the `slow` ones (run
-with `make test-learning`) use the full (256, 256) networks and 20k steps.
+The default run holds SAC's short check; WPPG-I's short check (a cheap K) and the 20k-step ones
+with the full (256, 256) networks are `slow` (run with `make test-learning`).
 """
 
 import numpy as np
@@ -22,7 +22,12 @@ def improvement(agent, steps):
     "make",
     [
         lambda: wppg.SAC("Pendulum-v1", seed=0, **SHORT),
-        lambda: wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, K=4, entropy_M=4, entropy_L=4, **SHORT),
+        # About 100 s on 2 cores: in the slow set; the default run's WPPG-I learning check is
+        # tests/test_bandits.py (the quadratic bandit, about 13 s).
+        pytest.param(
+            lambda: wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, K=4, entropy_M=4, entropy_L=4, **SHORT),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["sac", "wppg-i"],
 )

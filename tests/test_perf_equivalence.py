@@ -64,8 +64,10 @@ def unfused_actor_update(algo, state, obs, key):
     return loss, jax.tree.map(lambda p, u: p + u, state.actor_params, updates)
 
 
-@pytest.mark.parametrize("coupling", ["shared-latent", "ot", "score"])
-@pytest.mark.parametrize("policy", ["gaussian", "implicit"])
+@pytest.mark.parametrize(
+    "policy, coupling",
+    [("gaussian", "shared-latent"), ("implicit", "ot"), ("gaussian", "score"), ("implicit", "shared-latent")],
+)
 def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling):
     """The VJP-reusing actor step applies exactly Adam(grad of the least-squares projection)."""
     algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05, coupling=coupling), 3, BOUNDS)
