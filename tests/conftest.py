@@ -12,6 +12,8 @@ WPPG_TEST_NO_COMPILATION_CACHE=1 to turn the cache off.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -62,3 +64,21 @@ def tiny():
         return {**TINY_TRAIN, **TINY_ALGO[variant], **overrides}
 
     return hyperparameters
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """`run_cli(argv) -> (code, stdout, stderr)`: `wppg` main(argv) with its output captured; a
+    SystemExit (from argument parsing) becomes its code."""
+    from wppg.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        return code, out.getvalue(), err.getvalue()
+
+    return run

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -32,23 +30,12 @@ TINY_FLAGS = [
 ]  # fmt: skip
 
 
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """main(argv) with stdout/stderr captured; SystemExit (from argument parsing) becomes its code."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    return code, out.getvalue(), err.getvalue()
-
-
 def snapshot_dir(d: Path) -> dict[str, bytes]:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(tmp_path_factory, run_cli) -> Path:
     """`wppg train` of a tiny WPPG run of TOTAL steps; the tests below copy it before changing it."""
     out = tmp_path_factory.mktemp("cli") / "run"
     code, stdout, stderr = run_cli(
@@ -81,7 +68,7 @@ def test_train_writes_the_run_directory(trained):
     assert meta["env_steps"] == TOTAL
 
 
-def test_plot_writes_a_png(trained, tmp_path):
+def test_plot_writes_a_png(trained, tmp_path, run_cli):
     png = tmp_path / "figs" / "x.png"
     code, stdout, stderr = run_cli(["plot", str(trained), "--out", str(png)])
     assert code == 0, stderr
@@ -89,13 +76,13 @@ def test_plot_writes_a_png(trained, tmp_path):
     assert str(png) in stdout
 
 
-def test_plot_of_a_directory_without_runs_fails(tmp_path):
+def test_plot_of_a_directory_without_runs_fails(tmp_path, run_cli):
     code, _, stderr = run_cli(["plot", str(tmp_path), "--out", str(tmp_path / "x.png")])
     assert code == 2 and "eval.csv" in stderr
     assert not (tmp_path / "x.png").exists()
 
 
-def test_eval_writes_eval_result(trained, tmp_path):
+def test_eval_writes_eval_result(trained, tmp_path, run_cli):
     run = copy_run(trained, tmp_path)
     code, stdout, stderr = run_cli(["eval", str(run), "--episodes", "1"])
     assert code == 0, f"wppg eval failed with {code}: {stderr}"
@@ -107,7 +94,7 @@ def test_eval_writes_eval_result(trained, tmp_path):
     assert "mode" in stdout and "stochastic" in stdout
 
 
-def test_eval_of_a_missing_run_fails(tmp_path):
+def test_eval_of_a_missing_run_fails(tmp_path, run_cli):
     code, _, stderr = run_cli(["eval", str(tmp_path / "nope"), "--episodes", "1"])
     assert code == 2 and "no checkpoint at" in stderr
 
@@ -116,7 +103,7 @@ RESUMED = 300
 
 
 @pytest.fixture(scope="module")
-def resumed(trained, tmp_path_factory) -> tuple[Path, int, str]:
+def resumed(trained, tmp_path_factory, run_cli) -> tuple[Path, int, str]:
     """The trained run copied, then `wppg resume DIR --total-steps RESUMED`."""
     run = copy_run(trained, tmp_path_factory.mktemp("resume"))
     code, _, stderr = run_cli(["resume", str(run), "--total-steps", str(RESUMED), "--no-progress"])
@@ -147,7 +134,7 @@ def test_resume_keeps_every_transition_when_extending(resumed):
     )
 
 
-def test_resume_of_a_finished_run_is_a_no_op(trained, tmp_path):
+def test_resume_of_a_finished_run_is_a_no_op(trained, tmp_path, run_cli):
     run = copy_run(trained, tmp_path)
     before = snapshot_dir(run)
     code, stdout, stderr = run_cli(["resume", str(run), "--no-progress"])
@@ -156,7 +143,7 @@ def test_resume_of_a_finished_run_is_a_no_op(trained, tmp_path):
     assert snapshot_dir(run) == before
 
 
-def test_train_refuses_an_existing_run(trained, tmp_path):
+def test_train_refuses_an_existing_run(trained, tmp_path, run_cli):
     run = copy_run(trained, tmp_path)
     before = snapshot_dir(run)
     code, _, stderr = run_cli(["train", "--algo", "wppg", "--total-steps", "60", "--out", str(run), *TINY_FLAGS])
@@ -178,7 +165,7 @@ def test_train_refuses_an_existing_run(trained, tmp_path):
     ],
     ids=["K", "eta", "alpha", "batch_size"],
 )
-def test_invalid_hyperparameter_exits_2(flags, message, tmp_path):
+def test_invalid_hyperparameter_exits_2(flags, message, tmp_path, run_cli):
     out = tmp_path / "run"
     code, _, stderr = run_cli(["train", "--env", "Pendulum-v1", "--out", str(out), *flags])
     assert code == 2
@@ -186,7 +173,7 @@ def test_invalid_hyperparameter_exits_2(flags, message, tmp_path):
     assert not out.exists(), "an invalid configuration still created the run directory"
 
 
-def test_unsupported_env_exits_2(tmp_path):
+def test_unsupported_env_exits_2(tmp_path, run_cli):
     code, _, stderr = run_cli(["train", "--env", "NoSuchEnv-v0", "--out", str(tmp_path / "run"), "--no-progress"])
     assert code == 2 and "NoSuchEnv-v0" in stderr
 
@@ -214,7 +201,7 @@ def test_usage_and_unknown_command(capsys):
     assert "unknown command 'fly'" in capsys.readouterr().err
 
 
-def test_train_without_out_does_not_use_the_working_directory(tmp_path, monkeypatch):
+def test_train_without_out_does_not_use_the_working_directory(tmp_path, monkeypatch, run_cli):
     """--out is required (USAGE: `wppg train ... --out runs/x`). It must not default to the
     working directory, where --overwrite would delete everything (shutil.rmtree('.'))."""
     monkeypatch.chdir(tmp_path)
@@ -231,7 +218,7 @@ def test_train_without_out_does_not_use_the_working_directory(tmp_path, monkeypa
     assert "--out" in stderr
 
 
-def test_conflicting_policy_flag_is_not_ignored(tmp_path):
+def test_conflicting_policy_flag_is_not_ignored(tmp_path, run_cli):
     """`--algo wppg --policy implicit` asks for two different policies: refuse it, or train WPPG-I,
     but never silently train the Gaussian policy."""
     out = tmp_path / "run"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import json
 import os
 import pickle
@@ -30,7 +29,6 @@ from wppg import checkpoint as ckpt
 from wppg import trainer as trainer_mod
 from wppg.agent import Agent
 from wppg.checkpoint import CheckpointError, CheckpointWriteError
-from wppg.cli import main
 from wppg.envs import EnvOutputError
 from wppg.rundir import LOCK_NAME, RunLock, RunLockedError
 from wppg.trainer import TrainingInterrupted
@@ -39,16 +37,6 @@ SRC = str(Path(wppg.__file__).resolve().parents[1])
 
 # Most runs here are shorter than learning_starts on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:learning_starts.*zero gradient steps:UserWarning")
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 2
-    return code, out.getvalue(), err.getvalue()
 
 
 def files_of(d: Path) -> dict[str, bytes]:
@@ -112,7 +100,7 @@ class Payload:
 
 # --- 1. no code execution on load ---------------------------------------------------------------
 @pytest.mark.parametrize("entry", ["pool/pickles/0", "pool/envs/0"], ids=["pickle-entry", "legacy-entry"])
-def test_pickled_env_snapshot_is_not_executed(saved_run, tmp_path, entry):
+def test_pickled_env_snapshot_is_not_executed(saved_run, tmp_path, entry, run_cli):
     run = copy_of(saved_run, tmp_path)
     last = run / "checkpoints" / "last.npz"
     header, arrays = arrays_of(last)
@@ -202,7 +190,7 @@ def test_stale_temp_files_are_removed(saved_run, tmp_path):
 
 
 # --- 3. one writer per run directory ----------------------------------------------------------------
-def test_second_writer_gets_a_named_error(saved_run, tmp_path):
+def test_second_writer_gets_a_named_error(saved_run, tmp_path, run_cli):
     """A real second process holds the lock; training into the run and `wppg train` both refuse."""
     run = copy_of(saved_run, tmp_path)
     # The holder loads rundir.py alone (no JAX import): a second process in well under a second.
@@ -251,7 +239,7 @@ def test_stale_lock_is_taken_over(tmp_path):
     [(["--env", "NoSuchEnv-v0"], "NoSuchEnv-v0"), (["--env", "Pendulum-v1", "--seed", "-1"], "seed")],
     ids=["bad-env", "negative-seed"],
 )
-def test_overwrite_keeps_the_old_run_when_the_new_one_is_invalid(saved_run, tmp_path, flags, word):
+def test_overwrite_keeps_the_old_run_when_the_new_one_is_invalid(saved_run, tmp_path, flags, word, run_cli):
     run = copy_of(saved_run, tmp_path)
     before = files_of(run)
     code, _, stderr = run_cli(["train", "--out", str(run), "--overwrite", "--no-progress", *flags])
@@ -260,7 +248,7 @@ def test_overwrite_keeps_the_old_run_when_the_new_one_is_invalid(saved_run, tmp_
 
 
 # --- 8. named errors of the command line ------------------------------------------------------------
-def test_cli_named_errors(saved_run, tmp_path):
+def test_cli_named_errors(saved_run, tmp_path, run_cli):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     cases = [
@@ -277,7 +265,7 @@ def test_cli_named_errors(saved_run, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_resume_of_a_multi_seed_parent_names_its_seeds(saved_run, tmp_path):
+def test_resume_of_a_multi_seed_parent_names_its_seeds(saved_run, tmp_path, run_cli):
     parent = tmp_path / "multi"
     for s in (0, 1):
         (parent / f"seed{s}" / "checkpoints").mkdir(parents=True)
@@ -376,7 +364,7 @@ gym.register("WppgTestSignal-v0", entry_point=Hostile, kwargs={"how": "", "at": 
 
 
 @pytest.mark.parametrize(("how", "code"), [("sigint", 130), ("sigterm", 143)])
-def test_signal_checkpoints_and_resume_goes_on_to_the_target(how, code, tiny, tmp_path, monkeypatch):
+def test_signal_checkpoints_and_resume_goes_on_to_the_target(how, code, tiny, tmp_path, monkeypatch, run_cli):
     """The signal arrives inside the env step of step 23: that step and its update finish, the
     checkpoint is at 23, and a resume without --total-steps continues to the interrupted target."""
     handler = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)

@@ -130,8 +130,9 @@ class BanditEnv(gym.Env):
 
     @staticmethod
     def reward(a: np.ndarray) -> np.ndarray:
-        """r(a) for actions [..., d]; returns [...]."""
-        raise NotImplementedError
+        """r(a) for actions [..., d]; returns [...]. Each task class defines its own; the base class
+        is not a task (it is not registered) and refuses to be used as one."""
+        raise TypeError("BanditEnv is the base class of the bandit tasks: use one of its registered subclasses")
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
