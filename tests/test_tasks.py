@@ -95,15 +95,19 @@ def test_bandit_rewards_at_known_points():
     assert four.step(np.array([1.0, 0.5]))[1] == pytest.approx(-3.2 * 0.75**2)
 
 
-def test_multigoal_dynamics_reward_and_goal():
-    env = gym.make(MULTIGOAL_ID)
+@pytest.mark.parametrize(
+    ("env_id", "coef"), [("wppg/MultiGoal-v0", (30.0, 1.0, 10.0)), (MULTIGOAL_ID, (1.0, 0.1, 1.0))]
+)
+def test_multigoal_dynamics_reward_and_goal(env_id, coef):
+    action_cost, distance_cost, goal_reward = coef
+    env = gym.make(env_id)
     p0, info = env.reset(seed=3)
     assert info["goal"] == -1 and np.all(np.abs(p0) < 0.5)
     goals = env.unwrapped.goals
     a = np.array([1.0, 0.5])
     p1, r, term, trunc, info = env.step(a)
     np.testing.assert_allclose(p1, p0 + a, rtol=1e-6)
-    expected = -30 * (a @ a) - np.min(np.sum((goals - p1.astype(np.float64)) ** 2, axis=1))
+    expected = -action_cost * (a @ a) - distance_cost * np.min(np.sum((goals - p1.astype(np.float64)) ** 2, axis=1))
     assert r == pytest.approx(expected, rel=1e-5) and not term and not trunc and info["goal"] == -1
     # Straight down: the goal (0, -5) is reached within 6 steps, with its bonus and index.
     env.reset(seed=3)
@@ -112,13 +116,19 @@ def test_multigoal_dynamics_reward_and_goal():
         if term:
             break
     assert term and info["goal"] == 3 and np.linalg.norm(p - goals[3]) <= 1
-    assert r == pytest.approx(-30 - np.sum((p.astype(np.float64) - goals[3]) ** 2) + 10, rel=1e-5)
+    dist = np.sum((p.astype(np.float64) - goals[3]) ** 2)
+    assert r == pytest.approx(-action_cost - distance_cost * dist + goal_reward, rel=1e-5)
     # Clipped to the box, truncated at 30 steps when no goal is reached.
     env.reset(seed=0)
     for t in range(30):
         p, _, term, trunc, _ = env.step(np.array([1.0, 1.0]))
         assert not term
     assert trunc and np.all(p == 7.0)
+
+
+def test_multigoal_rejects_bad_coefficients():
+    with pytest.raises(ValueError, match="distance_cost"):
+        gym.make(MULTIGOAL_ID, distance_cost=float("nan"))
 
 
 # --- the Gibbs grid ---------------------------------------------------------------------------------
@@ -216,7 +226,7 @@ def test_reference_metrics():
     ref = reference_metrics(BANDIT_IDS[1])
     assert ref["w2_to_gibbs"] == 0 and ref["mass_left"] == 0.5 and ref["policy_mean"] == pytest.approx(0, abs=1e-12)
     assert reference_metrics(BANDIT_IDS[2])["mode_min_mass"] == 0.25
-    assert reference_metrics(MULTIGOAL_ID) == {"goals_reached": 4.0}
+    assert reference_metrics(MULTIGOAL_ID) == {"goals_reached": 4.0, "goals_from_origin": 4.0, "origin_directions": 4.0}
 
 
 # --- MultiGoal metrics ------------------------------------------------------------------------------
@@ -226,25 +236,47 @@ DIRECTIONS = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], np.flo
 def test_multigoal_metrics_count_goals():
     env = gym.make(MULTIGOAL_ID)
     key = jax.random.PRNGKey(0)
-    right = policy_metrics(env, constant_act([1.0, 0.0]), key, episodes=8)
-    assert right == {"goals_reached": 1.0, "success_rate": 1.0}
+    right = policy_metrics(env, constant_act([1.0, 0.0]), key, episodes=8, n=50)
+    assert right == {"goals_reached": 1.0, "success_rate": 1.0, "goals_from_origin": 1.0, "origin_directions": 1.0}
 
     def by_episode(obs, key):  # row i of the batch is episode i
         return DIRECTIONS[np.arange(len(obs)) % 4]
 
-    assert policy_metrics(env, by_episode, key, episodes=8) == {"goals_reached": 4.0, "success_rate": 1.0}
+    every = policy_metrics(env, by_episode, key, episodes=8, n=100)
+    assert every == {"goals_reached": 4.0, "success_rate": 1.0, "goals_from_origin": 4.0, "origin_directions": 4.0}
     assert policy_metrics(env, lambda o, k: DIRECTIONS[np.arange(len(o)) % 2], key, episodes=6)["goals_reached"] == 2.0
     still = policy_metrics(env, constant_act([0.0, 0.0]), key, episodes=4)
-    assert still == {"goals_reached": 0.0, "success_rate": 0.0}
+    assert still["goals_reached"] == still["success_rate"] == still["goals_from_origin"] == 0.0
     # Half the episodes diagonal (never within 1 of a goal before the wall), half straight up.
     half = policy_metrics(
         env, lambda o, k: np.where((np.arange(len(o)) % 2)[:, None] == 0, [[0.7, 0.7]], [[0.0, 1.0]]), key, episodes=6
     )
-    assert half == {"goals_reached": 1.0, "success_rate": 0.5}
+    assert half["goals_reached"] == 1.0 and half["success_rate"] == 0.5
+
+
+def test_multigoal_origin_metrics_separate_spread_from_the_random_start():
+    """A deterministic policy that heads for the goal nearest its start reaches all four goals from
+    the random start, one from the exact origin; the origin metrics see only the policy's spread."""
+    env = gym.make(MULTIGOAL_ID)
+    start, _ = env.reset(options={"start": (0.0, 0.0)})
+    assert np.all(start == 0.0)
+
+    def nearest(obs, key):
+        return DIRECTIONS[np.argmax(obs @ DIRECTIONS.T, axis=1)]
+
+    m = policy_metrics(env, nearest, jax.random.PRNGKey(1), episodes=40, n=100)
+    assert m["goals_reached"] == 4.0 and m["goals_from_origin"] == 1.0 and m["origin_directions"] == 1.0
+
+    def two_modes(obs, key):  # a 70/30 mixture of two directions, whatever the state
+        pick = np.asarray(jax.random.uniform(key, (len(obs),))) < 0.3
+        return np.where(pick[:, None], DIRECTIONS[2], DIRECTIONS[1])
+
+    m = policy_metrics(env, two_modes, jax.random.PRNGKey(2), episodes=40, n=1000)
+    assert m["goals_from_origin"] >= 2.0 and m["origin_directions"] == 2.0
 
 
 # --- the trainer's summary and the report -----------------------------------------------------------
-def test_summary_holds_task_metrics(tmp_path, tiny):
+def test_summary_holds_task_metrics(tmp_path, tiny, run_cli):
     from wppg.agent import make_agent
 
     kw = tiny("sac", learning_starts=40, batch_size=16, eval_every=100)
@@ -253,6 +285,10 @@ def test_summary_holds_task_metrics(tmp_path, tiny):
     metrics = json.loads((tmp_path / "bandit" / "summary.json").read_text())["task_metrics"]
     assert set(metrics) == {"w2_to_gibbs", "policy_std", "mean_reward", "policy_mean", "mass_left"}
     assert all(np.isfinite(v) for v in metrics.values())
+    # `wppg eval` of the final checkpoint gives the same numbers (the same key, the same policy).
+    code, out, _ = run_cli(["eval", str(tmp_path / "bandit"), "--episodes", "1"])
+    assert code == 0 and "task metrics: w2_to_gibbs" in out
+    assert json.loads((tmp_path / "bandit" / "eval_result.json").read_text())["task_metrics"] == metrics
 
 
 def test_summary_of_other_envs_has_no_task_metrics(tmp_path):
@@ -270,6 +306,7 @@ def test_summary_of_other_envs_has_no_task_metrics(tmp_path):
         state=SimpleNamespace(step=0),
         make_env=make_env,
     )
+    stub.task_metrics = lambda: BaseTrainer.task_metrics(stub)
     BaseTrainer._write_summary(stub, {})
     assert "task_metrics" not in json.loads((tmp_path / "summary.json").read_text())
 
@@ -333,15 +370,19 @@ def test_report_without_task_metrics_has_no_section(tmp_path):
     assert "Task metrics" not in (tmp_path / "r.md").read_text()
 
 
-def test_multimodal_suite():
+@pytest.mark.parametrize(
+    ("suite", "env_ids", "tau"), [("multimodal", BANDIT_IDS, TAU), ("multigoal", (MULTIGOAL_ID,), TAU)]
+)
+def test_task_suites(suite, env_ids, tau):
+    """Every algorithm of a task suite is after the same soft optimum: SAC's fixed alpha is WPPG's tau."""
     from wppg.bench.spec import load_spec
 
-    spec = load_spec("multimodal")
-    assert set(spec.envs) == set(TASK_IDS)
+    spec = load_spec(suite)
+    assert set(spec.envs) == set(env_ids)
     assert {a: len(s.seeds) for a, s in spec.algos.items()} == {"wppg-i": 5, "sac-fixed": 5, "wppg": 3, "wpo": 3}
     for run in spec.runs():
         variant, kwargs = run.agent_arguments()
         if variant == "sac":
-            assert kwargs["alpha"] == TAU and kwargs["autotune"] is False
+            assert kwargs["alpha"] == tau and kwargs["autotune"] is False
         if variant.startswith("wppg"):
-            assert kwargs["tau"] == TAU and kwargs["preset"] == "cpu"
+            assert kwargs["tau"] == tau and kwargs["preset"] == "cpu"

@@ -221,6 +221,10 @@ def cmd_eval(argv: list[str]) -> int:
         result[f"return_{name}"] = float(r.mean())
         result[f"return_{name}_std"] = float(r.std())
         print(f"{name:>10}: {r.mean():10.2f} +- {r.std():.2f} over {args.episodes} episodes")
+    metrics = agent.trainer.task_metrics()
+    if metrics is not None:
+        result["task_metrics"] = metrics
+        print("task metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     if args.video:
         from wppg.video import record_gif
 

@@ -7,7 +7,12 @@ Importing `wppg` registers these Gymnasium ids (continuous Box actions, flat Box
   +-0.5, barrier height 0.2 at a = 0 (2 tau at tau = 0.1).
 - `wppg/BanditFourModes-v0`: one-step bandit, a in [-1, 1]^2,
   r(a) = -3.2 [(a1^2 - 0.25)^2 + (a2^2 - 0.25)^2]: four modes at (+-0.5, +-0.5).
-- `wppg/MultiGoal-v0`: the 2-D multi-goal point task of Haarnoja et al. (2017), see `MultiGoalEnv`.
+- `wppg/MultiGoal-v1`: the 2-D multi-goal point task of Haarnoja et al. (2017) with the reward
+  coefficients of the SAC authors' multigoal example (action cost 1, distance cost 0.1, goal reward
+  1), meant for a temperature of 1; see `MultiGoalEnv`.
+- `wppg/MultiGoal-v0`: the same task with the 2017 coefficients (30, 1, 10). At those, grad_a Q is
+  of order 70 and the paper's particle step eta grad_a Q (eta = 0.1) is several box widths: an
+  explicit Euler step on a curvature of 60, which overshoots (docs/benchmarks-multimodal.md).
 
 A one-step task has Q(a) = r(a), so its soft-optimal policy at temperature tau is the Gibbs
 policy pi*(a) proportional to exp(r(a) / tau) on the action box: `gibbs_policy` computes it on a
@@ -28,13 +33,17 @@ import jax
 import numpy as np
 
 BANDIT_IDS = ("wppg/BanditQuadratic-v0", "wppg/BanditDoubleWell-v0", "wppg/BanditFourModes-v0")
-MULTIGOAL_ID = "wppg/MultiGoal-v0"
-TASK_IDS = (*BANDIT_IDS, MULTIGOAL_ID)
+MULTIGOAL_ID = "wppg/MultiGoal-v1"
+MULTIGOAL_IDS = ("wppg/MultiGoal-v0", MULTIGOAL_ID)
+TASK_IDS = (*BANDIT_IDS, *MULTIGOAL_IDS)
 MULTIGOAL_HORIZON = 30
 
 # Act on one policy sample batch of this size (1-D and 2-D bandits) and this many MultiGoal episodes.
 DEFAULT_SAMPLES = 2000
 DEFAULT_EPISODES = 20
+# MultiGoal's `origin_directions` counts the goal directions that hold at least this share of the
+# policy's first actions at the origin (the soft-optimal policy: all four, 1/4 each, by symmetry).
+ORIGIN_DIRECTION_SHARE = 0.1
 
 ActFn = Callable[[np.ndarray, jax.Array], Any]
 
@@ -194,27 +203,39 @@ class MultiGoalEnv(gym.Env):
     - Observation: the position p in [-7, 7]^2; p_0 ~ N(0, 0.1^2 I).
     - Action: a velocity a in [-1, 1]^2 (clipped to the box); p' = clip(p + a, -7, 7).
     - Goals: (5, 0), (-5, 0), (0, 5), (0, -5).
-    - Reward: -30 ||a||^2 - min_g ||p' - g||^2, plus 10 when p' is within distance 1 of a goal;
-      reaching a goal ends the episode (terminated), and `info["goal"]` is its index (-1 while none
-      is reached). Registered with a 30-step time limit (truncated).
+    - Reward: -action_cost ||a||^2 - distance_cost min_g ||p' - g||^2, plus goal_reward when p' is
+      within distance 1 of a goal; reaching a goal ends the episode (terminated), and
+      `info["goal"]` is its index (-1 while none is reached). Registered with a 30-step time limit.
+
+    The defaults (30, 1, 10) are the 2017 paper's (`wppg/MultiGoal-v0`); `wppg/MultiGoal-v1` uses
+    (1, 0.1, 1), the coefficients of the SAC authors' multigoal example, which ran at temperature 1.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     goals = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]])
     bound = 7.0
-    action_cost = 30.0
-    goal_reward = 10.0
     goal_radius = 1.0
     init_std = 0.1
 
-    def __init__(self) -> None:
+    def __init__(self, action_cost: float = 30.0, distance_cost: float = 1.0, goal_reward: float = 10.0) -> None:
+        coefficients = {"action_cost": action_cost, "distance_cost": distance_cost, "goal_reward": goal_reward}
+        for name, value in coefficients.items():
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"MultiGoalEnv: {name} must be a finite number >= 0, got {value!r}")
+        self.action_cost = float(action_cost)
+        self.distance_cost = float(distance_cost)
+        self.goal_reward = float(goal_reward)
         self.observation_space = gym.spaces.Box(-self.bound, self.bound, (2,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._pos = np.zeros(2)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """`options={"start": (x, y)}` starts at that position instead of p_0 ~ N(0, 0.1^2 I)."""
         super().reset(seed=seed)
-        self._pos = np.clip(self.np_random.normal(0.0, self.init_std, 2), -self.bound, self.bound)
+        start = (options or {}).get("start")
+        noise = self.np_random.normal(0.0, self.init_std, 2)  # drawn either way: one RNG stream per seed
+        p0 = noise if start is None else np.asarray(start, np.float64).reshape(2)
+        self._pos = np.clip(p0, -self.bound, self.bound)
         return self._pos.astype(np.float32), {"goal": -1}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -223,7 +244,8 @@ class MultiGoalEnv(gym.Env):
         sq = np.sum((self.goals - self._pos) ** 2, axis=1)
         nearest = int(np.argmin(sq))
         reached = bool(sq[nearest] <= self.goal_radius**2)
-        reward = -self.action_cost * float(a @ a) - float(sq[nearest]) + (self.goal_reward if reached else 0.0)
+        reward = -self.action_cost * float(a @ a) - self.distance_cost * float(sq[nearest])
+        reward += self.goal_reward if reached else 0.0
         return self._pos.astype(np.float32), reward, reached, False, {"goal": nearest if reached else -1}
 
 
@@ -233,11 +255,18 @@ def register_tasks() -> None:
         "wppg/BanditQuadratic-v0": ("BanditQuadratic", None),
         "wppg/BanditDoubleWell-v0": ("BanditDoubleWell", None),
         "wppg/BanditFourModes-v0": ("BanditFourModes", None),
-        MULTIGOAL_ID: ("MultiGoalEnv", MULTIGOAL_HORIZON),
+        "wppg/MultiGoal-v0": ("MultiGoalEnv", MULTIGOAL_HORIZON),
     }
     for env_id, (cls, horizon) in entries.items():
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=f"wppg.tasks:{cls}", max_episode_steps=horizon)
+    if MULTIGOAL_ID not in gym.registry:
+        gym.register(
+            MULTIGOAL_ID,
+            entry_point="wppg.tasks:MultiGoalEnv",
+            max_episode_steps=MULTIGOAL_HORIZON,
+            kwargs={"action_cost": 1.0, "distance_cost": 0.1, "goal_reward": 1.0},
+        )
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -314,13 +343,17 @@ def _bandit_metrics(task: BanditEnv, a: np.ndarray) -> dict[str, float]:
     return out
 
 
-def _multigoal_metrics(env: gym.Env, act: ActFn, key: jax.Array, episodes: int) -> dict[str, float]:
+def _multigoal_episodes(env: gym.Env, act: ActFn, key: jax.Array, episodes: int, start: Any = None) -> np.ndarray:
+    """The goal index each of `episodes` stochastic episodes reaches (-1: none), from reset seeds
+    drawn from `key`, starting at `start` (None: the env's random start)."""
     seed_key, act_key = jax.random.split(key)
     seeds = np.asarray(jax.random.randint(seed_key, (episodes,), 0, 2**31 - 1))
+    options = None if start is None else {"start": start}
     # Episodes run in lock-step so that the policy acts on one batch [episodes, 2] per step: row i
     # is episode i (rows of finished episodes are acted on and ignored, which keeps one shape).
     envs = [copy.deepcopy(env) for _ in range(episodes)]
-    obs = np.stack([e.reset(seed=int(s))[0] for e, s in zip(envs, seeds, strict=True)]).astype(np.float32)
+    obs = np.stack([e.reset(seed=int(s), options=options)[0] for e, s in zip(envs, seeds, strict=True)])
+    obs = obs.astype(np.float32)
     done = np.zeros(episodes, bool)
     goal = np.full(episodes, -1)
     horizon = env.spec.max_episode_steps if env.spec is not None and env.spec.max_episode_steps else MULTIGOAL_HORIZON
@@ -336,7 +369,24 @@ def _multigoal_metrics(env: gym.Env, act: ActFn, key: jax.Array, episodes: int) 
             break
     for e in envs:
         e.close()
-    return {"goals_reached": float(len(set(goal[goal >= 0].tolist()))), "success_rate": float(np.mean(goal >= 0))}
+    return goal
+
+
+def _multigoal_metrics(env: gym.Env, act: ActFn, key: jax.Array, episodes: int, n: int) -> dict[str, float]:
+    k_random, k_origin, k_first = jax.random.split(key, 3)
+    goal = _multigoal_episodes(env, act, k_random, episodes)
+    from_origin = _multigoal_episodes(env, act, k_origin, episodes, start=(0.0, 0.0))
+    # The first action at the origin, the state where the four goals are symmetric: its direction
+    # is the goal it heads for (the goal g maximising <a, g>).
+    first = np.asarray(act(np.zeros((n, 2), np.float32), k_first), np.float64).reshape(n, 2)
+    heading = np.argmax(first @ MultiGoalEnv.goals.T, axis=1)
+    share = np.bincount(heading, minlength=len(MultiGoalEnv.goals)) / n
+    return {
+        "goals_reached": float(len(set(goal[goal >= 0].tolist()))),
+        "success_rate": float(np.mean(goal >= 0)),
+        "goals_from_origin": float(len(set(from_origin[from_origin >= 0].tolist()))),
+        "origin_directions": float(np.sum(share >= ORIGIN_DIRECTION_SHARE)),
+    }
 
 
 def policy_metrics(
@@ -350,13 +400,18 @@ def policy_metrics(
     `policy_mean` (1-D), `mass_left` (double well: fraction of a < 0), `mode_min_mass` (four
     modes: the smallest fraction of samples in a quadrant). MultiGoal (`episodes` stochastic
     episodes from reset seeds drawn from `key`): `goals_reached` (distinct goals, 0-4) and
-    `success_rate` (fraction of episodes that reach a goal). Deterministic given `key`.
+    `success_rate` (fraction of episodes that reach a goal), from the env's random start;
+    `goals_from_origin`, the same from the exact origin, where only the policy's own spread can
+    pick different goals (the random start, std 0.1, already breaks the symmetry, so a
+    deterministic policy that heads for the nearest goal reaches all four in `goals_reached`);
+    `origin_directions`, how many of the four goal directions hold at least 10% of n first actions
+    at the origin. Deterministic given `key`.
     """
     task = _task(env)
     if task is None:
         return None
     if isinstance(task, MultiGoalEnv):
-        return _multigoal_metrics(env, act, key, episodes)
+        return _multigoal_metrics(env, act, key, episodes, n)
     obs = np.zeros((n, *task.observation_space.shape), np.float32)
     # The env clips actions to the box, so the clipped samples are the policy the task sees.
     a = np.clip(np.asarray(act(obs, key), np.float64).reshape(n, task.action_dim), -1.0, 1.0)
@@ -378,7 +433,7 @@ def reference_metrics(env: gym.Env | str) -> dict[str, float] | None:
     if task is None:
         return None
     if isinstance(task, MultiGoalEnv):
-        return {"goals_reached": 4.0}
+        return {"goals_reached": 4.0, "goals_from_origin": 4.0, "origin_directions": 4.0}
     grid = task.gibbs()
     out = {
         "w2_to_gibbs": 0.0,

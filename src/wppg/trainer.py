@@ -241,19 +241,30 @@ class BaseTrainer(abc.ABC):
             "peak_rss_mb": peak_rss_mb(),
             "final_eval": self.last_eval,
         }
+        metrics = self.task_metrics()
+        if metrics is not None:
+            summary["task_metrics"] = metrics
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    def task_metrics(self) -> dict[str, float] | None:
+        """`wppg.tasks.policy_metrics` of the current policy on a fresh env, from its own stream of
+        the run seed (so a run and `wppg eval` of its checkpoint agree); None unless the env is one
+        of `wppg.tasks`."""
         from wppg.tasks import is_task, policy_metrics
 
         # The eval env already exists after learn, so other envs cost one isinstance check.
-        if is_task(self.eval_env if self.eval_env is not None else self.meta.get("env_id")):
-            env = self.make_env()
-            params = self.algo.policy_params(self.state)
-            summary["task_metrics"] = policy_metrics(
+        if not is_task(self.eval_env if self.eval_env is not None else self.meta.get("env_id")):
+            return None
+        env = self.make_env()
+        params = self.algo.policy_params(self.state)
+        try:
+            return policy_metrics(
                 env,
                 lambda obs, k: self.algo.act(params, obs, k, deterministic=False),
-                jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 3),  # its own stream of the run seed
+                jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 3),
             )
+        finally:
             env.close()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
         bad = [name for name, v in metrics.items() if not np.isfinite(v)]

@@ -409,8 +409,10 @@ TASK_REFERENCE = (
     "Its values: `w2_to_gibbs` 0 (W2 distance from 2000 policy samples to it), `mass_left` 0.5 (double well: "
     "fraction of actions a < 0), `mode_min_mass` 0.25 (four modes: smallest fraction of actions in a quadrant), "
     "and `policy_std`, `policy_mean`, `mean_reward` as in the `reference` row; on MultiGoal, `goals_reached` 4 "
-    "(distinct goals reached by 20 stochastic episodes), with `success_rate` the fraction of those episodes "
-    "that reach a goal. Sample metrics carry sampling noise: exact Gibbs samples give a W2 of a few hundredths."
+    "(distinct goals reached by 20 stochastic episodes from the env's random start), with `success_rate` the "
+    "fraction of those episodes that reach a goal, `goals_from_origin` 4 (the same from the exact origin, where "
+    "only the policy's spread can pick more than one goal) and `origin_directions` 4 (goal directions holding "
+    "at least 10% of the first actions at the origin). Sample metrics carry sampling noise: exact Gibbs samples give a W2 of a few hundredths."
 )
 
 
