@@ -12,7 +12,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
-from wppg.coupling import assignment, couple, kernel_score, ot_pair, silverman_bandwidth
+from wppg.coupling import assignment, couple, curvature, kernel_score, ot_pair, silverman_bandwidth, step_size
 from wppg.entropy import calibrated_entropy_target, mixture_entropy
 from wppg.envs import ActionBounds
 from wppg.noise import standard_normal
@@ -173,3 +173,53 @@ def test_tau_auto_is_validated():
         WPPGConfig(tau="hot")
     with pytest.raises(ConfigError, match="coupling"):
         WPPGConfig(coupling="nearest")
+
+
+# --- the step rule ----------------------------------------------------------------------------------
+def test_curvature_is_exact_on_a_quadratic_and_zero_without_spread():
+    kappa, m = 7.5, jnp.array([0.3, -0.2])
+    a0 = jax.random.uniform(jax.random.PRNGKey(0), (5, 8, 2), minval=-1, maxval=1)
+    np.testing.assert_allclose(curvature(a0, -kappa * (a0 - m)), kappa, rtol=1e-5)
+    # Anisotropic: a weighted mean of the eigenvalues, within their range.
+    est = curvature(a0, -a0 * jnp.array([1.0, 3.0]))
+    assert bool(jnp.all((est > 1.0) & (est < 3.0)))
+    # A convex direction gives a negative curvature, which the implicit rule ignores.
+    assert bool(jnp.all(curvature(a0, 2.0 * a0) < 0))
+    np.testing.assert_allclose(step_size("implicit", a0, 2.0 * a0, 0.1), 0.1, rtol=1e-6)
+    same = jnp.broadcast_to(a0[:, :1], a0.shape)
+    np.testing.assert_array_equal(curvature(same, jnp.ones_like(same)), 0.0)
+
+
+def test_implicit_step_is_the_proximal_step_of_a_quadratic():
+    """eta / (1 + eta kappa) times grad Q(a) lands where a' = a + eta grad Q(a') does, for any eta kappa."""
+    kappa, m, eta = 60.0, 0.25, 0.1  # eta kappa = 6: the explicit step overshoots fivefold
+    a0 = jax.random.uniform(jax.random.PRNGKey(1), (3, 8, 1), minval=-1, maxval=1)
+    g = -kappa * (a0 - m)
+    implicit = a0 + step_size("implicit", a0, g, eta) * g
+    np.testing.assert_allclose(implicit, (a0 + eta * kappa * m) / (1 + eta * kappa), rtol=1e-5, atol=1e-6)
+    explicit = a0 + step_size("explicit", a0, g, eta) * g
+    np.testing.assert_allclose(explicit - m, -5.0 * (a0 - m), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("x", [0.2, 6.0])
+def test_implicit_particle_langevin_has_the_stated_stationary_variance(x):
+    """Particles on a quadratic Q, moved by the implicit step and heat noise 2 tau eta_s: stationary
+    variance tau / kappa (2 + 2x) / (2 + x), x = eta kappa (stable also where the explicit one diverges)."""
+    kappa, tau = 10.0, 0.1
+    eta = x / kappa
+    a = jnp.zeros((4000, 8, 1))
+
+    def step(a, key):
+        g = -kappa * a
+        e = step_size("implicit", a, g, eta)
+        return couple("shared-latent", a, g, e, tau, key), None
+
+    a = a + 0.01 * jax.random.normal(jax.random.PRNGKey(2), a.shape)
+    a, _ = jax.lax.scan(step, a, jax.random.split(jax.random.PRNGKey(3), 200))
+    expected = tau / kappa * (2 + 2 * x) / (2 + x)
+    np.testing.assert_allclose(float(jnp.var(a)), expected, rtol=0.05)
+
+
+def test_step_rule_is_validated():
+    with pytest.raises(ValueError, match="step_rule"):
+        WPPGConfig(step_rule="adaptive").validate()

@@ -10,7 +10,7 @@ from scipy import stats
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
 from wppg.algorithms.base import grad_min_q
-from wppg.coupling import couple
+from wppg.coupling import couple, step_size
 from wppg.entropy import mixture_entropy, plug_in_entropy
 from wppg.envs import ActionBounds
 from wppg.networks import MLP, StateSampleMLP
@@ -58,19 +58,26 @@ def unfused_actor_update(algo, state, obs, key):
     a0 = algo.policy.apply(state.actor_params, obs, eps)
     grad_q = grad_min_q(algo.critic, state.critic_params, obs, a0)
     c = algo.config
-    target = couple(c.coupling, a0, grad_q, c.eta, c.tau, k_xi, algo.scale)
+    target = couple(c.coupling, a0, grad_q, step_size(c.step_rule, a0, grad_q, c.eta), c.tau, k_xi, algo.scale)
     loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, target)
     updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
     return loss, jax.tree.map(lambda p, u: p + u, state.actor_params, updates)
 
 
 @pytest.mark.parametrize(
-    "policy, coupling",
-    [("gaussian", "shared-latent"), ("implicit", "ot"), ("gaussian", "score"), ("implicit", "shared-latent")],
+    "policy, coupling, step_rule",
+    [
+        ("gaussian", "shared-latent", "explicit"),
+        ("implicit", "ot", "explicit"),
+        ("gaussian", "score", "explicit"),
+        ("implicit", "shared-latent", "explicit"),
+        ("implicit", "ot", "implicit"),
+    ],
 )
-def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling):
+def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling, step_rule):
     """The VJP-reusing actor step applies exactly Adam(grad of the least-squares projection)."""
-    algo = WPPGAlgorithm(WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05, coupling=coupling), 3, BOUNDS)
+    config = WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05, coupling=coupling, step_rule=step_rule)
+    algo = WPPGAlgorithm(config, 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (6, 3))
     key = jax.random.PRNGKey(7)

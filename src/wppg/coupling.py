@@ -17,6 +17,18 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
   plug-in entropy the critic uses), so no noise has to survive the regression.
 
 Every rule sees all K samples of a state at once ([B, K, d] arrays).
+
+The step size of the particle step (`step_size`, `STEP_RULES`):
+
+- `explicit` (the paper): eta for every state. It is an explicit Euler step of the Langevin
+  dynamics, which overshoots where the curvature kappa of -Q in a exceeds 2 / eta: on a quadratic
+  Q = -kappa |a - m|^2 / 2 the step maps a - m to (1 - eta kappa)(a - m).
+- `implicit`: eta_s = eta / (1 + eta kappa_s) per state, kappa_s >= 0 the curvature estimated
+  from the state's K particles (`curvature`). On the quadratic model this is the implicit
+  (proximal) step a' = a + eta grad_a Q(a'), which is what the Wasserstein proximal (JKO) step is
+  before its linearisation: it maps a - m to (a - m) / (1 + eta kappa), stable for any eta. The heat
+  noise uses the same eta_s, so that the stationary variance is tau / kappa times
+  (2 + 2x) / (2 + x) with x = eta kappa (explicit: 2 / (2 - x), and divergent for x >= 2).
 """
 
 from __future__ import annotations
@@ -27,6 +39,31 @@ import jax.numpy as jnp
 from wppg.noise import standard_normal
 
 COUPLINGS = ("shared-latent", "ot", "score")
+STEP_RULES = ("explicit", "implicit")
+
+
+def curvature(a0: jnp.ndarray, grad_q: jnp.ndarray) -> jnp.ndarray:
+    """Per-state curvature of -Q along the spread of the K particles, from a0 and grad_q [B, K, d]:
+    the least-squares slope of the isotropic model grad_q_k = g - kappa (a0_k - mean a0),
+    kappa = -sum_k <dg_k, da_k> / sum_k |da_k|^2 (deviations from the state's means). Returns [B];
+    0 where the particles coincide (no spread to measure it on)."""
+    da = a0 - jnp.mean(a0, axis=-2, keepdims=True)
+    dg = grad_q - jnp.mean(grad_q, axis=-2, keepdims=True)
+    num = -jnp.sum(dg * da, axis=(-2, -1))
+    den = jnp.sum(da * da, axis=(-2, -1))
+    return jnp.where(den > 1e-12, num / jnp.where(den > 1e-12, den, 1.0), 0.0)
+
+
+def step_size(rule: str, a0: jnp.ndarray, grad_q: jnp.ndarray, eta: float) -> jnp.ndarray:
+    """The particle step size per state, [B, 1, 1]: eta ('explicit') or eta / (1 + eta max(kappa, 0))
+    ('implicit', kappa from `curvature`). Only concave directions (kappa > 0) shorten the step."""
+    b = a0.shape[0]
+    if rule == "explicit":
+        return jnp.full((b, 1, 1), eta, a0.dtype)
+    if rule == "implicit":
+        kappa = jax.lax.stop_gradient(jnp.maximum(curvature(a0, grad_q), 0.0))
+        return (eta / (1.0 + eta * kappa))[:, None, None]
+    raise ValueError(f"unknown step rule {rule!r}; expected one of {STEP_RULES}")
 
 
 def assignment(cost: jnp.ndarray) -> jnp.ndarray:
@@ -127,6 +164,7 @@ def couple(
 
     grad_q = grad_a min_j Q_j(s, a0); the particle step is a0 + eta grad_q + xi with
     xi ~ N(0, 2 tau eta I) ('shared-latent', 'ot') or its deterministic heat velocity ('score').
+    `eta` is a scalar or per state ([B, 1, 1], from `step_size`).
     `scale` is the half-width of the action box: the bandwidth's floor is relative to it.
     """
     if coupling == "score":

@@ -25,7 +25,7 @@ from wppg.algorithms.base import (
     min_q,
     require,
 )
-from wppg.coupling import COUPLINGS, couple
+from wppg.coupling import COUPLINGS, STEP_RULES, couple, step_size
 from wppg.entropy import calibrated_entropy_target, plug_in_entropy_from_samples
 from wppg.envs import ActionBounds
 from wppg.policies import make_policy, sample_latents
@@ -79,6 +79,12 @@ class WPPGConfig(OffPolicyConfig):
     'score' (deterministic heat step from the kernel score of the K samples) or 'shared-latent' (the paper's:
     each latent keeps its own particle; the heat noise cancels and the policy collapses)."""
 
+    step_rule: str = "explicit"
+    """Step size of the particle step (`wppg.coupling.step_size`): 'explicit' (the paper's: eta everywhere)
+    or 'implicit' (eta / (1 + eta kappa) per state, kappa the curvature of -Q in a measured on the state's
+    K particles: the proximal step of the local quadratic model, stable where eta kappa > 2, for instance
+    at large reward scales; not in the paper)."""
+
     def validate(self) -> None:
         super().validate()
         require(
@@ -99,6 +105,7 @@ class WPPGConfig(OffPolicyConfig):
             f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}",
         )
         require(self.coupling in COUPLINGS, f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        require(self.step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES}, got {self.step_rule!r}")
 
     @property
     def auto_tau(self) -> bool:
@@ -205,7 +212,8 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         eps = sample_latents(self.policy, k_eps, b, c.K)
         a0, pullback = jax.vjp(lambda p: self.sample_actions(p, obs, eps), state.actor_params)
         grad_q = grad_min_q(self.critic, state.critic_params, obs, a0)
-        target = couple(c.coupling, a0, grad_q, c.eta, self.temperature(state), k_xi, self.scale)
+        eta = step_size(c.step_rule, a0, grad_q, c.eta)
+        target = couple(c.coupling, a0, grad_q, eta, self.temperature(state), k_xi, self.scale)
         residual = jax.lax.stop_gradient(a0 - target)
         n = b * c.K
         (grads,) = pullback(2.0 * residual / n)
@@ -213,6 +221,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         info = {
             "actor_loss": jnp.sum(residual**2) / n,
             "grad_a_q_norm": jnp.mean(jnp.linalg.norm(grad_q, axis=-1)),
+            "eta_step": jnp.mean(eta),  # the mean particle step size (eta unless step_rule='implicit')
         }
         return state.replace(actor_params=actor_params, actor_opt=actor_opt), info
 
