@@ -12,8 +12,8 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
-from wppg.coupling import assignment, couple, curvature, kernel_score, ot_pair, silverman_bandwidth, step_size
-from wppg.entropy import calibrated_entropy_target, mixture_entropy
+from wppg.coupling import assignment, couple, curvature, kernel_score, ot_pair, step_size
+from wppg.entropy import calibrated_entropy_target, mixture_entropy, silverman_bandwidth
 from wppg.envs import ActionBounds
 from wppg.noise import standard_normal
 

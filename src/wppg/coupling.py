@@ -36,6 +36,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from wppg.entropy import silverman_bandwidth
 from wppg.noise import standard_normal
 
 COUPLINGS = ("shared-latent", "ot", "score")
@@ -130,14 +131,6 @@ def ot_pair(a0: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
     cost = jnp.sum((a0[:, :, None, :] - y[:, None, :, :]) ** 2, axis=-1)
     perm = jax.vmap(assignment)(cost)
     return jnp.take_along_axis(y, perm[..., None], axis=1)
-
-
-def silverman_bandwidth(a: jnp.ndarray, floor: float | jnp.ndarray = 1e-3) -> jnp.ndarray:
-    """Per-state, per-dimension kernel width of Silverman's rule, h = std * (4 / ((d + 2) K))^(1 / (d + 4)),
-    from samples a [B, K, d]; at least `floor` so a collapsed sample set still has a finite score."""
-    k, d = a.shape[-2], a.shape[-1]
-    std = jnp.std(a, axis=-2)
-    return jnp.maximum(std * (4.0 / ((d + 2) * k)) ** (1.0 / (d + 4)), floor)
 
 
 def kernel_score(a: jnp.ndarray, h: jnp.ndarray) -> jnp.ndarray:

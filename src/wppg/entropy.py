@@ -7,6 +7,14 @@ It estimates the entropy of pi(.|s) * N(0, sigma^2 I), the policy smoothed by th
 is finite even when pi(.|s) is degenerate (an implicit policy with latent_dim < act_dim). For
 finite M it is biased upwards (a KDE of M points under-estimates the density); the bias against
 the closed form, as sigma -> 0 and as M, L grow, is measured in tests/test_entropy.py.
+
+The kernel width (`BANDWIDTHS`): 'fixed' is sigma for every state (our reading of the paper, which
+does not give it). For a policy much broader than sigma the M centres lie far apart against the
+kernel and the bias grows large (a policy uniform on the 2-D box reads 9.8 nats at M = 8 where
+its entropy is 1.39; `benchmarks/entropy_bias.py`). 'silverman' widens the kernel per state and
+dimension to Silverman's rule on the M centres where that is larger than sigma, h = max(sigma,
+std (4 / ((d + 2) M))^(1 / (d + 4))): it then estimates the entropy of pi * N(0, diag h^2), a
+smoother policy, with far less bias; for policies narrower than about 1.4 sigma it is 'fixed'.
 """
 
 from __future__ import annotations
@@ -19,22 +27,56 @@ import jax.numpy as jnp
 
 from wppg.noise import standard_normal
 
+BANDWIDTHS = ("fixed", "silverman")
 
-def mixture_entropy(centres: jnp.ndarray, baselines: jnp.ndarray, sigma: float) -> jnp.ndarray:
-    """H_hat from centres [..., M, d] and (already noised) baselines [..., L, d]; returns [...]."""
+
+def silverman_bandwidth(a: jnp.ndarray, floor: float | jnp.ndarray = 1e-3) -> jnp.ndarray:
+    """Per-state, per-dimension kernel width of Silverman's rule, h = std * (4 / ((d + 2) K))^(1 / (d + 4)),
+    from samples a [B, K, d]; at least `floor` so a collapsed sample set still has a finite width."""
+    k, d = a.shape[-2], a.shape[-1]
+    std = jnp.std(a, axis=-2)
+    return jnp.maximum(std * (4.0 / ((d + 2) * k)) ** (1.0 / (d + 4)), floor)
+
+
+def kernel_width(bandwidth: str, centres: jnp.ndarray, sigma: float) -> float | jnp.ndarray:
+    """The estimator's kernel width for centres [..., M, d] on the unit box: sigma ('fixed') or
+    max(sigma, Silverman's h) per state and dimension, [..., d] ('silverman')."""
+    if bandwidth == "fixed":
+        return sigma
+    if bandwidth == "silverman":
+        return jax.lax.stop_gradient(silverman_bandwidth(centres, floor=sigma))
+    raise ValueError(f"unknown entropy bandwidth {bandwidth!r}; expected one of {BANDWIDTHS}")
+
+
+def mixture_entropy(centres: jnp.ndarray, baselines: jnp.ndarray, sigma: float | jnp.ndarray) -> jnp.ndarray:
+    """H_hat from centres [..., M, d] and (already noised) baselines [..., L, d]; returns [...].
+    `sigma`: a scalar, or a width per state and dimension [..., d] (the kernel N(0, diag sigma^2))."""
     d = centres.shape[-1]
     m = centres.shape[-2]
     # Squared distances [..., L, M] summed one action coordinate at a time: the same sum as
     # reducing a [..., L, M, d] difference over its last axis, but every pass runs over M in the
     # innermost dimension instead of over d (often 1-6), which XLA:CPU vectorises about 7x better.
-    sq = sum((baselines[..., :, None, i] - centres[..., None, :, i]) ** 2 for i in range(d))
-    log_kernel = -sq / (2 * sigma**2) - 0.5 * d * math.log(2 * math.pi * sigma**2)
+    if isinstance(sigma, float | int):
+        sq = sum((baselines[..., :, None, i] - centres[..., None, :, i]) ** 2 for i in range(d))
+        log_kernel = -sq / (2 * sigma**2) - 0.5 * d * math.log(2 * math.pi * sigma**2)
+    else:
+        s = jnp.broadcast_to(sigma, (*centres.shape[:-2], d))
+        sq = sum(
+            ((baselines[..., :, None, i] - centres[..., None, :, i]) / s[..., i, None, None]) ** 2 for i in range(d)
+        )
+        log_norm = jnp.sum(jnp.log(s), axis=-1)[..., None, None] + 0.5 * d * math.log(2 * math.pi)
+        log_kernel = -sq / 2 - log_norm
     log_mixture = jax.scipy.special.logsumexp(log_kernel, axis=-1) - math.log(m)
     return -jnp.mean(log_mixture, axis=-1)
 
 
 def plug_in_entropy_from_samples(
-    centres: jnp.ndarray, baselines: jnp.ndarray, key: jax.Array, scale: jnp.ndarray, sigma: float
+    centres: jnp.ndarray,
+    baselines: jnp.ndarray,
+    key: jax.Array,
+    scale: jnp.ndarray,
+    sigma: float,
+    bandwidth: str = "fixed",
 ) -> jnp.ndarray:
     """Entropy estimate per state from policy samples in env units: centres [B, M, d] and
     baselines [B, L, d], drawn independently of each other (each set i.i.d. from pi(.|s)).
@@ -42,11 +84,13 @@ def plug_in_entropy_from_samples(
     The mixture is built on normalised actions a / scale (the box's bias cancels in differences),
     so `sigma` is in units of the half-width of the action box; the result is converted back to env
     units by adding sum(log scale) (entropy of an affine map). `key` draws the kernel noise of the
-    baselines.
+    baselines; `bandwidth` is 'fixed' (sigma) or 'silverman' (see the module docstring).
     """
-    baselines = baselines / scale
-    baselines = baselines + sigma * standard_normal(key, baselines.shape)
-    return mixture_entropy(centres / scale, baselines, sigma) + jnp.sum(jnp.log(scale))
+    centres = centres / scale
+    h = kernel_width(bandwidth, centres, sigma)
+    noise = standard_normal(key, baselines.shape)
+    baselines = baselines / scale + (h if bandwidth == "fixed" else h[..., None, :]) * noise
+    return mixture_entropy(centres, baselines, h) + jnp.sum(jnp.log(scale))
 
 
 def plug_in_entropy(
@@ -56,17 +100,21 @@ def plug_in_entropy(
     sigma: float,
     m: int,
     l: int,
+    bandwidth: str = "fixed",
 ) -> jnp.ndarray:
     """Entropy estimate per state of the policy `sample(key, n) -> actions [B, n, d]`, drawing M
     centres and L baselines (see `plug_in_entropy_from_samples`)."""
     k_centres, k_baselines, k_noise = jax.random.split(key, 3)
-    return plug_in_entropy_from_samples(sample(k_centres, m), sample(k_baselines, l), k_noise, scale, sigma)
+    return plug_in_entropy_from_samples(sample(k_centres, m), sample(k_baselines, l), k_noise, scale, sigma, bandwidth)
 
 
-def calibrated_entropy_target(target: float, dim: int, sigma: float, m: int, l: int, n_states: int = 4096) -> float:
-    """What the plug-in estimator (on the unit box, kernel width `sigma`, M = m, L = l) reads, on
-    average, for a policy of true entropy `target` nats: its mean over `n_states` independent draws
-    on the isotropic Gaussian of that entropy, std s = exp(target / dim) / sqrt(2 pi e).
+def calibrated_entropy_target(
+    target: float, dim: int, sigma: float, m: int, l: int, n_states: int = 4096, bandwidth: str = "fixed"
+) -> float:
+    """What the plug-in estimator (on the unit box, kernel width `sigma` and rule `bandwidth`,
+    M = m, L = l) reads, on average, for a policy of true entropy `target` nats: its mean over
+    `n_states` independent draws on the isotropic Gaussian of that entropy, std
+    s = exp(target / dim) / sqrt(2 pi e).
 
     The estimator measures pi * N(0, sigma^2 I), which has more entropy than pi (at least that of
     the kernel alone), and a mixture of finitely many centres adds an upward bias; comparing the
@@ -77,5 +125,7 @@ def calibrated_entropy_target(target: float, dim: int, sigma: float, m: int, l: 
     s = math.exp(target / dim) / math.sqrt(2 * math.pi * math.e)
     k_c, k_b, k_n = jax.random.split(jax.random.PRNGKey(0), 3)
     centres = s * standard_normal(k_c, (n_states, m, dim))
-    baselines = s * standard_normal(k_b, (n_states, l, dim)) + sigma * standard_normal(k_n, (n_states, l, dim))
-    return float(jnp.mean(mixture_entropy(centres, baselines, sigma)))
+    h = kernel_width(bandwidth, centres, sigma)
+    noise = standard_normal(k_n, (n_states, l, dim))
+    baselines = s * standard_normal(k_b, (n_states, l, dim)) + (h if bandwidth == "fixed" else h[..., None, :]) * noise
+    return float(jnp.mean(mixture_entropy(centres, baselines, h)))

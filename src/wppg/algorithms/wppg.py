@@ -26,7 +26,7 @@ from wppg.algorithms.base import (
     require,
 )
 from wppg.coupling import COUPLINGS, STEP_RULES, couple, step_size
-from wppg.entropy import calibrated_entropy_target, plug_in_entropy_from_samples
+from wppg.entropy import BANDWIDTHS, calibrated_entropy_target, plug_in_entropy_from_samples
 from wppg.envs import ActionBounds
 from wppg.policies import make_policy, sample_latents
 
@@ -69,6 +69,11 @@ class WPPGConfig(OffPolicyConfig):
     """Kernel width of the plug-in entropy estimator, in half-widths of the action box (not in the paper).
     0.1 keeps the smoothing small against the spread of a policy over [-1, 1] while M = L = 16
     kernels still overlap (the estimator's bias is measured in tests/test_entropy.py)."""
+    entropy_bandwidth: str = "fixed"
+    """Kernel width rule of the entropy estimator (`wppg.entropy.BANDWIDTHS`): 'fixed' (`entropy_sigma` for
+    every state) or 'silverman' (per state and dimension, the larger of `entropy_sigma` and Silverman's rule
+    on the M centres: far less bias on policies broader than about 1.4 sigma, the same below; not in the
+    paper, docs/algorithms.md)."""
     entropy_M: int = 16
     """Number of mixture centres M of the entropy estimator (not in the paper)."""
     entropy_L: int = 16
@@ -105,6 +110,10 @@ class WPPGConfig(OffPolicyConfig):
             f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}",
         )
         require(self.coupling in COUPLINGS, f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        require(
+            self.entropy_bandwidth in BANDWIDTHS,
+            f"entropy_bandwidth must be one of {BANDWIDTHS}, got {self.entropy_bandwidth!r}",
+        )
         require(self.step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES}, got {self.step_rule!r}")
 
     @property
@@ -142,7 +151,12 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             target = -float(bounds.dim) if config.target_entropy is None else config.target_entropy
             # Compared with the estimate on the unit box (env-unit estimate minus sum log scale).
             self.entropy_target = calibrated_entropy_target(
-                target, bounds.dim, config.entropy_sigma, config.entropy_M, config.entropy_L
+                target,
+                bounds.dim,
+                config.entropy_sigma,
+                config.entropy_M,
+                config.entropy_L,
+                bandwidth=config.entropy_bandwidth,
             ) + float(jnp.sum(jnp.log(jnp.asarray(bounds.scale))))
         super().__init__(config, obs_dim, bounds)
 
@@ -185,7 +199,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         next_actions, centres = actions[:, : c.K], actions[:, c.K : c.K + c.entropy_M]
         baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
-        h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma)
+        h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma, c.entropy_bandwidth)
         return entropy_regularised_value(q, h, self.temperature(state)), {"entropy": jnp.mean(h)}
 
     def projection_loss(
