@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-## Longer learning checks (tens of minutes on CPU)
+## Longer learning checks and the Ray backend end-to-end test (tens of minutes on CPU)
 test-learning: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 

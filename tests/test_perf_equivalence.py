@@ -68,10 +68,9 @@ def unfused_actor_update(algo, state, obs, key):
     "policy, coupling, step_rule",
     [
         ("gaussian", "shared-latent", "explicit"),
-        ("implicit", "ot", "explicit"),
+        ("implicit", "ot", "implicit"),
         ("gaussian", "score", "explicit"),
         ("implicit", "shared-latent", "explicit"),
-        ("implicit", "ot", "implicit"),
     ],
 )
 def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling, step_rule):

@@ -159,6 +159,7 @@ def test_local_backend_runs_resumes_and_skips(tmp_path, worker_cache):
     assert code == 1 and "holds a run with other hyperparameters" in log
 
 
+@pytest.mark.slow  # a Ray instance and two worker processes: 1.5-4 minutes on 2 cores
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_ray_backend_returns_files_and_isolates_a_failure(tmp_path, worker_cache):
     import ray
