@@ -88,8 +88,8 @@ def plug_in_entropy_from_samples(
     """
     centres = centres / scale
     h = kernel_width(bandwidth, centres, sigma)
-    noise = standard_normal(key, baselines.shape)
-    baselines = baselines / scale + (h if bandwidth == "fixed" else h[..., None, :]) * noise
+    per_state = h if isinstance(h, float | int) else h[..., None, :]  # [..., d] -> one width per baseline row
+    baselines = baselines / scale + per_state * standard_normal(key, baselines.shape)
     return mixture_entropy(centres, baselines, h) + jnp.sum(jnp.log(scale))
 
 
@@ -125,7 +125,5 @@ def calibrated_entropy_target(
     s = math.exp(target / dim) / math.sqrt(2 * math.pi * math.e)
     k_c, k_b, k_n = jax.random.split(jax.random.PRNGKey(0), 3)
     centres = s * standard_normal(k_c, (n_states, m, dim))
-    h = kernel_width(bandwidth, centres, sigma)
-    noise = standard_normal(k_n, (n_states, l, dim))
-    baselines = s * standard_normal(k_b, (n_states, l, dim)) + (h if bandwidth == "fixed" else h[..., None, :]) * noise
-    return float(jnp.mean(mixture_entropy(centres, baselines, h)))
+    baselines = s * standard_normal(k_b, (n_states, l, dim))
+    return float(jnp.mean(plug_in_entropy_from_samples(centres, baselines, k_n, jnp.ones(dim), sigma, bandwidth)))

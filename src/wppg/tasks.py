@@ -252,21 +252,19 @@ class MultiGoalEnv(gym.Env):
 def register_tasks() -> None:
     """Register the `wppg/` ids with Gymnasium; calling it again changes nothing."""
     entries = {
-        "wppg/BanditQuadratic-v0": ("BanditQuadratic", None),
-        "wppg/BanditDoubleWell-v0": ("BanditDoubleWell", None),
-        "wppg/BanditFourModes-v0": ("BanditFourModes", None),
-        "wppg/MultiGoal-v0": ("MultiGoalEnv", MULTIGOAL_HORIZON),
+        "wppg/BanditQuadratic-v0": ("BanditQuadratic", None, {}),
+        "wppg/BanditDoubleWell-v0": ("BanditDoubleWell", None, {}),
+        "wppg/BanditFourModes-v0": ("BanditFourModes", None, {}),
+        "wppg/MultiGoal-v0": ("MultiGoalEnv", MULTIGOAL_HORIZON, {}),
+        MULTIGOAL_ID: (
+            "MultiGoalEnv",
+            MULTIGOAL_HORIZON,
+            {"action_cost": 1.0, "distance_cost": 0.1, "goal_reward": 1.0},
+        ),
     }
-    for env_id, (cls, horizon) in entries.items():
+    for env_id, (cls, horizon, kwargs) in entries.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=f"wppg.tasks:{cls}", max_episode_steps=horizon)
-    if MULTIGOAL_ID not in gym.registry:
-        gym.register(
-            MULTIGOAL_ID,
-            entry_point="wppg.tasks:MultiGoalEnv",
-            max_episode_steps=MULTIGOAL_HORIZON,
-            kwargs={"action_cost": 1.0, "distance_cost": 0.1, "goal_reward": 1.0},
-        )
+            gym.register(env_id, entry_point=f"wppg.tasks:{cls}", max_episode_steps=horizon, kwargs=kwargs)
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -382,9 +380,9 @@ def _multigoal_metrics(env: gym.Env, act: ActFn, key: jax.Array, episodes: int, 
     heading = np.argmax(first @ MultiGoalEnv.goals.T, axis=1)
     share = np.bincount(heading, minlength=len(MultiGoalEnv.goals)) / n
     return {
-        "goals_reached": float(len(set(goal[goal >= 0].tolist()))),
+        "goals_reached": float(len(np.unique(goal[goal >= 0]))),
         "success_rate": float(np.mean(goal >= 0)),
-        "goals_from_origin": float(len(set(from_origin[from_origin >= 0].tolist()))),
+        "goals_from_origin": float(len(np.unique(from_origin[from_origin >= 0]))),
         "origin_directions": float(np.sum(share >= ORIGIN_DIRECTION_SHARE)),
     }
 
