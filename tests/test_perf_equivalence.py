@@ -11,7 +11,7 @@ from scipy import stats
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
 from wppg.algorithms.base import grad_min_q
 from wppg.coupling import couple, step_size
-from wppg.entropy import mixture_entropy, plug_in_entropy
+from wppg.entropy import entropy_from_samples, mixture_entropy
 from wppg.envs import ActionBounds
 from wppg.networks import MLP, StateSampleMLP
 from wppg.noise import standard_normal
@@ -87,12 +87,16 @@ def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling, s
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("K, L", [(8, 8), (8, 4), (4, 8)])
-def test_entropy_with_reused_bootstrap_samples_has_the_same_distribution(K, L):
+@pytest.mark.parametrize(
+    "K, L, estimator", [(8, 8, "plug-in"), (8, 4, "plug-in"), (4, 8, "plug-in"), (8, 8, "knn"), (4, 8, "knn")]
+)
+def test_entropy_with_reused_bootstrap_samples_has_the_same_distribution(K, L, estimator):
     """H_hat(s') inside soft_value (baselines = bootstrap actions) against the estimator with its
     own independent draws, over 400 keys at one state: a two-sample KS test cannot tell them apart,
     while it does tell apart an estimator with a different number of centres."""
-    cfg = WPPGConfig(policy="implicit", hidden=(32, 32), K=K, entropy_M=4, entropy_L=L, tau=1.0)
+    cfg = WPPGConfig(
+        policy="implicit", hidden=(32, 32), K=K, entropy_M=4, entropy_L=L, tau=1.0, entropy_estimator=estimator
+    )
     algo = WPPGAlgorithm(cfg, 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))
     obs = jnp.array([[0.3, -0.2, 0.5]])
@@ -101,14 +105,21 @@ def test_entropy_with_reused_bootstrap_samples_has_the_same_distribution(K, L):
         _, info = algo.soft_value(state, obs, key)
         return info["entropy"]
 
-    def separate(key, m):
+    def separate(key, m, repeat=False):
         sample = lambda k, n: algo.policy.apply(state.actor_params, obs, sample_latents(algo.policy, k, 1, n))
-        return plug_in_entropy(sample, key, algo.scale, cfg.entropy_sigma, m, L)[0]
+        k_c, k_b, k_n = jax.random.split(key, 3)
+        centres, baselines = sample(k_c, m), sample(k_c if repeat else k_b, L)
+        return entropy_from_samples(estimator, centres, baselines, k_n, algo.scale, cfg.entropy_sigma)[0]
 
     keys = jax.random.split(jax.random.PRNGKey(1), 400)
     a = np.asarray(jax.vmap(fused)(keys))
     b = np.asarray(jax.vmap(lambda k: separate(k, 4))(jax.random.split(jax.random.PRNGKey(2), 400)))
-    c = np.asarray(jax.vmap(lambda k: separate(k, 1))(jax.random.split(jax.random.PRNGKey(3), 400)))
+    # The power check: a real change. One centre for the plug-in; for knn (nearly unbiased, so the
+    # number of samples barely moves it) the bug reuse could bring, baselines that repeat the centres.
+    if estimator == "plug-in":
+        c = np.asarray(jax.vmap(lambda k: separate(k, 1))(jax.random.split(jax.random.PRNGKey(3), 400)))
+    else:
+        c = np.asarray(jax.vmap(lambda k: separate(k, L, repeat=True))(jax.random.split(jax.random.PRNGKey(3), 400)))
     assert stats.ks_2samp(a, b).pvalue > 0.01
     assert stats.ks_2samp(a, c).pvalue < 1e-6  # the test has power against a real change
 

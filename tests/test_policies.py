@@ -27,8 +27,10 @@ def test_actions_inside_bounds_even_for_huge_latents(kind):
 
 def test_latent_dims():
     assert make_policy("gaussian", 17, 6, np.ones(6), np.zeros(6), (8,)).latent_dim == 6
-    assert make_policy("implicit", 17, 6, np.ones(6), np.zeros(6), (8,)).latent_dim == default_latent_dim(17) == 6
-    assert default_latent_dim(2) == 1 and default_latent_dim(376) == 125
+    assert make_policy("implicit", 17, 6, np.ones(6), np.zeros(6), (8,)).latent_dim == default_latent_dim(17, 6) == 6
+    assert default_latent_dim(376, 17) == 125 and default_latent_dim(11, 3) == 4  # the paper's rule: obs_dim / 3
+    # ... raised to dim(A) where a third of obs_dim is less (MultiGoal: obs 2, actions 2; a 1-D bandit: 1, 1).
+    assert default_latent_dim(2, 2) == 2 and default_latent_dim(1, 1) == 1 and default_latent_dim(1, 2) == 2
     assert make_policy("implicit", 17, 6, np.ones(6), np.zeros(6), (8,), latent_dim=3).latent_dim == 3
 
 

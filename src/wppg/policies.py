@@ -77,9 +77,10 @@ class ImplicitPolicy(nn.Module):
         return jnp.asarray(self.scale) * jnp.tanh(f) + jnp.asarray(self.bias)
 
 
-def default_latent_dim(obs_dim: int) -> int:
-    """The paper's rule of thumb for WPPG-I: about one third of the state dimension."""
-    return max(1, round(obs_dim / 3))
+def default_latent_dim(obs_dim: int, act_dim: int) -> int:
+    """WPPG-I's latent dimension: the paper's rule of thumb, about one third of the state dimension, but
+    at least dim(A), so that the pushforward of the latent can have a density on the action space."""
+    return max(act_dim, round(obs_dim / 3))
 
 
 def make_policy(
@@ -90,7 +91,7 @@ def make_policy(
     if kind == "gaussian":
         return GaussianPolicy(tuple(hidden), act_dim, scale, bias)
     if kind == "implicit":
-        m = default_latent_dim(obs_dim) if latent_dim is None else latent_dim
+        m = default_latent_dim(obs_dim, act_dim) if latent_dim is None else latent_dim
         return ImplicitPolicy(tuple(hidden), act_dim, scale, bias, m)
     raise ValueError(f"unknown policy class {kind!r}: expected 'gaussian' or 'implicit'")
 

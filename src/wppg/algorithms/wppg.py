@@ -26,14 +26,15 @@ from wppg.algorithms.base import (
     require,
 )
 from wppg.coupling import COUPLINGS, STEP_RULES, couple, step_size
-from wppg.entropy import BANDWIDTHS, calibrated_entropy_target, plug_in_entropy_from_samples
+from wppg.entropy import BANDWIDTHS, ESTIMATORS, calibrated_entropy_target, entropy_from_samples
 from wppg.envs import ActionBounds
 from wppg.policies import make_policy, sample_latents
 
 
 @dataclass(frozen=True)
 class WPPGConfig(OffPolicyConfig):
-    """WPPG hyperparameters; defaults are the paper's (K=32, eta=0.1, tau=1e-4, ...) except `coupling`.
+    """WPPG hyperparameters; defaults are the paper's (K=32, eta=0.1, tau=1e-4, ...) except `coupling`,
+    `entropy_estimator` and the latent rule's floor.
 
     Choices the paper leaves open, and deviations:
     - the K bootstrap actions a'_k are drawn from the online policy (no target actor), as in SAC;
@@ -42,6 +43,10 @@ class WPPGConfig(OffPolicyConfig):
       heat-step noise is independent of eps and cancels in expectation, so the policy collapses to
       a deterministic map whatever tau is (measured in docs/algorithms.md). `preset='paper'` gives
       the paper's algorithm exactly;
+    - `entropy_estimator` defaults to 'knn', not the paper's plug-in mixture, whose upward bias on broad
+      policies the critic pays as a bonus for every step an episode lives (measured in docs/algorithms.md);
+    - the default latent dimension of WPPG-I is the paper's rule raised to at least dim(A), so that the
+      policy can have a density (the same on every MuJoCo task of the paper);
     - `tau='auto'` (not in the paper) learns the temperature towards a target entropy, as SAC does.
     """
 
@@ -64,7 +69,10 @@ class WPPGConfig(OffPolicyConfig):
     for finite M, L: the target it is compared with is its mean on an isotropic Gaussian of this entropy
     (`wppg.entropy.calibrated_entropy_target`)."""
     latent_dim: int | None = None
-    """WPPG-I latent dimension m; None means max(1, round(obs_dim / 3)) (paper's rule). Ignored by 'gaussian'."""
+    """WPPG-I latent dimension m; None means max(dim(A), round(obs_dim / 3)): the paper's rule (about a third of
+    the state dimension), raised to dim(A) because a latent of lower dimension maps onto a lower-dimensional set of
+    actions, which has no density and no finite entropy (it changes only tasks with obs_dim < 3 dim(A), none of the
+    paper's). Ignored by 'gaussian'."""
     entropy_sigma: float = 0.1
     """Kernel width of the plug-in entropy estimator, in half-widths of the action box (not in the paper).
     0.1 keeps the smoothing small against the spread of a policy over [-1, 1] while M = L = 16
@@ -74,6 +82,13 @@ class WPPGConfig(OffPolicyConfig):
     every state) or 'silverman' (per state and dimension, the larger of `entropy_sigma` and Silverman's rule
     on the M centres: far less bias on policies broader than about 1.4 sigma, the same below; not in the
     paper, docs/algorithms.md)."""
+    entropy_estimator: str = "knn"
+    """Entropy estimator of the critic's bonus and of tau='auto' (`wppg.entropy.ESTIMATORS`): 'knn' (default; not in
+    the paper: the Kozachenko-Leonenko nearest-neighbour estimate on the M + L policy samples, no kernel, nearly
+    unbiased) or 'plug-in' (the paper's Gaussian mixture, `entropy_sigma`, `entropy_bandwidth`, M centres, L
+    baselines; `preset='paper'`). The plug-in reads policies broad against sigma several nats too high, and the
+    critic pays that bias as a bonus on every step an episode lives: on MultiGoal at tau = 1 it kept WPPG-I from
+    every goal (docs/algorithms.md)."""
     entropy_M: int = 16
     """Number of mixture centres M of the entropy estimator (not in the paper)."""
     entropy_L: int = 16
@@ -114,6 +129,10 @@ class WPPGConfig(OffPolicyConfig):
             self.entropy_bandwidth in BANDWIDTHS,
             f"entropy_bandwidth must be one of {BANDWIDTHS}, got {self.entropy_bandwidth!r}",
         )
+        require(
+            self.entropy_estimator in ESTIMATORS,
+            f"entropy_estimator must be one of {ESTIMATORS}, got {self.entropy_estimator!r}",
+        )
         require(self.step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES}, got {self.step_rule!r}")
 
     @property
@@ -124,8 +143,9 @@ class WPPGConfig(OffPolicyConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     # The library's defaults: the paper's hyperparameters with the 'ot' projection.
     "default": {},
-    # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md).
-    "paper": {"coupling": "shared-latent"},
+    # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md)
+    # and the plug-in entropy estimator.
+    "paper": {"coupling": "shared-latent", "entropy_estimator": "plug-in"},
     # K=8 and M=L=8 cut an update on two CPU cores by 3-5x against the paper's K=32, M=L=16
     # (docs/results/update_time.md) while still averaging the soft target and the actor
     # step over several samples per state. tau=1e-4 makes the entropy term small, so the noisier
@@ -157,6 +177,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
                 config.entropy_M,
                 config.entropy_L,
                 bandwidth=config.entropy_bandwidth,
+                estimator=config.entropy_estimator,
             ) + float(jnp.sum(jnp.log(jnp.asarray(bounds.scale))))
         super().__init__(config, obs_dim, bounds)
 
@@ -199,7 +220,9 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         next_actions, centres = actions[:, : c.K], actions[:, c.K : c.K + c.entropy_M]
         baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
-        h = plug_in_entropy_from_samples(centres, baselines, k_noise, self.scale, c.entropy_sigma, c.entropy_bandwidth)
+        h = entropy_from_samples(
+            c.entropy_estimator, centres, baselines, k_noise, self.scale, c.entropy_sigma, c.entropy_bandwidth
+        )
         return entropy_regularised_value(q, h, self.temperature(state)), {"entropy": jnp.mean(h)}
 
     def projection_loss(

@@ -9,8 +9,9 @@ Four sections, each printing measured figures and ratios as it goes:
   for sac and wppg (K = 1, 8, 32) and wppg-i, and, when installed, SBX SAC and SB3 SAC with the
   same settings; SBX runs right before and right after ours, `--rounds R` times over, and each
   round's ratios are taken against that round's faster SBX figure (their median is printed);
-- coupling: ms per gradient step of wppg and wppg-i with each projection coupling (`wppg.coupling`),
-  timed in alternation, and the ratio to the paper's 'shared-latent';
+- coupling: ms per gradient step of wppg and wppg-i with each projection coupling (`wppg.coupling`)
+  and for the paper's algorithm (shared-latent, plug-in entropy estimator), timed in alternation, and
+  the ratio to the paper's;
 - vmap: per-seed throughput of N seeds trained in one process against one seed alone.
 
 Everything runs in this process with the XLA threading it was started with; the header records
@@ -89,7 +90,15 @@ def matmul_peak_gflops(size: int = 1024, reps: int = 10) -> float:
 
 
 def _algorithm(
-    name: str, K: int, obs_dim: int, act_dim: int, hidden: tuple[int, ...], M: int, L: int, coupling: str = "ot"
+    name: str,
+    K: int,
+    obs_dim: int,
+    act_dim: int,
+    hidden: tuple[int, ...],
+    M: int,
+    L: int,
+    coupling: str = "ot",
+    entropy_estimator: str = "knn",
 ):
     from wppg import registry
     from wppg.envs import ActionBounds
@@ -98,7 +107,8 @@ def _algorithm(
     bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
     entry = registry.get(name)
     # Each config takes those of the case's settings that it has (SAC has no K or coupling).
-    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, "coupling": coupling}
+    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, "coupling": coupling,
+            "entropy_estimator": entropy_estimator}  # fmt: skip
     cfg = entry.make_config(**{k: v for k, v in case.items() if k in entry.config_fields()})
     return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
@@ -131,25 +141,28 @@ def coupling_section(
     cases: list[tuple[str, int]],
     log=print,
 ) -> list[dict[str, Any]]:
-    """ms per gradient step of wppg / wppg-i for each projection coupling, and the ratio to
-    'shared-latent' (the paper's), the couplings timed in alternation (`reps` rounds of one call
-    each, median) so that a load change hits all of them alike."""
+    """ms per gradient step of wppg / wppg-i for each projection coupling (with the default 'knn' entropy
+    estimator) and for the paper's algorithm (shared-latent, plug-in estimator), and the ratio to the paper's,
+    all timed in alternation (`reps` rounds of one call each, median) so that a load change hits them alike."""
     from wppg.coupling import COUPLINGS
 
+    paper = ("shared-latent", "plug-in")
+    variants = [(c, "knn") for c in COUPLINGS] + [paper]
     rows = []
     for name, K in cases:
-        algos = {c: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, coupling=c) for c in COUPLINGS}
-        times: dict[str, list[float]] = {c: [] for c in COUPLINGS}
+        algos = {v: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, coupling=v[0], entropy_estimator=v[1])
+                 for v in variants}  # fmt: skip
+        times: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
         for _ in range(reps):
-            for c, algo in algos.items():
-                times[c].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
-        base = float(np.median(times["shared-latent"]))
-        for c in COUPLINGS:
-            ms = 1e3 * float(np.median(times[c]))
-            rows.append(
-                {"algo": name, "K": K, "coupling": c, "ms_per_step": ms, "ratio_to_shared_latent": ms / (1e3 * base)}
-            )
-            log(f"  {name:7s} K={K:<3d} {c:14s} {ms:8.2f} ms/step   {ms / (1e3 * base):.2f}x shared-latent")
+            for v, algo in algos.items():
+                times[v].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
+        base = float(np.median(times[paper]))
+        for (c, estimator), t in times.items():
+            ms = 1e3 * float(np.median(t))
+            ratio = ms / (1e3 * base)
+            rows.append({"algo": name, "K": K, "coupling": c, "entropy_estimator": estimator, "ms_per_step": ms,
+                         "ratio_to_paper": ratio})  # fmt: skip
+            log(f"  {name:7s} K={K:<3d} {c:14s} {estimator:8s} {ms:8.2f} ms/step   {ratio:.2f}x the paper's")
     return rows
 
 
