@@ -196,3 +196,28 @@ def test_ray_backend_returns_files_and_isolates_a_failure(tmp_path, worker_cache
     error = (out / "Pendulum-v1" / "sac-fixed" / "seed0" / "error.txt").read_text()
     assert error.startswith("ConfigError: alpha must be > 0, got -1.0")
     assert not (out / TOKEN_FILE).exists()
+
+
+def test_cores_of_other_drivers_workers_are_avoided(tmp_path):
+    """Workers of another `wppg bench run` (processes running BOOT) count against the cores they are
+    pinned to; unpinned ones, other processes and this driver's own workers do not."""
+    from wppg.bench.runner import _other_workers_cores
+    from wppg.bench.worker import BOOT
+
+    def fake(pid: int, cmdline: bytes, allowed: str) -> None:
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "cmdline").write_bytes(cmdline)
+        (d / "status").write_text(f"Name:\tpython\nCpus_allowed_list:\t{allowed}\n")
+
+    boot = b"python\0-c\0" + BOOT.encode() + b"\0runs/x"
+    fake(11, boot, "1")  # another driver's worker on core 1
+    fake(12, boot, "0-3")  # unpinned: holds no core
+    fake(13, b"python\0train.py", "2")  # not a benchmark worker
+    fake(14, boot, "2")  # this driver's own worker
+    (tmp_path / "self").mkdir()
+    others = _other_workers_cores({14}, {0, 1, 2, 3}, proc=tmp_path)
+    assert others == {1: 1}
+    usage = dict.fromkeys(range(4), 0)
+    assert _pick_cores(usage, 2, others) == [0, 2] and usage == {0: 1, 1: 0, 2: 1, 3: 0}
+    assert _other_workers_cores(set(), {0, 1}, proc=tmp_path / "missing") == {}

@@ -67,12 +67,52 @@ def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
 
 
 # --- local backend --------------------------------------------------------------------------------
-def _pick_cores(usage: dict[int, int], n: int) -> list[int]:
-    """The n least-used cores: each run gets its own while workers * cpus <= cores."""
-    chosen = sorted(usage, key=lambda c: (usage[c], c))[: min(n, len(usage))]
+def _pick_cores(usage: dict[int, int], n: int, others: dict[int, int] | None = None) -> list[int]:
+    """The n least-used cores: each run gets its own while workers * cpus <= cores. `others` counts the
+    runs of other drivers pinned to each core (`_other_workers_cores`); only `usage` records the pick."""
+    others = others or {}
+    chosen = sorted(usage, key=lambda c: (usage[c] + others.get(c, 0), c))[: min(n, len(usage))]
     for c in chosen:
         usage[c] += 1
     return sorted(chosen)
+
+
+def _other_workers_cores(exclude: set[int], cores: set[int], proc: Path = Path("/proc")) -> dict[int, int]:
+    """How many benchmark workers of other drivers (`python -c BOOT` processes of any `wppg bench run` on
+    this machine; not the pids in `exclude`) are pinned to each of `cores`, read from `proc` (Linux; {}
+    where there is none). A worker allowed on all of `cores` is not pinned and holds none. Without this,
+    two drivers started side by side would both pin their first run to core 0."""
+    count: dict[int, int] = {}
+    if not proc.is_dir():
+        return count
+    marker = BOOT.encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        try:
+            if marker not in (entry / "cmdline").read_bytes():
+                continue
+            status = (entry / "status").read_text()
+        except OSError:  # it ended meanwhile, or is not ours to read
+            continue
+        allowed = next((line.split(":", 1)[1] for line in status.splitlines() if line.startswith("Cpus_allowed_list")), "")
+        pinned = set(_parse_cpu_list(allowed)) & cores
+        if pinned != cores:
+            for c in pinned:
+                count[c] = count.get(c, 0) + 1
+    return count
+
+
+def _parse_cpu_list(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5] (the kernel's list format)."""
+    cores: list[int] = []
+    for part in text.strip().split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            cores += range(int(lo), int(hi) + 1)
+        elif part.strip():
+            cores.append(int(part))
+    return cores
 
 
 def run_local(pending: list[Pending], workers: int, progress: Progress, pin: bool = True) -> list[Outcome]:
@@ -87,7 +127,8 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
         while queue or active:
             while queue and len(active) < workers:
                 p = queue.pop(0)
-                mine = _pick_cores(usage, p.run.resources.cpus) if pin and usage else []
+                others = _other_workers_cores(set(active), set(usage)) if pin and usage else {}
+                mine = _pick_cores(usage, p.run.resources.cpus, others) if pin and usage else []
                 log = open(p.run_dir / LOG_FILE, "a")  # noqa: SIM115 -- closed when its process ends
                 proc = subprocess.Popen(
                     [sys.executable, "-c", BOOT, str(p.run_dir)],
