@@ -152,7 +152,8 @@ def test_round_trip_keeps_predictions_and_buffer(run, tiny, tmp_path):
     fresh = wppg.WPPG("Pendulum-v1", seed=7, progress=False, **tiny("wppg", log_every=50))
     assert not np.array_equal(fresh.predict(obs, deterministic=True), mode)
     np.testing.assert_array_equal(loaded.predict(obs, deterministic=True), mode)
-    np.testing.assert_array_equal(loaded.predict(obs[0], deterministic=True), mode[0])
+    # One observation runs at batch 1, whose matrix kernels may round differently from batch 16's.
+    np.testing.assert_allclose(loaded.predict(obs[0], deterministic=True), mode[0], rtol=1e-6, atol=1e-6)
     assert loaded.predict(obs[0]).shape == (1,)
 
     assert loaded.num_timesteps == agent.num_timesteps == RUN_STEPS

@@ -9,7 +9,11 @@ u = (a - bias) / scale (so that envs and algorithms compare):
 - `policy_entropy`: the plug-in mixture estimate (`wppg.entropy.mixture_entropy`, kernel width
   `SIGMA`, half the samples as centres, half as baselines). It measures the policy smoothed by
   the kernel, so its floor is the kernel's own entropy, d/2 log(2 pi e SIGMA^2) (-0.88 nats per
-  dimension): a value at that floor means a collapsed policy.
+  dimension): a value at that floor means a collapsed policy. It reads broad policies too high
+  (a policy uniform on the 2-D box, entropy 1.39, reads about 5.0 at 16 centres).
+- `policy_entropy_knn`: the nearest-neighbour estimate (`wppg.entropy.knn_entropy`, WPPG's default
+  estimator) on all the samples: nearly unbiased, with no floor but the distance floor's, so a
+  collapsed policy reads far below zero; comparable with SAC's own -E log pi on the unit box.
 
 The draws use a key of their own (the run seed and the env step), never the training streams, so
 logging them changes no training numbers.
@@ -24,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wppg.entropy import mixture_entropy
+from wppg.entropy import knn_entropy, mixture_entropy
 from wppg.envs import ActionBounds
 from wppg.noise import standard_normal
 
@@ -36,8 +40,8 @@ SIGMA = 0.1
 def make_policy_spread(
     act: Callable[..., jnp.ndarray], bounds: ActionBounds
 ) -> Callable[[Any, np.ndarray, jax.Array], dict]:
-    """A jitted `spread(actor_params, obs [n, D], key) -> {'policy_std', 'policy_entropy'}` for an
-    algorithm's `act(actor_params, obs, key, deterministic=False)`."""
+    """A jitted `spread(actor_params, obs [n, D], key) -> {'policy_std', 'policy_entropy', 'policy_entropy_knn'}`
+    for an algorithm's `act(actor_params, obs, key, deterministic=False)`."""
     scale, bias = jnp.asarray(bounds.scale), jnp.asarray(bounds.bias)
 
     @jax.jit
@@ -52,6 +56,7 @@ def make_policy_spread(
         return {
             "policy_std": jnp.mean(jnp.std(u, axis=1)),
             "policy_entropy": jnp.mean(mixture_entropy(u[:, :half], baselines, SIGMA)),
+            "policy_entropy_knn": jnp.mean(knn_entropy(u)),
         }
 
     return spread

@@ -525,6 +525,7 @@ def _train_series(r: RunRecord, columns: tuple[str, ...]) -> tuple[np.ndarray, n
 
 SPREAD_PANELS = (
     (("policy_entropy",), "policy entropy (nats, unit box)", False),
+    (("policy_entropy_knn",), "policy entropy, nearest-neighbour (nats, unit box)", False),
     (("policy_std",), "policy std (unit box)", False),
     (TEMPERATURES, "temperature (SAC alpha, WPPG tau)", True),
 )
@@ -544,7 +545,9 @@ def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dic
             "From train.csv (a row every `log_every` env steps; `wppg.diagnostics`): `policy_entropy`, the plug-in "
             "mixture estimate of the policy's entropy on the unit box u = (a - bias)/scale, kernel width "
             f"{SPREAD_SIGMA}, "
-            f"whose floor, {floor:.2f} nats per action dimension, is that of a collapsed (deterministic) policy; "
+            f"whose floor, {floor:.2f} nats per action dimension, is that of a collapsed (deterministic) policy, and "
+            "which reads broad policies too high; `policy_entropy_knn` (runs made since it was added), the "
+            "nearest-neighbour estimate, nearly unbiased, which reads a collapsed policy far below zero; "
             "`policy_std`, the per-state standard deviation of the actions on the unit box; the temperature (SAC's "
             "alpha, WPPG's tau, learned or fixed). The table gives each run's last row (mean and 95% bootstrap CI over "
             "seeds), the figure the mean over seeds with its 95% bootstrap band. Runs without these columns (the "
