@@ -221,3 +221,37 @@ def test_cores_of_other_drivers_workers_are_avoided(tmp_path):
     usage = dict.fromkeys(range(4), 0)
     assert _pick_cores(usage, 2, others) == [0, 2] and usage == {0: 1, 1: 0, 2: 1, 3: 0}
     assert _other_workers_cores(set(), {0, 1}, proc=tmp_path / "missing") == {}
+
+
+def test_export_keeps_finished_runs_without_checkpoints_and_they_stay_finished(tmp_path):
+    """`wppg bench export`: finished runs are copied without checkpoints/tb/worker log, unfinished ones
+    are left out, and a runner pointed at the copies skips them as finished."""
+    from wppg.bench.cli import bench_main
+    from wppg.bench.spec import Run
+    from wppg.bench.worker import run_state
+
+    def make(seed: int, env_steps: int) -> Run:
+        run = Run.from_dict({"env_id": "Pendulum-v1", "algo": "sac", "seed": seed, "steps": 100,
+                             "hyperparameters": {}, "resources": {"cpus": 1, "gpus": 0.0}})  # fmt: skip
+        d = run.directory(tmp_path / "src")
+        (d / "checkpoints").mkdir(parents=True)
+        (d / "checkpoints" / "last.npz").write_bytes(b"x" * 100)
+        (d / "tb").mkdir()
+        (d / "tb" / "events").write_text("e")
+        (d / "bench.json").write_text(json.dumps({"run": run.to_dict(), "command": "c"}))
+        (d / "summary.json").write_text(json.dumps({"env_steps": env_steps}))
+        (d / "train.csv").write_text("step\n50\n")
+        (d / "worker.log").write_text("progress")
+        return run
+
+    done, unfinished = make(0, 100), make(1, 50)
+    (tmp_path / "src" / "bench_spec.json").write_text("{}")
+    assert bench_main(["export", str(tmp_path / "src"), str(tmp_path / "dest")]) == 0
+    d = done.directory(tmp_path / "dest")
+    assert sorted(p.name for p in d.iterdir()) == ["bench.json", "summary.json", "train.csv"]
+    assert run_state(d, done.steps) == "finished"
+    assert not unfinished.directory(tmp_path / "dest").exists()
+    assert (tmp_path / "dest" / "bench_spec.json").is_file()
+    state, _ = prepare(done, tmp_path / "dest", "c")
+    assert state == "finished"
+    assert bench_main(["export", str(tmp_path / "missing"), str(tmp_path / "d2")]) == 2

@@ -21,7 +21,8 @@ BENCH_USAGE = """usage: wppg bench <command> [options]
 commands:
   run     run a suite:      wppg bench run SUITE_OR_SPEC --out runs/bench --workers 2 [--backend ray]
   list    the suites:       wppg bench list
-  speed   speed benchmark:  wppg bench speed --help"""
+  speed   speed benchmark:  wppg bench speed --help
+  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench results/bench"""
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -115,7 +116,28 @@ def cmd_speed(argv: list[str]) -> int:
     return speed_main(argv)
 
 
-BENCH_COMMANDS = {"run": cmd_run, "list": cmd_list, "speed": cmd_speed}
+def cmd_export(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="wppg bench export",
+        description="Copy the finished runs of a benchmark folder without their checkpoints and TensorBoard events "
+        "(small enough to commit). `wppg report` reads the copies, and `wppg bench run --out DEST` skips them as "
+        "finished, so a campaign can go on from them in a later session.",
+    )
+    p.add_argument("src", type=Path, help="the folder a `wppg bench run` wrote (its --out)")
+    p.add_argument("dest", type=Path, help="where the copies go (same layout)")
+    args = p.parse_args(argv)
+    from wppg.bench.runner import export_finished
+
+    try:
+        copied = export_finished(args.src, args.dest)
+    except FileNotFoundError as e:
+        print(f"wppg bench export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {len(copied)} finished run(s) from {args.src} to {args.dest}")
+    return 0
+
+
+BENCH_COMMANDS = {"run": cmd_run, "list": cmd_list, "speed": cmd_speed, "export": cmd_export}
 
 
 def bench_main(argv: list[str]) -> int:

@@ -24,11 +24,13 @@ from wppg.bench.spec import Run, Spec
 from wppg.bench.worker import BOOT, RUN_FILE, read_json, run_state, worker_environment
 
 __all__ = [
+    "EXPORT_SKIP",
     "LOG_FILE",
     "Outcome",
     "Pending",
     "Progress",
     "RunConflictError",
+    "export_finished",
     "finish",
     "prepare",
     "run_local",
@@ -95,7 +97,9 @@ def _other_workers_cores(exclude: set[int], cores: set[int], proc: Path = Path("
             status = (entry / "status").read_text()
         except OSError:  # it ended meanwhile, or is not ours to read
             continue
-        allowed = next((line.split(":", 1)[1] for line in status.splitlines() if line.startswith("Cpus_allowed_list")), "")
+        allowed = next(
+            (line.split(":", 1)[1] for line in status.splitlines() if line.startswith("Cpus_allowed_list")), ""
+        )
         pinned = set(_parse_cpu_list(allowed)) & cores
         if pinned != cores:
             for c in pinned:
@@ -230,3 +234,48 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> str:
     lines = [head]
     lines += [f"  failed: {o.run.name}: {o.error}" for o in outcomes if o.status == "failed"]
     return "\n".join(lines)
+
+
+# --- export ---------------------------------------------------------------------------------------
+# What a finished run keeps when exported: everything but its checkpoints, TensorBoard events, the
+# worker's console log and the lock (sizes of a 100k-step MuJoCo run: 14 MB, 60 kB, up to 100 kB).
+EXPORT_SKIP = ("checkpoints", "tb", LOG_FILE, ".lock")
+
+
+def export_finished(src: str | Path, dest: str | Path) -> list[Path]:
+    """Copy the finished runs under `src` (directories with bench.json and a summary.json at their budget)
+    to the same relative paths under `dest`, without `EXPORT_SKIP`, plus `src`'s bench_spec.json and
+    machine.json; returns the runs copied. The copies are small enough to commit, `wppg report` reads them,
+    and a `wppg bench run` into `dest` (or into a folder they are copied back to) skips them as finished,
+    so a long campaign can go on from them in a later session. Unfinished runs are left out."""
+    import shutil
+
+    from wppg.bench.spec import Run
+
+    src, dest = Path(src), Path(dest)
+    if not src.is_dir():
+        raise FileNotFoundError(f"no folder {src}")
+    copied = []
+    for bench_file in sorted(src.rglob(RUN_FILE)):
+        run_dir = bench_file.parent
+        info = read_json(bench_file) or {}
+        try:
+            steps = Run.from_dict(info["run"]).steps
+        except (KeyError, TypeError, ValueError):
+            continue
+        if run_state(run_dir, steps) != "finished":
+            continue
+        target = dest / run_dir.relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for item in run_dir.iterdir():
+            if item.name in EXPORT_SKIP:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, target / item.name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(item, target / item.name)
+        copied.append(target)
+    for name in ("bench_spec.json", "machine.json"):
+        if (src / name).is_file() and copied:
+            shutil.copy2(src / name, dest / name)
+    return copied
