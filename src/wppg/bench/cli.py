@@ -22,7 +22,7 @@ commands:
   run     run a suite:      wppg bench run SUITE_OR_SPEC --out runs/bench --workers 2 [--backend ray]
   list    the suites:       wppg bench list
   speed   speed benchmark:  wppg bench speed --help
-  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench results/bench"""
+  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench benchmarks/runs/bench"""
 
 
 def _run_parser() -> argparse.ArgumentParser:
