@@ -1,6 +1,7 @@
-"""Plug-in Gaussian-mixture entropy estimator (WPPG paper, Algorithm 1).
+"""Entropy estimators of a policy from its samples: the plug-in Gaussian mixture (WPPG paper, Algorithm 1)
+and the nearest-neighbour estimate (the default of `WPPGConfig.entropy_estimator`).
 
-For one state: centres mu_j = g(s, z_j), j = 1..M; baselines a_l = g(s, z'_l) + sigma xi_l,
+The plug-in, for one state: centres mu_j = g(s, z_j), j = 1..M; baselines a_l = g(s, z'_l) + sigma xi_l,
 l = 1..L, with z, z', xi independent standard normals;
     H_hat(s) = -(1/L) sum_l log((1/M) sum_j N(a_l; mu_j, sigma^2 I)).
 It estimates the entropy of pi(.|s) * N(0, sigma^2 I), the policy smoothed by the kernel, which
