@@ -141,7 +141,7 @@ class WPPGConfig(OffPolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The library's defaults: the paper's hyperparameters with the 'ot' projection.
+    # The library's defaults: the paper's hyperparameters with the 'ot' projection and the 'knn' estimator.
     "default": {},
     # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md)
     # and the plug-in entropy estimator.
