@@ -89,20 +89,20 @@ def test_per_dimension_width_matches_the_scalar_path_and_the_closed_form():
 
 
 def test_silverman_width_cuts_the_bias_on_broad_policies_and_leaves_narrow_ones_alone():
-    from wppg.entropy import calibrated_entropy_target, plug_in_entropy_from_samples
+    from wppg.entropy import calibrated_entropy_target, entropy_from_samples
 
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(3), 3)
     uniform_c = jax.random.uniform(k1, (2048, 8, 2), minval=-1, maxval=1)
     uniform_b = jax.random.uniform(k2, (2048, 8, 2), minval=-1, maxval=1)
-    fixed = float(jnp.mean(plug_in_entropy_from_samples(uniform_c, uniform_b, k3, jnp.ones(2), 0.1, "fixed")))
-    wide = float(jnp.mean(plug_in_entropy_from_samples(uniform_c, uniform_b, k3, jnp.ones(2), 0.1, "silverman")))
+    fixed = float(jnp.mean(entropy_from_samples("plug-in", uniform_c, uniform_b, k3, jnp.ones(2), 0.1, "fixed")))
+    wide = float(jnp.mean(entropy_from_samples("plug-in", uniform_c, uniform_b, k3, jnp.ones(2), 0.1, "silverman")))
     # The uniform's entropy is log 4 = 1.39; smoothed by Silverman's h (about 0.41) about 2.
     assert fixed > 8.0 and 1.39 < wide < 3.0
     # A narrow policy (std 0.03: Silverman's h < sigma = 0.1): both rules give the same numbers.
     narrow_c, narrow_b = 0.05 * uniform_c, 0.05 * uniform_b
     np.testing.assert_allclose(
-        plug_in_entropy_from_samples(narrow_c, narrow_b, k3, jnp.ones(2), 0.1, "fixed"),
-        plug_in_entropy_from_samples(narrow_c, narrow_b, k3, jnp.ones(2), 0.1, "silverman"),
+        entropy_from_samples("plug-in", narrow_c, narrow_b, k3, jnp.ones(2), 0.1, "fixed"),
+        entropy_from_samples("plug-in", narrow_c, narrow_b, k3, jnp.ones(2), 0.1, "silverman"),
         rtol=1e-6,
     )
     assert calibrated_entropy_target(-1.0, 1, 0.1, 8, 8, bandwidth="silverman") == pytest.approx(

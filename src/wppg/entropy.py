@@ -62,22 +62,25 @@ def kernel_width(bandwidth: str, centres: jnp.ndarray, sigma: float) -> float | 
     raise ValueError(f"unknown entropy bandwidth {bandwidth!r}; expected one of {BANDWIDTHS}")
 
 
+def pairwise_sq_distances(x: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+    """Squared distances [..., n, m] between x [..., n, d] and y [..., m, d], summed one coordinate at a
+    time: the same sum as reducing a [..., n, m, d] difference over its last axis, but every pass runs
+    over m in the innermost dimension instead of over d (often 1-6), which XLA:CPU vectorises about 7x
+    better."""
+    return sum((x[..., :, None, i] - y[..., None, :, i]) ** 2 for i in range(x.shape[-1]))
+
+
 def mixture_entropy(centres: jnp.ndarray, baselines: jnp.ndarray, sigma: float | jnp.ndarray) -> jnp.ndarray:
     """H_hat from centres [..., M, d] and (already noised) baselines [..., L, d]; returns [...].
     `sigma`: a scalar, or a width per state and dimension [..., d] (the kernel N(0, diag sigma^2))."""
     d = centres.shape[-1]
     m = centres.shape[-2]
-    # Squared distances [..., L, M] summed one action coordinate at a time: the same sum as
-    # reducing a [..., L, M, d] difference over its last axis, but every pass runs over M in the
-    # innermost dimension instead of over d (often 1-6), which XLA:CPU vectorises about 7x better.
     if isinstance(sigma, float | int):
-        sq = sum((baselines[..., :, None, i] - centres[..., None, :, i]) ** 2 for i in range(d))
+        sq = pairwise_sq_distances(baselines, centres)  # [..., L, M]
         log_kernel = -sq / (2 * sigma**2) - 0.5 * d * math.log(2 * math.pi * sigma**2)
     else:
         s = jnp.broadcast_to(sigma, (*centres.shape[:-2], d))
-        sq = sum(
-            ((baselines[..., :, None, i] - centres[..., None, :, i]) / s[..., i, None, None]) ** 2 for i in range(d)
-        )
+        sq = pairwise_sq_distances(baselines / s[..., None, :], centres / s[..., None, :])
         log_norm = jnp.sum(jnp.log(s), axis=-1)[..., None, None] + 0.5 * d * math.log(2 * math.pi)
         log_kernel = -sq / 2 - log_norm
     log_mixture = jax.scipy.special.logsumexp(log_kernel, axis=-1) - math.log(m)
@@ -88,34 +91,10 @@ def knn_entropy(samples: jnp.ndarray, floor: float = KNN_FLOOR) -> jnp.ndarray:
     """Kozachenko-Leonenko entropy estimate (first neighbour) from i.i.d. samples [..., N, d]; returns [...].
     Nearest-neighbour distances below `floor` count as `floor` (see the module docstring)."""
     n, d = samples.shape[-2], samples.shape[-1]
-    sq = sum((samples[..., :, None, i] - samples[..., None, :, i]) ** 2 for i in range(d))
-    sq = jnp.where(jnp.eye(n, dtype=bool), jnp.inf, sq)
+    sq = jnp.where(jnp.eye(n, dtype=bool), jnp.inf, pairwise_sq_distances(samples, samples))
     log_r = 0.5 * jnp.log(jnp.maximum(jnp.min(sq, axis=-1), floor**2))
     log_ball = 0.5 * d * math.log(math.pi) - gammaln(0.5 * d + 1.0)
     return digamma(float(n)) - digamma(1.0) + log_ball + d * jnp.mean(log_r, axis=-1)
-
-
-def plug_in_entropy_from_samples(
-    centres: jnp.ndarray,
-    baselines: jnp.ndarray,
-    key: jax.Array,
-    scale: jnp.ndarray,
-    sigma: float,
-    bandwidth: str = "fixed",
-) -> jnp.ndarray:
-    """Entropy estimate per state from policy samples in env units: centres [B, M, d] and
-    baselines [B, L, d], drawn independently of each other (each set i.i.d. from pi(.|s)).
-
-    The mixture is built on normalised actions a / scale (the box's bias cancels in differences),
-    so `sigma` is in units of the half-width of the action box; the result is converted back to env
-    units by adding sum(log scale) (entropy of an affine map). `key` draws the kernel noise of the
-    baselines; `bandwidth` is 'fixed' (sigma) or 'silverman' (see the module docstring).
-    """
-    centres = centres / scale
-    h = kernel_width(bandwidth, centres, sigma)
-    per_state = h if isinstance(h, float | int) else h[..., None, :]  # [..., d] -> one width per baseline row
-    baselines = baselines / scale + per_state * standard_normal(key, baselines.shape)
-    return mixture_entropy(centres, baselines, h) + jnp.sum(jnp.log(scale))
 
 
 def entropy_from_samples(
@@ -127,15 +106,25 @@ def entropy_from_samples(
     sigma: float,
     bandwidth: str = "fixed",
 ) -> jnp.ndarray:
-    """Entropy estimate per state (env units) by `estimator` from two independent i.i.d. sample sets of
-    pi(.|s), [B, M, d] and [B, L, d]: 'plug-in' (`plug_in_entropy_from_samples`) or 'knn' (`knn_entropy`
-    on all M + L samples, on the unit box; `key`, `sigma` and `bandwidth` unused)."""
-    if estimator == "plug-in":
-        return plug_in_entropy_from_samples(centres, baselines, key, scale, sigma, bandwidth)
+    """Entropy estimate per state in env units by `estimator` (`ESTIMATORS`), from policy samples
+    centres [B, M, d] and baselines [B, L, d], drawn independently of each other (each set i.i.d.
+    from pi(.|s)).
+
+    Both estimators work on normalised actions a / scale (the box's bias cancels in differences) and
+    convert back to env units by adding sum(log scale) (entropy of an affine map). 'plug-in': the
+    mixture on the M centres, `sigma` in units of the half-width of the action box, `key` drawing the
+    kernel noise of the baselines, `bandwidth` 'fixed' (sigma) or 'silverman' (see the module
+    docstring). 'knn': `knn_entropy` on all M + L samples; `key`, `sigma` and `bandwidth` unused.
+    """
     if estimator == "knn":
-        both = jnp.concatenate([centres, baselines], axis=-2) / scale
-        return knn_entropy(both) + jnp.sum(jnp.log(scale))
-    raise ValueError(f"unknown entropy estimator {estimator!r}; expected one of {ESTIMATORS}")
+        return knn_entropy(jnp.concatenate([centres, baselines], axis=-2) / scale) + jnp.sum(jnp.log(scale))
+    if estimator != "plug-in":
+        raise ValueError(f"unknown entropy estimator {estimator!r}; expected one of {ESTIMATORS}")
+    centres = centres / scale
+    h = kernel_width(bandwidth, centres, sigma)
+    per_state = h if isinstance(h, float | int) else h[..., None, :]  # [..., d] -> one width per baseline row
+    baselines = baselines / scale + per_state * standard_normal(key, baselines.shape)
+    return mixture_entropy(centres, baselines, h) + jnp.sum(jnp.log(scale))
 
 
 def plug_in_entropy(
@@ -148,9 +137,10 @@ def plug_in_entropy(
     bandwidth: str = "fixed",
 ) -> jnp.ndarray:
     """Entropy estimate per state of the policy `sample(key, n) -> actions [B, n, d]`, drawing M
-    centres and L baselines (see `plug_in_entropy_from_samples`)."""
+    centres and L baselines (see `entropy_from_samples`)."""
     k_centres, k_baselines, k_noise = jax.random.split(key, 3)
-    return plug_in_entropy_from_samples(sample(k_centres, m), sample(k_baselines, l), k_noise, scale, sigma, bandwidth)
+    centres, baselines = sample(k_centres, m), sample(k_baselines, l)
+    return entropy_from_samples("plug-in", centres, baselines, k_noise, scale, sigma, bandwidth)
 
 
 def calibrated_entropy_target(

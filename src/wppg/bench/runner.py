@@ -131,8 +131,9 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
         while queue or active:
             while queue and len(active) < workers:
                 p = queue.pop(0)
-                others = _other_workers_cores(set(active), set(usage)) if pin and usage else {}
-                mine = _pick_cores(usage, p.run.resources.cpus, others) if pin and usage else []
+                mine = []
+                if pin and usage:
+                    mine = _pick_cores(usage, p.run.resources.cpus, _other_workers_cores(set(active), set(usage)))
                 log = open(p.run_dir / LOG_FILE, "a")  # noqa: SIM115 -- closed when its process ends
                 proc = subprocess.Popen(
                     [sys.executable, "-c", BOOT, str(p.run_dir)],
