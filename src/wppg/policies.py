@@ -27,13 +27,14 @@ class GaussianPolicy(nn.Module):
     act_dim: int
     scale: tuple[float, ...]
     bias: tuple[float, ...]
+    precision: str = "float32"
 
     @property
     def latent_dim(self) -> int:
         return self.act_dim
 
     def setup(self) -> None:
-        self.net = MLP(self.hidden, 2 * self.act_dim)
+        self.net = MLP(self.hidden, 2 * self.act_dim, self.precision)
 
     def stats(self, obs: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Pre-squash mean and log-std, [B, d] each; log-std is clipped to a safe range."""
@@ -66,6 +67,7 @@ class ImplicitPolicy(nn.Module):
     scale: tuple[float, ...]
     bias: tuple[float, ...]
     latent: int
+    precision: str = "float32"
 
     @property
     def latent_dim(self) -> int:
@@ -73,7 +75,7 @@ class ImplicitPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jnp.ndarray, z: jnp.ndarray) -> jnp.ndarray:
-        f = StateSampleMLP(self.hidden, self.act_dim)(obs, z)
+        f = StateSampleMLP(self.hidden, self.act_dim, self.precision)(obs, z)
         return jnp.asarray(self.scale) * jnp.tanh(f) + jnp.asarray(self.bias)
 
 
@@ -84,15 +86,23 @@ def default_latent_dim(obs_dim: int, act_dim: int) -> int:
 
 
 def make_policy(
-    kind: str, obs_dim: int, act_dim: int, scale, bias, hidden: Sequence[int], latent_dim: int | None = None
+    kind: str,
+    obs_dim: int,
+    act_dim: int,
+    scale,
+    bias,
+    hidden: Sequence[int],
+    latent_dim: int | None = None,
+    precision: str = "float32",
 ) -> GaussianPolicy | ImplicitPolicy:
-    """Build a policy of class `kind` ('gaussian' or 'implicit')."""
+    """Build a policy of class `kind` ('gaussian' or 'implicit'); `precision` of its matrix
+    products as in `wppg.networks.PRECISIONS`."""
     scale, bias = tuple(float(x) for x in scale), tuple(float(x) for x in bias)
     if kind == "gaussian":
-        return GaussianPolicy(tuple(hidden), act_dim, scale, bias)
+        return GaussianPolicy(tuple(hidden), act_dim, scale, bias, precision)
     if kind == "implicit":
         m = default_latent_dim(obs_dim, act_dim) if latent_dim is None else latent_dim
-        return ImplicitPolicy(tuple(hidden), act_dim, scale, bias, m)
+        return ImplicitPolicy(tuple(hidden), act_dim, scale, bias, m, precision)
     raise ValueError(f"unknown policy class {kind!r}: expected 'gaussian' or 'implicit'")
 
 

@@ -63,3 +63,12 @@ def test_coupling_section_times_each_coupling_and_the_papers_algorithm():
     assert variants == [("shared-latent", "knn"), ("ot", "knn"), ("score", "knn"), ("shared-latent", "plug-in")]
     assert all(r["ms_per_step"] > 0 for r in rows)
     assert rows[-1]["ratio_to_paper"] == pytest.approx(1.0)
+
+
+def test_precision_section_times_both_precisions():
+    out = speed.precision_section(3, 1, (16, 16), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg-i", 2)], log=lambda s: None)
+    assert [(r["algo"], r["K"]) for r in out["steps"]] == [("sac", 1), ("wppg-i", 2)]
+    for r in out["steps"]:
+        assert r["ms_per_step_float32"] > 0 and r["ms_per_step_bf16"] > 0
+        assert r["speedup"] == pytest.approx(r["ms_per_step_float32"] / r["ms_per_step_bf16"])
+    assert out["product"] == [64, 16, 16] and out["product_gflops_bf16"] > 0

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from wppg.envs import ActionBounds
-from wppg.networks import TwinQ
+from wppg.networks import PRECISIONS, TwinQ
 from wppg.noise import standard_normal
 
 
@@ -145,6 +145,14 @@ class OffPolicyConfig:
     """Polyak averaging rate of the target critics (target <- (1 - polyak) target + polyak online)."""
     hidden: Sequence[int] = field(default=(256, 256))
     """Hidden widths of the ReLU MLPs of the policy and of each critic."""
+    precision: str = "float32"
+    """Matrix products of the policy and critic networks: 'float32', or 'bf16' (the hidden-to-hidden
+    products, the bulk of the work, with bf16 operands and float32 accumulation, forward and backward;
+    a network with one hidden layer has none; parameters, optimiser and all other arithmetic stay
+    float32). Not in the papers: a speed option for hardware with bf16 units (Intel AMX or
+    AVX512-BF16, a GPU's tensor cores), where it made a WPPG / WPPG-I update 1.6-1.7x and a SAC
+    update 1.1x faster on a 2-core Xeon with AMX (docs/performance.md); elsewhere it is slower. Each product then carries a relative error of
+    about 1e-2, so runs in the two precisions are different runs: compare algorithms in one."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -159,6 +167,7 @@ class OffPolicyConfig:
             len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
             f"hidden must be positive widths, got {self.hidden}",
         )
+        require(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -245,7 +254,7 @@ class OffPolicyAlgorithm(abc.ABC):
         self.act_dim = bounds.dim
         self.bounds = bounds
         self.scale = jnp.asarray(bounds.scale)
-        self.critic = TwinQ(config.hidden)
+        self.critic = TwinQ(config.hidden, config.precision)
         self.actor_tx = optax.adam(config.actor_lr)
         self.critic_tx = optax.adam(config.critic_lr)
         self.update = jax.jit(self._update)

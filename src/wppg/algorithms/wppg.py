@@ -165,7 +165,14 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
     def __init__(self, config: WPPGConfig, obs_dim: int, bounds: ActionBounds):
         self.policy = make_policy(
-            config.policy, obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, config.latent_dim
+            config.policy,
+            obs_dim,
+            bounds.dim,
+            bounds.scale,
+            bounds.bias,
+            config.hidden,
+            config.latent_dim,
+            config.precision,
         )
         self.tau_tx = optax.adam(config.tau_lr)
         if config.auto_tau:

@@ -1,6 +1,6 @@
 """`wppg bench speed`: how fast the updates and the training loop are on this machine, in one run.
 
-Four sections, each printing measured figures and ratios as it goes:
+Five sections, each printing measured figures and ratios as it goes:
 - roofline: this machine's matmul rate (a large square product, and each matrix shape of the
   update alone), then each update's FLOPs (`wppg.flops`), its measured time per gradient step,
   its achieved FLOP/s, and the fraction of the time that its matrix products alone would take at
@@ -12,7 +12,10 @@ Four sections, each printing measured figures and ratios as it goes:
 - coupling: ms per gradient step of wppg and wppg-i with each projection coupling (`wppg.coupling`)
   and for the paper's algorithm (shared-latent, plug-in entropy estimator), timed in alternation, and
   the ratio to the paper's;
-- vmap: per-seed throughput of N seeds trained in one process against one seed alone.
+- vmap: per-seed throughput of N seeds trained in one process against one seed alone;
+- precision: the CPU's bf16 flags, a hidden layer's product in float32 and in bf16 (float32
+  accumulation), and ms per gradient step of sac, wppg and wppg-i with each `precision`
+  (`OffPolicyConfig.precision`), timed in alternation, with the speed-up of bf16.
 
 Everything runs in this process with the XLA threading it was started with; the header records
 the machine and its load. Compare ratios within one run: absolute times move with the machine's load.
@@ -99,6 +102,7 @@ def _algorithm(
     L: int,
     coupling: str = "ot",
     entropy_estimator: str = "knn",
+    precision: str = "float32",
 ):
     from wppg import registry
     from wppg.envs import ActionBounds
@@ -108,7 +112,7 @@ def _algorithm(
     entry = registry.get(name)
     # Each config takes those of the case's settings that it has (SAC has no K or coupling).
     case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, "coupling": coupling,
-            "entropy_estimator": entropy_estimator}  # fmt: skip
+            "entropy_estimator": entropy_estimator, "precision": precision}  # fmt: skip
     cfg = entry.make_config(**{k: v for k, v in case.items() if k in entry.config_fields()})
     return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
@@ -164,6 +168,76 @@ def coupling_section(
                          "ratio_to_paper": ratio})  # fmt: skip
             log(f"  {name:7s} K={K:<3d} {c:14s} {estimator:8s} {ms:8.2f} ms/step   {ratio:.2f}x the paper's")
     return rows
+
+
+PRECISION_CASES = [("sac", 1), ("wppg", 8), ("wppg-i", 8), ("wppg-i", 32)]
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU flags that decide whether bf16 products are fast (amx_bf16, avx512_bf16: XLA:CPU then
+    runs them on bf16 units; without them it converts to float32 around the product)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return sorted({f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f"})
+
+
+def bf16_product_seconds(product: Product, reps: int) -> tuple[float, float]:
+    """Median seconds of one [m, k] @ [k, n] product in float32 and with bf16 operands and float32
+    accumulation (`wppg.networks.bf16_matmul`), timed in alternation."""
+    import jax
+
+    from wppg.networks import bf16_matmul
+
+    m, k, n = product
+    a = jax.random.normal(jax.random.PRNGKey(0), (m, k))
+    b = jax.random.normal(jax.random.PRNGKey(1), (k, n))
+    f32, bf16 = jax.jit(lambda x, w: x @ w), jax.jit(bf16_matmul)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(reps):
+        times[0].append(_median_seconds(lambda: f32(a, b), 3))
+        times[1].append(_median_seconds(lambda: bf16(a, b), 3))
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def precision_section(
+    obs_dim: int,
+    act_dim: int,
+    hidden: tuple[int, ...],
+    batch: int,
+    M: int,
+    L: int,
+    reps: int,
+    cases: list[tuple[str, int]],
+    log=print,
+) -> dict[str, Any]:
+    """The bf16 product rate against float32 at a hidden layer's shape (batch * 8 rows), then ms per
+    gradient step of each case in float32 and with `precision='bf16'`, timed in alternation
+    (`reps` rounds of one call each, median), and the speed-up."""
+    flags = cpu_bf16_flags()
+    h = hidden[-1]
+    product = (8 * batch, h, h)
+    t32, t16 = bf16_product_seconds(product, reps)
+    flops = 2 * product[0] * product[1] * product[2]
+    log(f"  cpu bf16 flags: {', '.join(flags) or 'none'}")
+    log(f"  product {product[0]}x{product[1]} @ {product[1]}x{product[2]}: float32 {flops / t32 / 1e9:.1f} GFLOP/s, "
+        f"bf16 {flops / t16 / 1e9:.1f} GFLOP/s ({t32 / t16:.2f}x)")  # fmt: skip
+    rows = []
+    for name, K in cases:
+        algos = {p: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, precision=p) for p in ("float32", "bf16")}
+        times: dict[str, list[float]] = {p: [] for p in algos}
+        for _ in range(reps):
+            for p, algo in algos.items():
+                times[p].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
+        ms = {p: 1e3 * float(np.median(t)) for p, t in times.items()}
+        rows.append({"algo": name, "K": K, "ms_per_step_float32": ms["float32"], "ms_per_step_bf16": ms["bf16"],
+                     "speedup": ms["float32"] / ms["bf16"]})  # fmt: skip
+        log(f"  {name:7s} K={K:<3d} float32 {ms['float32']:8.2f} ms/step   bf16 {ms['bf16']:8.2f} ms/step   "
+            f"bf16 is {ms['float32'] / ms['bf16']:.2f}x faster")  # fmt: skip
+    return {"cpu_bf16_flags": flags, "product": list(product), "product_gflops_float32": flops / t32 / 1e9,
+            "product_gflops_bf16": flops / t16 / 1e9, "steps": rows}  # fmt: skip
 
 
 def roofline(
@@ -435,8 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sections",
         nargs="+",
-        choices=("roofline", "coupling", "training", "vmap"),
-        default=["roofline", "coupling", "training", "vmap"],
+        choices=("roofline", "coupling", "training", "vmap", "precision"),
+        default=["roofline", "coupling", "training", "vmap", "precision"],
     )
     p.add_argument("--coupling-K", type=int, nargs="+", default=[8, 32], help="K of the coupling section")
     p.add_argument("--env", default="Hopper-v5", help="env of the training and vmap sections (default Hopper-v5)")
@@ -459,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs=2,
         default=[16, 16],
         metavar=("M", "L"),
-        help="entropy centres/baselines in the roofline",
+        help="entropy centres/baselines in the roofline, coupling and precision sections",
     )
     p.add_argument("--reps", type=int, default=10, help="timed repetitions per measurement (median)")
     p.add_argument("--seeds", type=int, default=4, help="N of the vmap section")
@@ -528,6 +602,15 @@ def main(argv: list[str] | None = None) -> int:
     if "vmap" in args.sections:
         print(f"vmapped seeds on {args.env}: N = {args.seeds}", flush=True)
         result["vmap"] = vmap_section(args.env, args.seeds, args.steps, log=lambda s: print(s, flush=True))
+    if "precision" in args.sections:
+        env = gym.make(args.env)
+        obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+        env.close()
+        print(f"precision ({args.env} shapes; batch {args.batch}; hidden {args.hidden}; entropy M, L = {args.entropy_ml}):",
+              flush=True)  # fmt: skip
+        cases = [c for c in PRECISION_CASES if c[0] in args.variants]
+        result["precision"] = precision_section(obs_dim, act_dim, tuple(args.hidden), args.batch, *args.entropy_ml, args.reps,
+                                                cases, log=lambda s: print(s, flush=True))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
