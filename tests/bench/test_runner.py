@@ -255,3 +255,27 @@ def test_export_keeps_finished_runs_without_checkpoints_and_they_stay_finished(t
     state, _ = prepare(done, tmp_path / "dest", "c")
     assert state == "finished"
     assert bench_main(["export", str(tmp_path / "missing"), str(tmp_path / "d2")]) == 2
+
+
+def test_a_run_made_under_other_defaults_is_refused_and_a_field_added_later_is_not(tmp_path):
+    """A run directory whose config.json differs from what this version builds for the run (a
+    default changed since it started) is refused by name; a field the saved config lacks is not a
+    difference, nor is the step budget."""
+    from wppg.bench.runner import RunConflictError, resolved_configs
+
+    run = Run.from_dict({"env_id": "Pendulum-v1", "algo": "wppg-i", "seed": 0, "steps": 100,
+                         "hyperparameters": {"preset": "cpu"}, "resources": {"cpus": 1, "gpus": 0.0}})  # fmt: skip
+    now = resolved_configs(run)
+    assert now["algo_config"]["K"] == 8 and now["algo_config"]["entropy_estimator"] == "knn"
+    d = run.directory(tmp_path)
+    d.mkdir(parents=True)
+    (d / "bench.json").write_text(json.dumps({"run": run.to_dict(), "command": "c"}))
+    older = {k: dict(v) for k, v in now.items()}
+    del older["algo_config"]["precision"]  # added later: not a difference
+    older["train_config"]["total_steps"] = 50  # a shorter budget: not a difference
+    (d / "config.json").write_text(json.dumps(older))
+    assert prepare(run, tmp_path, "c")[0] == "new"
+    older["algo_config"]["entropy_estimator"] = "plug-in"
+    (d / "config.json").write_text(json.dumps(older))
+    with pytest.raises(RunConflictError, match="entropy_estimator was 'plug-in', now 'knn'"):
+        prepare(run, tmp_path, "c")

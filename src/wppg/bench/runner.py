@@ -46,6 +46,38 @@ def _normalised(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+def resolved_configs(run: Run) -> dict[str, dict[str, Any]]:
+    """The algorithm and training configs this version builds for `run` (as `wppg train` writes
+    them to config.json): the spec's hyperparameters over the preset over the config defaults."""
+    from wppg import registry
+    from wppg.agent import split_hyperparameters
+    from wppg.trainer import TrainConfig
+
+    variant, kwargs = run.agent_arguments()
+    kwargs = dict(kwargs)
+    preset, seed = kwargs.pop("preset", "default"), kwargs.pop("seed")
+    entry = registry.get(variant)
+    algo_kwargs, train_kwargs = split_hyperparameters(variant, {**entry.preset(preset), **kwargs})
+    algo = entry.make_config(**algo_kwargs).to_dict()
+    train = TrainConfig(**{**train_kwargs, "seed": seed}).to_dict()
+    return _normalised({"algo_config": algo, "train_config": train})
+
+
+def config_changes(saved: dict[str, Any], run: Run) -> dict[str, tuple[Any, Any]]:
+    """Fields whose value in a run's saved config.json differs from what this version would use for
+    `run` now (`resolved_configs`): a default changed since the run started. Fields the saved config
+    lacks (added later, with a default that keeps the old behaviour) and the step budget (which a
+    later invocation may extend) do not count."""
+    now = resolved_configs(run)
+    changed = {}
+    for part in ("algo_config", "train_config"):
+        old = saved.get(part) or {}
+        for k, v in now[part].items():
+            if k in old and k != "total_steps" and _normalised(old[k]) != v:
+                changed[k] = (old[k], v)
+    return changed
+
+
 def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
     """Check the run's directory against the spec and write its bench.json; returns its state."""
     run_dir = run.directory(out)
@@ -61,6 +93,15 @@ def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
         raise RunConflictError(
             f"{run_dir} holds a run that the harness did not start (no {RUN_FILE}): use another --out"
         )
+    saved = read_json(run_dir / "config.json")
+    if saved is not None and not run.external:
+        changed = config_changes(saved, run)
+        if changed:
+            raise RunConflictError(
+                f"{run_dir} holds a run made under other defaults than this version's: "
+                + ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in changed.items())
+                + ". Its results would not be the spec's as this version runs it: use another --out, or move that run away"
+            )
     state = run_state(run_dir, run.steps)
     if state != "finished":
         run_dir.mkdir(parents=True, exist_ok=True)
