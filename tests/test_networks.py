@@ -68,10 +68,12 @@ def test_every_off_policy_algorithm_updates_in_bf16(name, obs_dim):
     hp = {"hidden": (32, 32), "precision": "bf16", "K": 4, "entropy_M": 4, "entropy_L": 4}
     cfg = entry.make_config(**{k: v for k, v in hp.items() if k in entry.config_fields()})
     act_dim, n, b = 3, 2, 16
-    algo = entry.algorithm_cls(cfg, obs_dim, ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32)))
+    bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
+    algo = entry.algorithm_cls(cfg, obs_dim, bounds)
     r = np.random.default_rng(0)
-    batches = {"obs": r.normal(size=(n, b, obs_dim)), "action": r.uniform(-1, 1, (n, b, act_dim)), "reward": r.normal(size=(n, b)),
-               "next_obs": r.normal(size=(n, b, obs_dim)), "terminated": np.zeros((n, b))}  # fmt: skip
+    batches = {"obs": r.normal(size=(n, b, obs_dim)), "action": r.uniform(-1, 1, (n, b, act_dim)),
+               "reward": r.normal(size=(n, b)), "next_obs": r.normal(size=(n, b, obs_dim)),
+               "terminated": np.zeros((n, b))}  # fmt: skip
     state = algo.init(jax.random.PRNGKey(0))
     new, metrics = algo.update(state, {k: v.astype(np.float32) for k, v in batches.items()}, jax.random.PRNGKey(1))
     assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(metrics))

@@ -66,7 +66,9 @@ def test_coupling_section_times_each_coupling_and_the_papers_algorithm():
 
 
 def test_precision_section_times_both_precisions():
-    out = speed.precision_section(3, 1, (16, 16), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg-i", 2)], log=lambda s: None)
+    out = speed.precision_section(
+        3, 1, (16, 16), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg-i", 2)], log=lambda s: None
+    )
     assert [(r["algo"], r["K"]) for r in out["steps"]] == [("sac", 1), ("wppg-i", 2)]
     for r in out["steps"]:
         assert r["ms_per_step_float32"] > 0 and r["ms_per_step_bf16"] > 0

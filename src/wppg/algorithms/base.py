@@ -151,8 +151,9 @@ class OffPolicyConfig:
     a network with one hidden layer has none; parameters, optimiser and all other arithmetic stay
     float32). Not in the papers: a speed option for hardware with bf16 units (Intel AMX or
     AVX512-BF16, a GPU's tensor cores), where it made a WPPG / WPPG-I update 1.6-1.7x and a SAC
-    update 1.1x faster on a 2-core Xeon with AMX (docs/performance.md); elsewhere it is slower. Each product then carries a relative error of
-    about 1e-2, so runs in the two precisions are different runs: compare algorithms in one."""
+    update 1.1x faster on a 2-core Xeon with AMX (docs/performance.md); elsewhere it is slower.
+    Each product then carries a relative error of about 1e-2, so runs in the two precisions are
+    different runs: compare algorithms in one."""
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -47,7 +47,9 @@ class SACAlgorithm(OffPolicyAlgorithm):
     name = "sac"
 
     def __init__(self, config: SACConfig, obs_dim: int, bounds: ActionBounds):
-        self.policy = make_policy("gaussian", obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, precision=config.precision)
+        self.policy = make_policy(
+            "gaussian", obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, precision=config.precision
+        )
         self.alpha_tx = optax.adam(config.alpha_lr)
         self.target_entropy = -float(bounds.dim) if config.target_entropy is None else config.target_entropy
         super().__init__(config, obs_dim, bounds)

@@ -151,7 +151,9 @@ class WPOAlgorithm(OffPolicyAlgorithm):
     name = "wpo"
 
     def __init__(self, config: WPOConfig, obs_dim: int, bounds: ActionBounds):
-        self.policy = make_policy("gaussian", obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, precision=config.precision)
+        self.policy = make_policy(
+            "gaussian", obs_dim, bounds.dim, bounds.scale, bounds.bias, config.hidden, precision=config.precision
+        )
         self.dual_tx = optax.adam(config.dual_lr)
         self.bias = jnp.asarray(bounds.bias)
         super().__init__(config, obs_dim, bounds)
