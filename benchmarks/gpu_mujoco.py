@@ -7,10 +7,11 @@ For each env and preset (`default`: the library's WPPG-I with the 'ot' projectio
 paper's shared-latent projection), all seeds train in one process with their updates vmapped
 across seeds (`wppg.multiseed`), K = 32 and entropy M = L = 16 unless told otherwise. Every seed
 writes an ordinary run directory OUT/<env>/<label>/seed<k>/, labelled `wppg-i-K32` or
-`wppg-i-paper-K32` (`-auto-tau` added with `--tau auto`): the harness's names with K, so that
-`wppg report OUT runs/mujoco-cpu` keeps them apart from the `mujoco-cpu` suite's K = 8 runs. The wall time,
-env steps/s (all seeds together and per seed), ms per gradient step and returns (final and mean of
-the last 5 evaluations) go to OUT/gpu_mujoco.json and OUT/gpu_mujoco.md.
+`wppg-i-paper-K32` (`-auto-tau` added with `--tau auto`, `-bf16` with `--precision bf16`): the
+harness's names with K, so that `wppg report OUT runs/mujoco-cpu` keeps them apart from the
+`mujoco-cpu` suite's K = 8 runs. The wall time, env steps/s (all seeds together and per seed), ms
+per gradient step and returns (final and mean of the last 5 evaluations) go to OUT/gpu_mujoco.json
+and OUT/gpu_mujoco.md.
 
 Without an accelerator it refuses full-size runs (they take hours per seed on a CPU) unless
 `--allow-cpu`; `--tiny` (small networks, K = 4, 300 env steps) runs anywhere.
@@ -51,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--entropy-ml", type=int, default=None, help="entropy estimator M = L (default 16)")
     p.add_argument("--tau", default=None, help="temperature: a number or 'auto' (default: the preset's, 1e-4)")
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="layer widths (default 256 256)")
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default=None,
+        help="the networks' matrix products (default float32; bf16 uses a GPU's tensor cores, docs/performance.md)",
+    )
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-starts", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None, help="default 5000")
@@ -72,6 +79,7 @@ def hyperparameters(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     flags = {
         "steps": args.steps, "K": args.K, "hidden": args.hidden, "batch_size": args.batch_size,
         "learning_starts": args.learning_starts, "eval_every": args.eval_every, "eval_episodes": args.eval_episodes,
+        "precision": args.precision,
     }  # fmt: skip
     base.update({k: v for k, v in flags.items() if v is not None})
     if args.entropy_ml is not None:
@@ -97,9 +105,10 @@ def last_mean(eval_csv: Path, key: str, n: int = LAST) -> float | None:
 
 
 def label(preset: str, hp: dict[str, Any]) -> str:
-    """The runs' label in reports: the harness's name of the algorithm, K and a learned tau."""
+    """The runs' label in reports: the harness's name of the algorithm, K, a learned tau and bf16."""
     k = hp.get("K", 32)  # both presets keep the paper's K = 32
-    return f"{PRESET_LABELS[preset]}-K{k}" + ("-auto-tau" if hp.get("tau") == "auto" else "")
+    tail = ("-auto-tau" if hp.get("tau") == "auto" else "") + ("-bf16" if hp.get("precision") == "bf16" else "")
+    return f"{PRESET_LABELS[preset]}-K{k}" + tail
 
 
 def run_one(env_id: str, preset: str, seeds: list[int], steps: int, hp: dict[str, Any], out: Path,
@@ -130,6 +139,7 @@ def run_one(env_id: str, preset: str, seeds: list[int], steps: int, hp: dict[str
     return {
         "env": env_id, "label": name, "preset": preset, "coupling": cfg.coupling, "K": cfg.K,
         "entropy_M": cfg.entropy_M, "entropy_L": cfg.entropy_L, "tau": cfg.tau, "hidden": list(cfg.hidden),
+        "precision": cfg.precision,
         "seeds": seeds, "steps_per_seed": steps,
         "wall_s": wall,  # compilation, evaluations and checkpoints included
         "env_steps_per_s_total": steps * len(seeds) / wall,

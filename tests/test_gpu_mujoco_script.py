@@ -43,6 +43,8 @@ def test_flags_give_the_papers_k_by_default_and_tiny_sizes_on_request(script):
     assert steps == 60 and (hp["K"], hp["entropy_M"], hp["entropy_L"], hp["hidden"]) == (2, 2, 2, (8,))
     assert hp["tau"] == "auto" and hp["learning_starts"] == 50 and script.label("default", hp) == "wppg-i-K2-auto-tau"
     assert script.hyperparameters(script.parse_args(["--tau", "0.01"]))[1]["tau"] == 0.01
+    hp = script.hyperparameters(script.parse_args(["--precision", "bf16"]))[1]
+    assert hp["precision"] == "bf16" and script.label("default", hp) == "wppg-i-K32-bf16"
 
 
 @pytest.mark.skipif(jax.devices()[0].platform != "cpu", reason="refuses full sizes only without an accelerator")
