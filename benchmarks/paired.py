@@ -1,0 +1,97 @@
+"""Paired comparison of two sets of runs, seed by seed on each env: B against A.
+
+    python benchmarks/paired.py runs/coupling-classic-knn:wppg-i-paper runs/coupling-classic-knn:wppg-i
+    python benchmarks/paired.py runs/prec-f32:sac runs/prec-bf16:sac --last 5
+
+Each side is DIR:LABEL (the runs of algorithm LABEL found under DIR, as `wppg report` finds them), so
+the same label in two outputs (float32 against bf16) and two labels in one output (the paper's
+projection against the default) both work. Only finished runs present on both sides for an (env,
+seed) are paired. Per env it prints each pair's final return and mean of the last evaluations, then
+the mean paired difference B - A with its 95% percentile-bootstrap CI and the number of pairs where
+B is ahead, and the wall time and ms per gradient step of each side (summary.json) with their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from wppg.bench.report import RunRecord, discover, last_mean, mean_ci
+
+
+def side(spec: str) -> tuple[str, dict[tuple[str, int], RunRecord]]:
+    """DIR:LABEL -> (LABEL, {(env, seed): finished run})."""
+    root, sep, label = spec.rpartition(":")
+    if not sep or not root or not label:
+        raise SystemExit(f"expected DIR:LABEL, got {spec!r}")
+    runs = {(r.env_id, r.seed): r for r in discover([root]) if r.algo == label and r.finished and r.seed is not None}
+    return label, runs
+
+
+def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
+    """Per env: the paired rows and the paired statistics of B - A."""
+    out: dict[str, dict] = {}
+    for env in sorted({e for e, _ in a} & {e for e, _ in b}):
+        seeds = sorted(s for e, s in a if e == env and (e, s) in b)
+        rows = []
+        for s in seeds:
+            ra, rb = a[(env, s)], b[(env, s)]
+            rows.append({
+                "seed": s, "a_final": ra.final.get(metric), "b_final": rb.final.get(metric),
+                "a_last": last_mean(ra, metric, last), "b_last": last_mean(rb, metric, last),
+                "a_wall_s": ra.summary.get("wall_time_s"), "b_wall_s": rb.summary.get("wall_time_s"),
+                "a_ms": ra.summary.get("ms_per_gradient_step"), "b_ms": rb.summary.get("ms_per_gradient_step"),
+            })  # fmt: skip
+        stats = {}
+        for key in ("final", "last"):
+            diff = np.array([r[f"b_{key}"] - r[f"a_{key}"] for r in rows], float)
+            mean, lo, hi = mean_ci(diff)
+            stats[key] = {
+                "mean_a": float(np.mean([r[f"a_{key}"] for r in rows])),
+                "mean_b": float(np.mean([r[f"b_{key}"] for r in rows])),
+                "mean_diff": mean, "ci": [lo, hi], "b_ahead": int(np.sum(diff > 0)), "n": len(rows),
+            }  # fmt: skip
+        out[env] = {"rows": rows, "stats": stats}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="DIR:LABEL of the reference side")
+    p.add_argument("b", help="DIR:LABEL of the side compared with it")
+    p.add_argument("--metric", default="return_mode", choices=("return_mode", "return_stochastic"))
+    p.add_argument("--last", type=int, default=5, help="evaluations averaged beside the final return")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = p.parse_args(argv)
+    (la, a), (lb, b) = side(args.a), side(args.b)
+    table = paired_table(a, b, args.metric, args.last)
+    if not table:
+        print(f"no (env, seed) has a finished run on both sides ({len(a)} and {len(b)} finished runs)")
+        return 1
+    print(f"A = {args.a}, B = {args.b}; {args.metric}; last = mean of the last {args.last} evaluations")
+    for env, t in table.items():
+        print(f"\n{env}: {len(t['rows'])} pairs")
+        print("  seed   A final    B final   A last    B last    A ms/step  B ms/step")
+        for r in t["rows"]:
+            ms = " ".join(f"{x:10.2f}" if x is not None else "         -" for x in (r["a_ms"], r["b_ms"]))
+            returns = " ".join(f"{r[k]:9.1f}" for k in ("a_final", "b_final", "a_last", "b_last"))
+            print(f"  {r['seed']:4d} {returns} {ms}")
+        for key, s in t["stats"].items():
+            ci = f"[{s['ci'][0]:+.1f}, {s['ci'][1]:+.1f}]"
+            print(f"  {key:5s}: mean A {s['mean_a']:.1f}, B {s['mean_b']:.1f}; B - A {s['mean_diff']:+.1f} {ci} "
+                  f"(95% bootstrap CI), B ahead on {s['b_ahead']} of {s['n']}")  # fmt: skip
+        ms = [(r["a_ms"], r["b_ms"]) for r in t["rows"] if r["a_ms"] and r["b_ms"]]
+        if ms:
+            ratio = np.median([x / y for x, y in ms])
+            print(f"  ms per gradient step: median ratio A / B {ratio:.2f} (machine load differs between runs)")
+    if args.json:
+        args.json.write_text(json.dumps({"a": args.a, "b": args.b, "metric": args.metric, "envs": table}, indent=2))
+    print(f"\nlabels: A = {la}, B = {lb}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
