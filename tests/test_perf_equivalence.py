@@ -58,7 +58,8 @@ def unfused_actor_update(algo, state, obs, key):
     a0 = algo.policy.apply(state.actor_params, obs, eps)
     grad_q = grad_min_q(algo.critic, state.critic_params, obs, a0)
     c = algo.config
-    target = couple(c.coupling, a0, grad_q, step_size(c.step_rule, a0, grad_q, c.eta), c.tau, k_xi, algo.scale)
+    eta = step_size(c.step_rule, a0, grad_q, c.eta)
+    target = couple(c.coupling, a0, grad_q, eta, c.tau, k_xi, algo.scale, algo.box)
     loss, grads = jax.value_and_grad(algo.projection_loss)(state.actor_params, obs, eps, target)
     updates, _ = algo.actor_tx.update(grads, state.actor_opt, state.actor_params)
     return loss, jax.tree.map(lambda p, u: p + u, state.actor_params, updates)

@@ -18,6 +18,15 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
 
 Every rule sees all K samples of a state at once ([B, K, d] arrays).
 
+The action box (`BOUNDARIES`, `box`): the policy's actions lie in a box, but a particle step can
+leave it, and a target outside the box is one the squashed policy a = scale tanh(.) + bias can only
+chase into saturation. With a box the step is the heat flow on the box, whose boundary condition is
+no flux (Neumann): its particle form is Brownian motion reflected at the walls, and the reflected
+Langevin dynamics dX = grad_a Q dt + sqrt(2 tau) dW has the Gibbs policy restricted to the box as
+its invariant law. So the transport step is projected onto the box and the heat noise reflected
+into it (`box_step`); 'score' targets are projected. The box is the action box shrunk by
+`BOX_MARGIN` of its half-width, so that targets stay at finite pre-tanh values.
+
 The step size of the particle step (`step_size`, `STEP_RULES`):
 
 - `explicit` (the paper): eta for every state. It is an explicit Euler step of the Langevin
@@ -41,6 +50,35 @@ from wppg.noise import standard_normal
 
 COUPLINGS = ("shared-latent", "ot", "score")
 STEP_RULES = ("explicit", "implicit")
+BOUNDARIES = ("reflect", "none")
+BOX_MARGIN = 1e-3
+"""Targets stay this fraction of the half-width inside the action box (atanh(1 - 1e-3) = 3.8)."""
+
+Box = tuple[jnp.ndarray, jnp.ndarray]
+"""(lo, hi) of the targets, [d] each."""
+
+
+def target_box(scale: jnp.ndarray, bias: jnp.ndarray) -> Box:
+    """The box the targets are kept in: bias +- (1 - BOX_MARGIN) scale."""
+    half = (1.0 - BOX_MARGIN) * jnp.asarray(scale)
+    return jnp.asarray(bias) - half, jnp.asarray(bias) + half
+
+
+def reflect(y: jnp.ndarray, box: Box) -> jnp.ndarray:
+    """y folded into [lo, hi] by reflection at the walls, as often as needed (a point beyond a wall
+    by x lands x inside it; the fold is periodic with period 2 (hi - lo))."""
+    lo, hi = box
+    width = hi - lo
+    t = jnp.mod(y - lo, 2.0 * width)
+    return lo + jnp.where(t > width, 2.0 * width - t, t)
+
+
+def box_step(a0: jnp.ndarray, drift: jnp.ndarray, noise: jnp.ndarray, box: Box | None) -> jnp.ndarray:
+    """The particle step a0 + drift + noise; with a box, the transport a0 + drift is projected onto it
+    and the heat noise then reflected into it (the reflected Langevin step, module docstring)."""
+    if box is None:
+        return a0 + drift + noise
+    return reflect(jnp.clip(a0 + drift, *box) + noise, box)
 
 
 def curvature(a0: jnp.ndarray, grad_q: jnp.ndarray) -> jnp.ndarray:
@@ -152,6 +190,7 @@ def couple(
     tau: float | jnp.ndarray,
     key: jax.Array,
     scale: jnp.ndarray | float = 1.0,
+    box: Box | None = None,
 ) -> jnp.ndarray:
     """Projection targets, one per current sample a0 = g_theta(s, eps_k) [B, K, d] (env units).
 
@@ -159,11 +198,14 @@ def couple(
     xi ~ N(0, 2 tau eta I) ('shared-latent', 'ot') or its deterministic heat velocity ('score').
     `eta` is a scalar or per state ([B, 1, 1], from `step_size`).
     `scale` is the half-width of the action box: the bandwidth's floor is relative to it.
+    `box` (`target_box`): keep the targets in it, transport projected and noise reflected
+    (`box_step`); None: no boundary (the paper's).
     """
     if coupling == "score":
         h = silverman_bandwidth(a0, floor=1e-3 * jnp.asarray(scale))
-        return a0 + eta * (grad_q - tau * kernel_score(a0, h))
-    moved = a0 + eta * grad_q + jnp.sqrt(2.0 * tau * eta) * standard_normal(key, a0.shape)
+        return box_step(a0, eta * (grad_q - tau * kernel_score(a0, h)), jnp.zeros_like(a0), box)
+    noise = jnp.sqrt(2.0 * tau * eta) * standard_normal(key, a0.shape)
+    moved = box_step(a0, eta * grad_q, noise, box)
     if coupling == "shared-latent":
         return moved
     if coupling == "ot":

@@ -259,8 +259,8 @@ def test_export_keeps_finished_runs_without_checkpoints_and_they_stay_finished(t
 
 def test_a_run_made_under_other_defaults_is_refused_and_a_field_added_later_is_not(tmp_path):
     """A run directory whose config.json differs from what this version builds for the run (a
-    default changed since it started) is refused by name; a field the saved config lacks is not a
-    difference, nor is the step budget."""
+    default changed since it started) is refused by name; a field the saved config lacks counts as
+    its FIELDS_ADDED value; the step budget does not count."""
     from wppg.bench.runner import RunConflictError, resolved_configs
 
     run = Run.from_dict({"env_id": "Pendulum-v1", "algo": "wppg-i", "seed": 0, "steps": 100,
@@ -271,10 +271,15 @@ def test_a_run_made_under_other_defaults_is_refused_and_a_field_added_later_is_n
     d.mkdir(parents=True)
     (d / "bench.json").write_text(json.dumps({"run": run.to_dict(), "command": "c"}))
     older = {k: dict(v) for k, v in now.items()}
-    del older["algo_config"]["precision"]  # added later: not a difference
+    del older["algo_config"]["precision"]  # added later; its FIELDS_ADDED value is today's default
     older["train_config"]["total_steps"] = 50  # a shorter budget: not a difference
     (d / "config.json").write_text(json.dumps(older))
     assert prepare(run, tmp_path, "c")[0] == "new"
+    del older["algo_config"]["boundary"]  # added later, and the code did otherwise before it
+    (d / "config.json").write_text(json.dumps(older))
+    with pytest.raises(RunConflictError, match="boundary was 'none', now 'reflect'"):
+        prepare(run, tmp_path, "c")
+    older["algo_config"]["boundary"] = "reflect"
     older["algo_config"]["entropy_estimator"] = "plug-in"
     (d / "config.json").write_text(json.dumps(older))
     with pytest.raises(RunConflictError, match="entropy_estimator was 'plug-in', now 'knn'"):

@@ -15,7 +15,7 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import flax
 import jax
@@ -134,6 +134,11 @@ def check_field_types(config: Any) -> None:
 @dataclass(frozen=True)
 class OffPolicyConfig:
     """Hyperparameters shared by the off-policy actor-critic algorithms (paper defaults)."""
+
+    FIELDS_ADDED: ClassVar[dict[str, Any]] = {"precision": "float32"}
+    """Fields added after runs were first saved, with the value that reproduces what the code did
+    before: a saved config.json without the field is read as having it (the benchmark runner uses
+    this to tell a run made under other defaults, `wppg.bench.runner.config_changes`)."""
 
     gamma: float = 0.99
     """Discount factor gamma."""

@@ -9,7 +9,7 @@ family by least squares; the entropy enters only the critic, through the plug-in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ from wppg.algorithms.base import (
     min_q,
     require,
 )
-from wppg.coupling import COUPLINGS, STEP_RULES, couple, step_size
+from wppg.coupling import BOUNDARIES, COUPLINGS, STEP_RULES, couple, step_size, target_box
 from wppg.entropy import BANDWIDTHS, ESTIMATORS, calibrated_entropy_target, entropy_from_samples
 from wppg.envs import ActionBounds
 from wppg.policies import make_policy, sample_latents
@@ -34,7 +34,7 @@ from wppg.policies import make_policy, sample_latents
 @dataclass(frozen=True)
 class WPPGConfig(OffPolicyConfig):
     """WPPG hyperparameters; defaults are the paper's (K=32, eta=0.1, tau=1e-4, ...) except `coupling`,
-    `entropy_estimator` and the latent rule's floor.
+    `entropy_estimator`, `boundary` and the latent rule's floor.
 
     Choices the paper leaves open, and deviations:
     - the K bootstrap actions a'_k are drawn from the online policy (no target actor), as in SAC;
@@ -47,8 +47,12 @@ class WPPGConfig(OffPolicyConfig):
       policies the critic pays as a bonus for every step an episode lives (measured in docs/algorithms.md);
     - the default latent dimension of WPPG-I is the paper's rule raised to at least dim(A), so that the
       policy can have a density (the same on every MuJoCo task of the paper);
+    - `boundary` defaults to 'reflect': the particle step stays in the action box (transport projected,
+      heat noise reflected at the walls); the paper's particles are unbounded ('none');
     - `tau='auto'` (not in the paper) learns the temperature towards a target entropy, as SAC does.
     """
+
+    FIELDS_ADDED: ClassVar[dict[str, Any]] = {**OffPolicyConfig.FIELDS_ADDED, "boundary": "none"}
 
     policy: str = "gaussian"
     """Policy class: 'gaussian' (WPPG) or 'implicit' (WPPG-I)."""
@@ -99,6 +103,13 @@ class WPPGConfig(OffPolicyConfig):
     'score' (deterministic heat step from the kernel score of the K samples) or 'shared-latent' (the paper's:
     each latent keeps its own particle; the heat noise cancels and the policy collapses)."""
 
+    boundary: str = "reflect"
+    """What the particle step does at the walls of the action box (`wppg.coupling`): 'reflect'
+    (default; the transport step is projected onto the box and the heat noise reflected into it, the
+    heat flow on the box, whose invariant law is the Gibbs policy restricted to the box) or 'none'
+    (the paper's, which works through tanh on R^d: targets beyond the walls drive the policy into
+    saturation, and with tau='auto' the entropy estimate then falls as tau rises, so tau runs away;
+    measured on Hopper-v5 in docs/algorithms.md). Not in the paper."""
     step_rule: str = "explicit"
     """Step size of the particle step (`wppg.coupling.step_size`): 'explicit' (the paper's: eta everywhere)
     or 'implicit' (eta / (1 + eta kappa) per state, kappa the curvature of -Q in a measured on the state's
@@ -134,6 +145,7 @@ class WPPGConfig(OffPolicyConfig):
             f"entropy_estimator must be one of {ESTIMATORS}, got {self.entropy_estimator!r}",
         )
         require(self.step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES}, got {self.step_rule!r}")
+        require(self.boundary in BOUNDARIES, f"boundary must be one of {BOUNDARIES}, got {self.boundary!r}")
 
     @property
     def auto_tau(self) -> bool:
@@ -145,7 +157,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md)
     # and the plug-in entropy estimator.
-    "paper": {"coupling": "shared-latent", "entropy_estimator": "plug-in"},
+    "paper": {"coupling": "shared-latent", "entropy_estimator": "plug-in", "boundary": "none"},
     # K=8 and M=L=8 cut an update on two CPU cores by 3-5x against the paper's K=32, M=L=16
     # (docs/results/update_time.md) while still averaging the soft target and the actor
     # step over several samples per state. tau=1e-4 makes the entropy term small, so the noisier
@@ -174,6 +186,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             config.latent_dim,
             config.precision,
         )
+        self.box = target_box(bounds.scale, bounds.bias) if config.boundary == "reflect" else None
         self.tau_tx = optax.adam(config.tau_lr)
         if config.auto_tau:
             target = -float(bounds.dim) if config.target_entropy is None else config.target_entropy
@@ -258,7 +271,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         a0, pullback = jax.vjp(lambda p: self.sample_actions(p, obs, eps), state.actor_params)
         grad_q = grad_min_q(self.critic, state.critic_params, obs, a0)
         eta = step_size(c.step_rule, a0, grad_q, c.eta)
-        target = couple(c.coupling, a0, grad_q, eta, self.temperature(state), k_xi, self.scale)
+        target = couple(c.coupling, a0, grad_q, eta, self.temperature(state), k_xi, self.scale, self.box)
         residual = jax.lax.stop_gradient(a0 - target)
         n = b * c.K
         (grads,) = pullback(2.0 * residual / n)

@@ -65,13 +65,18 @@ def resolved_configs(run: Run) -> dict[str, dict[str, Any]]:
 
 def config_changes(saved: dict[str, Any], run: Run) -> dict[str, tuple[Any, Any]]:
     """Fields whose value in a run's saved config.json differs from what this version would use for
-    `run` now (`resolved_configs`): a default changed since the run started. Fields the saved config
-    lacks (added later, with a default that keeps the old behaviour) and the step budget (which a
-    later invocation may extend) do not count."""
+    `run` now (`resolved_configs`): a default changed since the run started. A field the saved config
+    lacks was added later: it counts as its config class's `FIELDS_ADDED` value (what the code did
+    before it existed), or not at all if the class names none. The step budget (which a later
+    invocation may extend) does not count."""
+    from wppg import registry
+
     now = resolved_configs(run)
+    variant, _ = run.agent_arguments()
+    added = {"algo_config": getattr(registry.get(variant).config_cls, "FIELDS_ADDED", {}), "train_config": {}}
     changed = {}
     for part in ("algo_config", "train_config"):
-        old = saved.get(part) or {}
+        old = {**added[part], **(saved.get(part) or {})}
         for k, v in now[part].items():
             if k in old and k != "total_steps" and _normalised(old[k]) != v:
                 changed[k] = (old[k], v)
