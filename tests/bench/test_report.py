@@ -288,6 +288,9 @@ def test_policy_spread_table_and_figure(long_report, monkeypatch):
     assert spread["sac"]["policy_std"]["mean"] == pytest.approx(0.255)
     assert spread["sac"]["temperature"]["values"] == pytest.approx([0.1, 0.1])
     assert "| wppg | 3 | -2.100 [" in md and "## Policy spread" in md and "-0.88 nats per action dimension" in md
+    table = md.split("## Policy spread")[1].split("### EnvA-v0")[1].split("![")[0].strip().splitlines()
+    assert table[0].startswith("| algorithm | runs | policy entropy | policy entropy (knn) |")
+    assert len({line.count("|") for line in table}) == 1, table  # as many cells in every row as in the header
     png = out.parent / "figures" / out.stem / "EnvA-v0-spread.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and f"](figures/{out.stem}/EnvA-v0-spread.png)" in md
     # The figure's curves: one per seed, the rows without diagnostics dropped, temperatures on a log axis.

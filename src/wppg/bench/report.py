@@ -565,8 +565,9 @@ def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dic
                 if series is not None:
                     curves[r.algo].append(series)
             panels.append((dict(curves), ylabel, log))
-        header = "| algorithm | runs | policy entropy | policy std | temperature |"
-        lines += [f"### {env}", "", header, "|---|---|---|---|---|"]
+        names = ["policy entropy", "policy entropy (knn)", "policy std", "temperature"]
+        assert len(names) == len(SPREAD_PANELS)
+        lines += [f"### {env}", "", "| algorithm | runs | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
         result["spread"][env] = {}
         for algo in sorted(panels[0][0]):
             row: dict[str, Any] = {}
