@@ -14,6 +14,10 @@ u = (a - bias) / scale (so that envs and algorithms compare):
 - `policy_entropy_knn`: the nearest-neighbour estimate (`wppg.entropy.knn_entropy`, WPPG's default
   estimator) on all the samples: nearly unbiased, with no floor but the distance floor's, so a
   collapsed policy reads far below zero; comparable with SAC's own -E log pi on the unit box.
+- `policy_on_walls`: the fraction of samples with a coordinate within `WALL` of the box's walls
+  (|u| > 1 - WALL). A squashed policy driven into saturation shows it as a rise towards 1 (WPPG
+  without the `boundary` rule, docs/algorithms.md "The action box"); so does a policy that rightly
+  acts at the bounds (bang-bang control), so read it with the returns.
 
 The draws use a key of their own (the run seed and the env step), never the training streams, so
 logging them changes no training numbers.
@@ -35,13 +39,14 @@ from wppg.noise import standard_normal
 SAMPLES = 32
 STATES = 256
 SIGMA = 0.1
+WALL = 1e-2
 
 
 def make_policy_spread(
     act: Callable[..., jnp.ndarray], bounds: ActionBounds
 ) -> Callable[[Any, np.ndarray, jax.Array], dict]:
-    """A jitted `spread(actor_params, obs [n, D], key) -> {'policy_std', 'policy_entropy', 'policy_entropy_knn'}`
-    for an algorithm's `act(actor_params, obs, key, deterministic=False)`."""
+    """A jitted `spread(actor_params, obs [n, D], key)` -> {'policy_std', 'policy_entropy', 'policy_entropy_knn',
+    'policy_on_walls'} for an algorithm's `act(actor_params, obs, key, deterministic=False)`."""
     scale, bias = jnp.asarray(bounds.scale), jnp.asarray(bounds.bias)
 
     @jax.jit
@@ -57,6 +62,7 @@ def make_policy_spread(
             "policy_std": jnp.mean(jnp.std(u, axis=1)),
             "policy_entropy": jnp.mean(mixture_entropy(u[:, :half], baselines, SIGMA)),
             "policy_entropy_knn": jnp.mean(knn_entropy(u)),
+            "policy_on_walls": jnp.mean(jnp.any(jnp.abs(u) > 1.0 - WALL, axis=-1)),
         }
 
     return spread

@@ -527,6 +527,7 @@ SPREAD_PANELS = (
     (("policy_entropy",), "policy entropy (nats, unit box)", False),
     (("policy_entropy_knn",), "policy entropy, nearest-neighbour (nats, unit box)", False),
     (("policy_std",), "policy std (unit box)", False),
+    (("policy_on_walls",), "fraction of actions on the walls of the box", False),
     (TEMPERATURES, "temperature (SAC alpha, WPPG tau)", True),
 )
 
@@ -548,7 +549,9 @@ def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dic
             f"whose floor, {floor:.2f} nats per action dimension, is that of a collapsed (deterministic) policy, and "
             "which reads broad policies too high; `policy_entropy_knn` (runs made since it was added), the "
             "nearest-neighbour estimate, nearly unbiased, which reads a collapsed policy far below zero; "
-            "`policy_std`, the per-state standard deviation of the actions on the unit box; the temperature (SAC's "
+            "`policy_std`, the per-state standard deviation of the actions on the unit box; `policy_on_walls` (runs "
+            "made since it was added), the fraction of actions within 0.01 of the box's walls, which a policy driven "
+            "into saturation raises towards 1; the temperature (SAC's "
             "alpha, WPPG's tau, learned or fixed). The table gives each run's last row (mean and 95% bootstrap CI over "
             "seeds), the figure the mean over seeds with its 95% bootstrap band. Runs without these columns (the "
             "external references) are left out."
@@ -565,7 +568,7 @@ def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dic
                 if series is not None:
                     curves[r.algo].append(series)
             panels.append((dict(curves), ylabel, log))
-        names = ["policy entropy", "policy entropy (knn)", "policy std", "temperature"]
+        names = ["policy entropy", "policy entropy (knn)", "policy std", "on walls", "temperature"]
         assert len(names) == len(SPREAD_PANELS)
         lines += [f"### {env}", "", "| algorithm | runs | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
         result["spread"][env] = {}
