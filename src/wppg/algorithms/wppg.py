@@ -52,7 +52,12 @@ class WPPGConfig(OffPolicyConfig):
     - `tau='auto'` (not in the paper) learns the temperature towards a target entropy, as SAC does.
     """
 
-    FIELDS_ADDED: ClassVar[dict[str, Any]] = {**OffPolicyConfig.FIELDS_ADDED, "boundary": "none"}
+    FIELDS_ADDED: ClassVar[dict[str, Any]] = {
+        **OffPolicyConfig.FIELDS_ADDED,
+        "coupling": "shared-latent",
+        "entropy_estimator": "plug-in",
+        "boundary": "none",
+    }
 
     policy: str = "gaussian"
     """Policy class: 'gaussian' (WPPG) or 'implicit' (WPPG-I)."""
