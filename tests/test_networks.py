@@ -48,7 +48,7 @@ def test_same_parameters_and_close_outputs_in_both_precisions():
     for net32, net16, args in nets:
         params = net32.init(jax.random.PRNGKey(0), *args)
         shapes = jax.tree.map(jnp.shape, params)
-        assert jax.tree.map(jnp.shape, net16.init(jax.random.PRNGKey(0), *args)) == shapes
+        assert jax.tree.map(jnp.shape, jax.eval_shape(net16.init, jax.random.PRNGKey(0), *args)) == shapes
         out32, out16 = net32.apply(params, *args), net16.apply(params, *args)
         assert 0 < rel_err(out16, out32) < 2e-2
 
@@ -60,10 +60,12 @@ def test_invalid_precision_is_refused():
         dense(4, "fp8")
 
 
-@pytest.mark.parametrize("name, obs_dim", [("sac", 96), ("wppg", 3), ("wppg-i", 96), ("wpo", 3)])
-def test_every_off_policy_algorithm_updates_in_bf16(name, obs_dim):
-    """A few gradient steps with bf16 products give finite metrics and move the parameters (obs_dim 96:
-    an input width for which XLA:CPU has no bf16 backward kernel, so the input layer stays float32)."""
+@pytest.mark.parametrize("name, obs_dim", [("sac", 96), ("wppg-i", 3)])
+def test_off_policy_updates_in_bf16(name, obs_dim):
+    """A few gradient steps with bf16 products give finite metrics and move the parameters. sac: the
+    Gaussian policy's MLP and the twin critic (as in wppg and wpo, which build the same networks), at
+    obs_dim 96, an input width for which XLA:CPU has no bf16 backward kernel (so the input layer stays
+    float32); wppg-i: the implicit policy's state-sample MLP."""
     entry = registry.get(name)
     hp = {"hidden": (32, 32), "precision": "bf16", "K": 4, "entropy_M": 4, "entropy_L": 4}
     cfg = entry.make_config(**{k: v for k, v in hp.items() if k in entry.config_fields()})
