@@ -3,14 +3,15 @@
 Equality is to a tolerance, not bit for bit: the vmapped program batches the matrix products
 and reductions of the seeds, which XLA computes with another summation order, so each update
 differs from the single-seed one by float32 rounding (relative ~1e-7); a few hundred steps of
-training (and the env trajectories that the actions steer) grow that to ~2e-6 in the parameters
-(measured here: at most 1.9e-6 over sac and wppg-i). Parameters and evaluation returns are
-compared to 1e-5 relative to each array's largest magnitude. Adam's moments are averages of
-gradients, which are small differences of larger terms and carry more relative rounding
-(measured up to 1.1e-5), and the replay contents follow the drifting trajectories: those are
-compared to 1e-4. Any real mismatch (another key, minibatch or env seed) moves everything by
-1e-2 or more; the keys and NumPy generator states, which must be the same streams, are compared
-exactly.
+training (and the env trajectories that the actions steer) grow that in the parameters: at most
+1.9e-6 over sac and wppg-i when first measured, 5.2e-6 for wppg-i seed 0 without the action box's
+reflection under jax 0.10.2, and 3.4e-5 with it (the projection onto the box and the folds pass a
+rounding difference on where a particle meets a wall). Parameters and evaluation returns are
+compared to 1e-4 relative to each array's largest magnitude. Adam's moments are averages of
+gradients, which are small differences of larger terms and carry more relative rounding, and the
+replay contents follow the drifting trajectories: those are compared to 1e-3. Any real mismatch
+(another key, minibatch or env seed) moves everything by 1e-2 or more; the keys and NumPy
+generator states, which must be the same streams, are compared exactly.
 """
 
 import json
@@ -30,9 +31,9 @@ from wppg.multiseed import MultiSeedTrainer, make_seed_agents, train_seeds
 from wppg.trainer import TrainingDivergedError
 
 ENV = "Pendulum-v1"
-RTOL = 1e-5
+RTOL = 1e-4
 """Relative tolerance of parameters and evaluation returns (see the module docstring)."""
-RTOL_NOISY = 1e-4
+RTOL_NOISY = 1e-3
 """Relative tolerance of optimiser moments and replay contents."""
 
 
