@@ -103,6 +103,7 @@ def _algorithm(
     coupling: str = "ot",
     entropy_estimator: str = "knn",
     precision: str = "float32",
+    boundary: str = "reflect",
 ):
     from wppg import registry
     from wppg.envs import ActionBounds
@@ -112,7 +113,7 @@ def _algorithm(
     entry = registry.get(name)
     # Each config takes those of the case's settings that it has (SAC has no K or coupling).
     case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, "coupling": coupling,
-            "entropy_estimator": entropy_estimator, "precision": precision}  # fmt: skip
+            "entropy_estimator": entropy_estimator, "precision": precision, "boundary": boundary}  # fmt: skip
     cfg = entry.make_config(**{k: v for k, v in case.items() if k in entry.config_fields()})
     return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
@@ -146,27 +147,30 @@ def coupling_section(
     log=print,
 ) -> list[dict[str, Any]]:
     """ms per gradient step of wppg / wppg-i for each projection coupling (with the default 'knn' entropy
-    estimator) and for the paper's algorithm (shared-latent, plug-in estimator), and the ratio to the paper's,
-    all timed in alternation (`reps` rounds of one call each, median) so that a load change hits them alike."""
+    estimator and reflected box) and for the paper's algorithm (shared-latent, plug-in estimator, no box),
+    and the ratio to the paper's, all timed in alternation (`reps` rounds of one call each, median) so
+    that a load change hits them alike."""
     from wppg.coupling import COUPLINGS
 
-    paper = ("shared-latent", "plug-in")
-    variants = [(c, "knn") for c in COUPLINGS] + [paper]
+    paper = ("shared-latent", "plug-in", "none")
+    variants = [(c, "knn", "reflect") for c in COUPLINGS] + [paper]
     rows = []
     for name, K in cases:
-        algos = {v: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, coupling=v[0], entropy_estimator=v[1])
-                 for v in variants}  # fmt: skip
-        times: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
+        algos = {v: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, coupling=v[0], entropy_estimator=v[1],
+                               boundary=v[2]) for v in variants}  # fmt: skip
+        times: dict[tuple[str, str, str], list[float]] = {v: [] for v in variants}
         for _ in range(reps):
             for v, algo in algos.items():
                 times[v].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
         base = float(np.median(times[paper]))
-        for (c, estimator), t in times.items():
+        for (c, estimator, boundary), t in times.items():
             ms = 1e3 * float(np.median(t))
             ratio = ms / (1e3 * base)
-            rows.append({"algo": name, "K": K, "coupling": c, "entropy_estimator": estimator, "ms_per_step": ms,
-                         "ratio_to_paper": ratio})  # fmt: skip
-            log(f"  {name:7s} K={K:<3d} {c:14s} {estimator:8s} {ms:8.2f} ms/step   {ratio:.2f}x the paper's")
+            rows.append({"algo": name, "K": K, "coupling": c, "entropy_estimator": estimator, "boundary": boundary,
+                         "ms_per_step": ms, "ratio_to_paper": ratio})  # fmt: skip
+            log(
+                f"  {name:7s} K={K:<3d} {c:14s} {estimator:8s} {boundary:8s} {ms:8.2f} ms/step   {ratio:.2f}x the paper's"
+            )
     return rows
 
 
