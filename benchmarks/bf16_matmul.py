@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wppg.bench.speed import cpu_bf16_flags
+
 
 def median_seconds(f, *args, reps: int = 10) -> float:
     jax.block_until_ready(f(*args))
@@ -27,19 +29,11 @@ def median_seconds(f, *args, reps: int = 10) -> float:
     return float(np.median(times))
 
 
-def cpu_flags() -> list[str]:
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return sorted(f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f")
-
-
 def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     print(
-        f"cpu: {platform.processor() or platform.machine()}; bf16-related flags: {cpu_flags() or 'none'}; jax {jax.__version__}"
+        f"cpu: {platform.processor() or platform.machine()}; bf16-related flags: {cpu_bf16_flags() or 'none'}; "
+        f"jax {jax.__version__}"
     )
     m, k, n = 8192, 256, 256
     x = jax.random.normal(jax.random.PRNGKey(0), (m, k))

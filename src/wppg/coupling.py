@@ -73,7 +73,7 @@ def reflect(y: jnp.ndarray, box: Box) -> jnp.ndarray:
     return lo + jnp.where(t > width, 2.0 * width - t, t)
 
 
-def box_step(a0: jnp.ndarray, drift: jnp.ndarray, noise: jnp.ndarray, box: Box | None) -> jnp.ndarray:
+def box_step(a0: jnp.ndarray, drift: jnp.ndarray, noise: jnp.ndarray | float, box: Box | None) -> jnp.ndarray:
     """The particle step a0 + drift + noise; with a box, the transport a0 + drift is projected onto it
     and the heat noise then reflected into it (the reflected Langevin step, module docstring)."""
     if box is None:
@@ -203,7 +203,7 @@ def couple(
     """
     if coupling == "score":
         h = silverman_bandwidth(a0, floor=1e-3 * jnp.asarray(scale))
-        return box_step(a0, eta * (grad_q - tau * kernel_score(a0, h)), jnp.zeros_like(a0), box)
+        return box_step(a0, eta * (grad_q - tau * kernel_score(a0, h)), 0.0, box)
     noise = jnp.sqrt(2.0 * tau * eta) * standard_normal(key, a0.shape)
     moved = box_step(a0, eta * grad_q, noise, box)
     if coupling == "shared-latent":

@@ -100,11 +100,10 @@ def _algorithm(
     hidden: tuple[int, ...],
     M: int,
     L: int,
-    coupling: str = "ot",
-    entropy_estimator: str = "knn",
-    precision: str = "float32",
-    boundary: str = "reflect",
+    **settings: Any,
 ):
+    """`name` built for these shapes; `settings` (coupling, entropy_estimator, boundary, precision)
+    go to its config where it has the field, else the config's defaults hold."""
     from wppg import registry
     from wppg.envs import ActionBounds
     from wppg.trainer import TrainConfig
@@ -112,8 +111,7 @@ def _algorithm(
     bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
     entry = registry.get(name)
     # Each config takes those of the case's settings that it has (SAC has no K or coupling).
-    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, "coupling": coupling,
-            "entropy_estimator": entropy_estimator, "precision": precision, "boundary": boundary}  # fmt: skip
+    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, **settings}
     cfg = entry.make_config(**{k: v for k, v in case.items() if k in entry.config_fields()})
     return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
@@ -133,6 +131,16 @@ def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps:
     state = algo.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
     return _median_seconds(lambda: algo.update(state, batches, key), reps) / n_steps
+
+
+def alternated_step_ms(algos: dict[Any, Any], obs_dim: int, act_dim: int, batch: int, reps: int) -> dict[Any, float]:
+    """Median ms per gradient step of each algorithm, timed in alternation (`reps` rounds of one call
+    of 4 scanned steps each) so that a change of the machine's load hits them alike."""
+    times: dict[Any, list[float]] = {k: [] for k in algos}
+    for _ in range(reps):
+        for k, algo in algos.items():
+            times[k].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
+    return {k: 1e3 * float(np.median(t)) for k, t in times.items()}
 
 
 def coupling_section(
@@ -158,14 +166,9 @@ def coupling_section(
     for name, K in cases:
         algos = {v: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, coupling=v[0], entropy_estimator=v[1],
                                boundary=v[2]) for v in variants}  # fmt: skip
-        times: dict[tuple[str, str, str], list[float]] = {v: [] for v in variants}
-        for _ in range(reps):
-            for v, algo in algos.items():
-                times[v].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
-        base = float(np.median(times[paper]))
-        for (c, estimator, boundary), t in times.items():
-            ms = 1e3 * float(np.median(t))
-            ratio = ms / (1e3 * base)
+        step_ms = alternated_step_ms(algos, obs_dim, act_dim, batch, reps)
+        for (c, estimator, boundary), ms in step_ms.items():
+            ratio = ms / step_ms[paper]
             rows.append({"algo": name, "K": K, "coupling": c, "entropy_estimator": estimator, "boundary": boundary,
                          "ms_per_step": ms, "ratio_to_paper": ratio})  # fmt: skip
             log(
@@ -231,11 +234,7 @@ def precision_section(
     rows = []
     for name, K in cases:
         algos = {p: _algorithm(name, K, obs_dim, act_dim, hidden, M, L, precision=p) for p in ("float32", "bf16")}
-        times: dict[str, list[float]] = {p: [] for p in algos}
-        for _ in range(reps):
-            for p, algo in algos.items():
-                times[p].append(gradient_step_seconds(algo, obs_dim, act_dim, batch, 4, 1))
-        ms = {p: 1e3 * float(np.median(t)) for p, t in times.items()}
+        ms = alternated_step_ms(algos, obs_dim, act_dim, batch, reps)
         rows.append({"algo": name, "K": K, "ms_per_step_float32": ms["float32"], "ms_per_step_bf16": ms["bf16"],
                      "speedup": ms["float32"] / ms["bf16"]})  # fmt: skip
         log(f"  {name:7s} K={K:<3d} float32 {ms['float32']:8.2f} ms/step   bf16 {ms['bf16']:8.2f} ms/step   "
