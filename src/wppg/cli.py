@@ -54,8 +54,9 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         algo: ALGO_CHOICES = "wppg"  # type: ignore[valid-type]
         """Algorithm (`wppg.registry`): wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
         preset: PRESET_CHOICES = "default"  # type: ignore[valid-type]
-        """WPPG hyperparameter preset applied before the flags: default (K=32, 'ot' projection), paper (the
-        paper's algorithm: K=32, 'shared-latent' projection) or cpu (K=8, entropy M=L=8, 'ot')."""
+        """WPPG hyperparameter preset applied before the flags: default (K=32, 'ot' projection, 'knn' entropy,
+        reflected action box), paper (the paper's algorithm: K=32, 'shared-latent' projection, plug-in entropy,
+        unbounded particles) or cpu (the default with K=8, entropy M=L=8)."""
         overwrite: bool = False
         """Replace an existing run in --out (otherwise refuse, to never lose saved work)."""
         progress: bool = True
