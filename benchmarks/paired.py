@@ -2,6 +2,7 @@
 
     python benchmarks/paired.py runs/coupling-classic-knn:wppg-i-paper runs/coupling-classic-knn:wppg-i
     python benchmarks/paired.py runs/prec-f32:sac runs/prec-bf16:sac --last 5
+    python benchmarks/paired.py runs/hopper-sac-sbx-ours:sac runs/hopper-sac-sbx:sbx-sac --unpaired
 
 Each side is DIR:LABEL (the runs of algorithm LABEL found under DIR, as `wppg report` finds them), so
 the same label in two outputs (float32 against bf16) and two labels in one output (the paper's
@@ -9,6 +10,10 @@ projection against the default) both work. Only finished runs present on both si
 seed) are paired. Per env it prints each pair's final return and mean of the last evaluations, then
 the mean paired difference B - A with its 95% percentile-bootstrap CI and the number of pairs where
 B is ahead, and the wall time and ms per gradient step of each side (summary.json) with their ratio.
+
+With --unpaired (two implementations, whose seeds do not pair), every finished run of each side on
+an env counts: the difference of the two means with a 95% bootstrap CI (each side resampled on its
+own) and P(B > A), the share of (A run, B run) pairs where B's run is ahead (ties count half).
 """
 
 from __future__ import annotations
@@ -58,6 +63,42 @@ def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
     return out
 
 
+def unpaired_table(a: dict, b: dict, metric: str, last: int, n_boot: int = 2000) -> dict[str, dict]:
+    """Per env: each side's values and the difference of means B - A with its bootstrap CI."""
+    out: dict[str, dict] = {}
+    rng = np.random.default_rng(0)
+    for env in sorted({e for e, _ in a} & {e for e, _ in b}):
+        runs_a = [r for (e, _), r in sorted(a.items()) if e == env]
+        runs_b = [r for (e, _), r in sorted(b.items()) if e == env]
+        stats = {}
+        for key in ("final", "last"):
+            va, vb = (
+                np.array([r.final.get(metric) if key == "final" else last_mean(r, metric, last) for r in runs], float)
+                for runs in (runs_a, runs_b)
+            )
+            boot = [rng.choice(vb, len(vb)).mean() - rng.choice(va, len(va)).mean() for _ in range(n_boot)]
+            wins = np.mean([(y > x) + 0.5 * (y == x) for x in va for y in vb])
+            stats[key] = {
+                "a": va.tolist(), "b": vb.tolist(), "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
+                "mean_diff": float(vb.mean() - va.mean()), "ci": np.percentile(boot, [2.5, 97.5]).tolist(),
+                "p_b_ahead": float(wins), "n_a": len(va), "n_b": len(vb),
+            }  # fmt: skip
+        out[env] = {"seeds_a": [r.seed for r in runs_a], "seeds_b": [r.seed for r in runs_b], "stats": stats}
+    return out
+
+
+def print_unpaired(table: dict[str, dict]) -> None:
+    for env, t in table.items():
+        print(f"\n{env}: A seeds {t['seeds_a']}, B seeds {t['seeds_b']}")
+        for key, s in t["stats"].items():
+            print(
+                f"  {key:5s}: A " + " ".join(f"{x:.1f}" for x in s["a"]) + "; B " + " ".join(f"{x:.1f}" for x in s["b"])
+            )
+            ci = f"[{s['ci'][0]:+.1f}, {s['ci'][1]:+.1f}]"
+            print(f"         mean A {s['mean_a']:.1f}, B {s['mean_b']:.1f}; B - A {s['mean_diff']:+.1f} {ci} "
+                  f"(95% bootstrap CI, sides resampled apart); P(B > A) {s['p_b_ahead']:.2f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", help="DIR:LABEL of the reference side")
@@ -65,8 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", default="return_mode", choices=("return_mode", "return_stochastic"))
     p.add_argument("--last", type=int, default=5, help="evaluations averaged beside the final return")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument("--unpaired", action="store_true", help="compare all runs of each side, not seed pairs")
     args = p.parse_args(argv)
     (la, a), (lb, b) = side(args.a), side(args.b)
+    if args.unpaired:
+        table = unpaired_table(a, b, args.metric, args.last)
+        if not table:
+            print(f"no env has finished runs on both sides ({len(a)} and {len(b)} finished runs)")
+            return 1
+        print(f"A = {args.a}, B = {args.b}; {args.metric}; last = mean of the last {args.last} evaluations")
+        print_unpaired(table)
+        if args.json:
+            args.json.write_text(json.dumps({"a": args.a, "b": args.b, "metric": args.metric, "envs": table}, indent=2))
+        return 0
     table = paired_table(a, b, args.metric, args.last)
     if not table:
         print(f"no (env, seed) has a finished run on both sides ({len(a)} and {len(b)} finished runs)")
