@@ -3,8 +3,10 @@
 For each run directory (a `wppg train` / `wppg bench run` run on wppg/MultiGoal-v*), at the start
 state (0, 0): the Gibbs policy exp(min_j Q_j(0, a) / T) of the run's critic on a 121 x 121 grid of
 the action box (T: the run's tau, or SAC's alpha), and 1000 samples of its policy; each split by
-the goal direction the action heads for (the goal g maximising <a, g>). Prints both shares and the
-critic's range of Q over the box.
+the goal direction the action heads for (the goal g maximising <a, g>). Prints both shares, their
+total-variation distance (half the sum of the absolute differences: 0 when the policy splits its
+actions as its critic's Gibbs policy does, 1 when they share no direction) and the critic's range of
+Q over the box.
 
     python benchmarks/multigoal_gibbs.py RUN_DIR [RUN_DIR ...]
 
@@ -55,13 +57,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
     args = p.parse_args()
-    print("| run | T | Q range at the origin | Gibbs share of its critic (+x, -x, +y, -y) | policy share |")
-    print("|---|---|---|---|---|")
+    print("| run | T | Q range at the origin | Gibbs share of its critic (+x, -x, +y, -y) | policy share | TV |")
+    print("|---|---|---|---|---|---|")
     for run in args.runs:
         s = shares(run)
         fmt = lambda v: ", ".join(f"{x:.2f}" for x in v)  # noqa: E731
         name = "/".join(run.parts[-2:])
-        print(f"| {name} | {s['temperature']:g} | {s['q_range']:.2f} | {fmt(s['gibbs'])} | {fmt(s['policy'])} |")
+        tv = 0.5 * float(np.abs(s["gibbs"] - s["policy"]).sum())
+        cells = [name, f"{s['temperature']:g}", f"{s['q_range']:.2f}", fmt(s["gibbs"]), fmt(s["policy"]), f"{tv:.2f}"]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
