@@ -13,7 +13,8 @@ B is ahead, and the wall time and ms per gradient step of each side (summary.jso
 
 With --unpaired (two implementations, whose seeds do not pair), every finished run of each side on
 an env counts: the difference of the two means with a 95% bootstrap CI (each side resampled on its
-own) and P(B > A), the share of (A run, B run) pairs where B's run is ahead (ties count half).
+own) and P(B > A), rliable's probability of improvement (the share of (A run, B run) pairs where B's
+run is ahead, ties counting half).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,11 @@ def side(spec: str) -> tuple[str, dict[tuple[str, int], RunRecord]]:
     return label, runs
 
 
+def value(record: RunRecord, key: str, metric: str, last: int) -> float | None:
+    """The run's final `metric` ('final') or its mean over the last `last` evaluations ('last')."""
+    return record.final.get(metric) if key == "final" else last_mean(record, metric, last)
+
+
 def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
     """Per env: the paired rows and the paired statistics of B - A."""
     out: dict[str, dict] = {}
@@ -44,12 +51,13 @@ def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
         rows = []
         for s in seeds:
             ra, rb = a[(env, s)], b[(env, s)]
-            rows.append({
-                "seed": s, "a_final": ra.final.get(metric), "b_final": rb.final.get(metric),
-                "a_last": last_mean(ra, metric, last), "b_last": last_mean(rb, metric, last),
-                "a_wall_s": ra.summary.get("wall_time_s"), "b_wall_s": rb.summary.get("wall_time_s"),
-                "a_ms": ra.summary.get("ms_per_gradient_step"), "b_ms": rb.summary.get("ms_per_gradient_step"),
-            })  # fmt: skip
+            row: dict[str, Any] = {"seed": s}
+            for key in ("final", "last"):
+                row[f"a_{key}"], row[f"b_{key}"] = value(ra, key, metric, last), value(rb, key, metric, last)
+            for side_, r in (("a", ra), ("b", rb)):
+                row[f"{side_}_wall_s"] = r.summary.get("wall_time_s")
+                row[f"{side_}_ms"] = r.summary.get("ms_per_gradient_step")
+            rows.append(row)
         stats = {}
         for key in ("final", "last"):
             diff = np.array([r[f"b_{key}"] - r[f"a_{key}"] for r in rows], float)
@@ -64,7 +72,10 @@ def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
 
 
 def unpaired_table(a: dict, b: dict, metric: str, last: int, n_boot: int = 2000) -> dict[str, dict]:
-    """Per env: each side's values and the difference of means B - A with its bootstrap CI."""
+    """Per env: each side's values, the difference of means B - A with its bootstrap CI (each side
+    resampled on its own) and rliable's probability of improvement P(B > A)."""
+    from rliable import metrics
+
     out: dict[str, dict] = {}
     rng = np.random.default_rng(0)
     for env in sorted({e for e, _ in a} & {e for e, _ in b}):
@@ -72,58 +83,18 @@ def unpaired_table(a: dict, b: dict, metric: str, last: int, n_boot: int = 2000)
         runs_b = [r for (e, _), r in sorted(b.items()) if e == env]
         stats = {}
         for key in ("final", "last"):
-            va, vb = (
-                np.array([r.final.get(metric) if key == "final" else last_mean(r, metric, last) for r in runs], float)
-                for runs in (runs_a, runs_b)
-            )
+            va, vb = (np.array([value(r, key, metric, last) for r in runs], float) for runs in (runs_a, runs_b))
             boot = [rng.choice(vb, len(vb)).mean() - rng.choice(va, len(va)).mean() for _ in range(n_boot)]
-            wins = np.mean([(y > x) + 0.5 * (y == x) for x in va for y in vb])
             stats[key] = {
                 "a": va.tolist(), "b": vb.tolist(), "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
                 "mean_diff": float(vb.mean() - va.mean()), "ci": np.percentile(boot, [2.5, 97.5]).tolist(),
-                "p_b_ahead": float(wins), "n_a": len(va), "n_b": len(vb),
+                "p_b_ahead": float(metrics.probability_of_improvement(vb[:, None], va[:, None])),
             }  # fmt: skip
         out[env] = {"seeds_a": [r.seed for r in runs_a], "seeds_b": [r.seed for r in runs_b], "stats": stats}
     return out
 
 
-def print_unpaired(table: dict[str, dict]) -> None:
-    for env, t in table.items():
-        print(f"\n{env}: A seeds {t['seeds_a']}, B seeds {t['seeds_b']}")
-        for key, s in t["stats"].items():
-            print(
-                f"  {key:5s}: A " + " ".join(f"{x:.1f}" for x in s["a"]) + "; B " + " ".join(f"{x:.1f}" for x in s["b"])
-            )
-            ci = f"[{s['ci'][0]:+.1f}, {s['ci'][1]:+.1f}]"
-            print(f"         mean A {s['mean_a']:.1f}, B {s['mean_b']:.1f}; B - A {s['mean_diff']:+.1f} {ci} "
-                  f"(95% bootstrap CI, sides resampled apart); P(B > A) {s['p_b_ahead']:.2f}")  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("a", help="DIR:LABEL of the reference side")
-    p.add_argument("b", help="DIR:LABEL of the side compared with it")
-    p.add_argument("--metric", default="return_mode", choices=("return_mode", "return_stochastic"))
-    p.add_argument("--last", type=int, default=5, help="evaluations averaged beside the final return")
-    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    p.add_argument("--unpaired", action="store_true", help="compare all runs of each side, not seed pairs")
-    args = p.parse_args(argv)
-    (la, a), (lb, b) = side(args.a), side(args.b)
-    if args.unpaired:
-        table = unpaired_table(a, b, args.metric, args.last)
-        if not table:
-            print(f"no env has finished runs on both sides ({len(a)} and {len(b)} finished runs)")
-            return 1
-        print(f"A = {args.a}, B = {args.b}; {args.metric}; last = mean of the last {args.last} evaluations")
-        print_unpaired(table)
-        if args.json:
-            args.json.write_text(json.dumps({"a": args.a, "b": args.b, "metric": args.metric, "envs": table}, indent=2))
-        return 0
-    table = paired_table(a, b, args.metric, args.last)
-    if not table:
-        print(f"no (env, seed) has a finished run on both sides ({len(a)} and {len(b)} finished runs)")
-        return 1
-    print(f"A = {args.a}, B = {args.b}; {args.metric}; last = mean of the last {args.last} evaluations")
+def print_paired(table: dict[str, dict]) -> None:
     for env, t in table.items():
         print(f"\n{env}: {len(t['rows'])} pairs")
         print("  seed   A final    B final   A last    B last    A ms/step  B ms/step")
@@ -139,6 +110,38 @@ def main(argv: list[str] | None = None) -> int:
         if ms:
             ratio = np.median([x / y for x, y in ms])
             print(f"  ms per gradient step: median ratio A / B {ratio:.2f} (machine load differs between runs)")
+
+
+def print_unpaired(table: dict[str, dict]) -> None:
+    for env, t in table.items():
+        print(f"\n{env}: A seeds {t['seeds_a']}, B seeds {t['seeds_b']}")
+        for key, s in t["stats"].items():
+            values = "; ".join(f"{k.upper()} " + " ".join(f"{x:.1f}" for x in s[k]) for k in ("a", "b"))
+            ci = f"[{s['ci'][0]:+.1f}, {s['ci'][1]:+.1f}]"
+            print(f"  {key:5s}: {values}")
+            print(f"         mean A {s['mean_a']:.1f}, B {s['mean_b']:.1f}; B - A {s['mean_diff']:+.1f} {ci} "
+                  f"(95% bootstrap CI, sides resampled apart); P(B > A) {s['p_b_ahead']:.2f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="DIR:LABEL of the reference side")
+    p.add_argument("b", help="DIR:LABEL of the side compared with it")
+    p.add_argument("--metric", default="return_mode", choices=("return_mode", "return_stochastic"))
+    p.add_argument("--last", type=int, default=5, help="evaluations averaged beside the final return")
+    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    p.add_argument("--unpaired", action="store_true", help="compare all runs of each side, not seed pairs")
+    args = p.parse_args(argv)
+    (la, a), (lb, b) = side(args.a), side(args.b)
+    make, show, unit = (
+        (unpaired_table, print_unpaired, "env") if args.unpaired else (paired_table, print_paired, "(env, seed)")
+    )
+    table = make(a, b, args.metric, args.last)
+    if not table:
+        print(f"no {unit} has a finished run on both sides ({len(a)} and {len(b)} finished runs)")
+        return 1
+    print(f"A = {args.a}, B = {args.b}; {args.metric}; last = mean of the last {args.last} evaluations")
+    show(table)
     if args.json:
         args.json.write_text(json.dumps({"a": args.a, "b": args.b, "metric": args.metric, "envs": table}, indent=2))
     print(f"\nlabels: A = {la}, B = {lb}")
