@@ -1,6 +1,6 @@
 """Command line: `wppg train | resume | eval | plot | lab | bench | report`.
 
-`wppg train --algo {wppg,wppg-i,sac} --env ID --total-steps N --seed S --out DIR [hyperparameters]`
+`wppg train --algo {wppg,wppg-i,sac,wpo,ppo} --env ID --total-steps N --seed S --out DIR [hyperparameters]`
 takes every field of `TrainConfig` and of the algorithm's config as a flag (see `--help`).
 """
 

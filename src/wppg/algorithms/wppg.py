@@ -3,7 +3,8 @@
 Per state, the proximal step pi_{k+1} = argmax E_pi[Q] + tau H(pi) - W2^2(pi, pi_k) / (2 eta) is
 split into a transport step a -> a + eta grad_a Q(s, a) and a heat step a -> a + N(0, 2 tau eta I).
 With a pushforward policy a = g_theta(s, eps), the particle targets are projected back onto the
-family by least squares; the entropy enters only the critic, through the plug-in estimator.
+family by least squares; the entropy enters only the critic, through a sample-based estimate
+(`entropy_estimator`: nearest-neighbour by default, the paper's plug-in mixture with `preset="paper"`).
 """
 
 from __future__ import annotations
@@ -67,16 +68,17 @@ class WPPGConfig(OffPolicyConfig):
     """Wasserstein proximal step size eta (paper: 0.1)."""
     tau: float | str = 1e-4
     """Entropy temperature tau: heat-step variance 2 tau eta and critic entropy bonus (paper: 1e-4), or
-    'auto': learn log tau so that the plug-in entropy estimate tracks `target_entropy` (starts at `tau_init`)."""
+    'auto': learn log tau so that the entropy estimate (`entropy_estimator`) tracks `target_entropy` (starts at
+    `tau_init`)."""
     tau_init: float = 0.2
     """Initial temperature when tau='auto' (as SAC's initial alpha here)."""
     tau_lr: float = 3e-4
     """Adam learning rate of log tau when tau='auto' (as SAC's alpha_lr)."""
     target_entropy: float | None = None
     """Target entropy for tau='auto', in nats of the policy on the unit box u = (a - bias) / scale (SAC's
-    convention); None means -dim(A). The plug-in estimator measures the kernel-smoothed policy and is biased
-    for finite M, L: the target it is compared with is its mean on an isotropic Gaussian of this entropy
-    (`wppg.entropy.calibrated_entropy_target`)."""
+    convention); None means -dim(A). Each estimator is biased for finite M, L (the plug-in one measures the
+    kernel-smoothed policy): the target it is compared with is the configured estimator's mean on an isotropic
+    Gaussian of this entropy (`wppg.entropy.calibrated_entropy_target`)."""
     latent_dim: int | None = None
     """WPPG-I latent dimension m; None means max(dim(A), round(obs_dim / 3)): the paper's rule (about a third of
     the state dimension), raised to dim(A) because a latent of lower dimension maps onto a lower-dimensional set of

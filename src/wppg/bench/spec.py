@@ -36,7 +36,8 @@ from typing import Any
 # Names in specs that are not agent variants of `wppg.agent`: (variant, fixed fields, defaults).
 ALIASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "sac-fixed": ("sac", {"autotune": False}, {"alpha": 0.2}),
-    # The paper's WPPG-I exactly (shared-latent projection); K and the rest stay settable.
+    # The paper's WPPG-I exactly (`preset="paper"`: shared-latent projection, plug-in entropy, no box);
+    # K and the rest stay settable.
     "wppg-i-paper": ("wppg-i", {"preset": "paper"}, {}),
 }
 # Reference implementations run by `wppg.bench.external.run_external`.
