@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -43,30 +44,44 @@ Curves = dict[str, list[tuple[np.ndarray, np.ndarray]]]
 """Label -> the (steps, values) curve of each of its runs."""
 
 
-def _draw_curves(ax: object, curves: Curves) -> None:
-    """On `ax`, one line per label: the mean over its runs at the steps they all have, with a 95%
-    bootstrap CI band when there are several runs."""
+def label_colors(labels: Iterable[str]) -> dict[str, str]:
+    """A colour per label, from matplotlib's default cycle in sorted order: pass the labels of all
+    the figures that are read together, so that a label keeps its colour in panels and figures
+    that lack some of the others."""
+    cycle = [f"C{i}" for i in range(10)]
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def _draw_curves(ax: object, curves: Curves, colors: dict[str, str]) -> None:
+    """On `ax`, one line per label in its colour: the mean over its runs at the steps they all have,
+    with a 95% bootstrap CI band when there are several runs."""
     for label, runs in sorted(curves.items()):
         steps = np.asarray(sorted(set.intersection(*(set(s.tolist()) for s, _ in runs))))
         if len(steps) == 0:
             continue
         y = np.asarray([v[np.searchsorted(s, steps)] for s, v in runs])
-        (line,) = ax.plot(steps, y.mean(axis=0), marker="o", markersize=3, label=f"{label} (n={len(runs)})")
+        color = colors[label]
+        ax.plot(steps, y.mean(axis=0), marker="o", markersize=3, color=color, label=f"{label} (n={len(runs)})")
         if len(runs) > 1:
             lo, hi = bootstrap_ci(y)
-            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.2)
     ax.set_xlabel("env steps")
     ax.grid(alpha=0.3)
 
 
-def plot_curves(curves: Curves, out: str | Path, *, title: str, ylabel: str) -> Path:
+def plot_curves(
+    curves: Curves, out: str | Path, *, title: str, ylabel: str, colors: dict[str, str] | None = None
+) -> Path:
     """One line per label: the mean over its runs' (steps, values) curves at the steps they all
-    have, with a 95% bootstrap CI band when there are several runs."""
-    return plot_panels([(curves, ylabel, False)], out, title=title)
+    have, with a 95% bootstrap CI band when there are several runs. `colors`: see `plot_panels`."""
+    return plot_panels([(curves, ylabel, False)], out, title=title, colors=colors)
 
 
-def plot_panels(panels: list[tuple[Curves, str, bool]], out: str | Path, *, title: str) -> Path:
-    """`plot_curves` for several quantities side by side: panels of (curves, ylabel, log y-axis)."""
+def plot_panels(
+    panels: list[tuple[Curves, str, bool]], out: str | Path, *, title: str, colors: dict[str, str] | None = None
+) -> Path:
+    """`plot_curves` for several quantities side by side: panels of (curves, ylabel, log y-axis).
+    A label has one colour in every panel: `colors`, else `label_colors` of all the panels' labels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,8 +89,10 @@ def plot_panels(panels: list[tuple[Curves, str, bool]], out: str | Path, *, titl
 
     width = 7.0 if len(panels) == 1 else 5.0 * len(panels)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.5), squeeze=False)
+    if colors is None:
+        colors = label_colors(label for curves, _, _ in panels for label in curves)
     for ax, (curves, ylabel, log) in zip(axes[0], panels, strict=True):
-        _draw_curves(ax, curves)
+        _draw_curves(ax, curves, colors)
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")

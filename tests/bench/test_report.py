@@ -298,12 +298,39 @@ def test_policy_spread_table_and_figure(long_report, monkeypatch):
     from wppg.bench.report import build_report
 
     seen = []
-    monkeypatch.setattr(wppg.plotting, "plot_panels", lambda panels, path, title: seen.append(panels) or path)
-    monkeypatch.setattr(wppg.plotting, "plot_curves", lambda curves, path, title, ylabel: path)
+    given = []  # the colour map each figure was drawn with
+    monkeypatch.setattr(
+        wppg.plotting,
+        "plot_panels",
+        lambda panels, path, title, colors: seen.append(panels) or given.append(colors) or path,
+    )
+    monkeypatch.setattr(
+        wppg.plotting, "plot_curves", lambda curves, path, title, ylabel, colors: given.append(colors) or path
+    )
     build_report([root / "EnvB-v0"], out.parent / "again.md", reps=20, last=3)
+    assert len(given) == 2 and all(g == wppg.plotting.label_colors(["sac", "wppg"]) for g in given)
     entropy, _, temperature = seen[0]
     assert [len(c) for c in entropy[0].values()] == [2, 3] and entropy[2] is False and temperature[2] is True
     steps, values = entropy[0]["sac"][1]
     assert steps.tolist() == list(range(200, 1001, 200)) and values[0] == pytest.approx(-1.3)
     again = json.loads((out.parent / "again.json").read_text())
     assert again["envs"]["EnvB-v0"]["sac"]["last3_return_mode"]["values"] == pytest.approx([40.0, 0.0])
+
+
+def test_an_algorithm_keeps_its_colour_in_panels_that_lack_others():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wppg.plotting import _draw_curves, label_colors
+
+    run = (np.arange(3), np.zeros(3))
+    colors = label_colors(["wppg", "sac", "wppg-i", "sac"])
+    assert list(colors) == ["sac", "wppg", "wppg-i"] and len(set(colors.values())) == 3
+    fig, (full, partial) = plt.subplots(1, 2)
+    _draw_curves(full, {"sac": [run], "wppg": [run], "wppg-i": [run]}, colors)
+    _draw_curves(partial, {"sac": [run], "wppg-i": [run]}, colors)  # a panel without wppg's column
+    drawn = [{line.get_label().split()[0]: line.get_color() for line in ax.lines} for ax in (full, partial)]
+    plt.close(fig)
+    assert drawn[0] == colors and drawn[1] == {"sac": colors["sac"], "wppg-i": colors["wppg-i"]}

@@ -311,6 +311,9 @@ def build_report(
     done = [r for r in records if r.finished]
     unfinished = [r for r in records if not r.finished]
     envs = sorted({r.env_id for r in done})
+    from wppg.plotting import label_colors
+
+    colors = label_colors(r.algo for r in done)  # an algorithm's colour in every figure of the report
     result: dict[str, Any] = {
         "metric": metric, "last": last, "envs": {}, "aggregate": None, f"aggregate_last{last}": None, "spread": {},
         "unfinished": [],
@@ -369,7 +372,7 @@ def build_report(
             if f"last{last}_{metric}" in row:
                 lasts.setdefault(env, {})[algo] = row[f"last{last}_{metric}"]["values"]
             lines.append(f"| {algo} | {len(mine)} | " + " | ".join(cells) + " |")
-        fig = _plot_env(env, runs, figures, metric)
+        fig = _plot_env(env, runs, figures, metric, colors)
         if fig is not None:
             rel = os.path.relpath(fig, out.parent)
             lines += ["", f"![{env} learning curves]({rel})"]
@@ -378,7 +381,7 @@ def build_report(
     lines += _task_metrics_section(done, result)
     lines += _aggregate_section(finals, reps, result, metric)
     lines += _aggregate_section(lasts, reps, result, metric, last=last)
-    lines += _spread_section(done, figures, out, result)
+    lines += _spread_section(done, figures, out, result, colors)
     lines += _cost_section(done)
     lines += _protocol_section(records, done, [Path(p) for p in run_dirs], command)
     lines += _unfinished_section(unfinished, result)
@@ -388,7 +391,7 @@ def build_report(
     return result
 
 
-def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str) -> Path | None:
+def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str, colors: dict[str, str]) -> Path | None:
     from wppg.plotting import plot_curves
 
     curves = _curves(runs, metric)
@@ -400,6 +403,7 @@ def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str) -> Pa
         figures / f"{safe}.png",
         title=f"{env}: mean over seeds, band: 95% bootstrap CI",
         ylabel=f"eval {metric.replace('_', ' ')}",
+        colors=colors,
     )
 
 
@@ -532,7 +536,9 @@ SPREAD_PANELS = (
 )
 
 
-def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dict[str, Any]) -> list[str]:
+def _spread_section(
+    done: list[RunRecord], figures: Path, out: Path, result: dict[str, Any], colors: dict[str, str]
+) -> list[str]:
     """Per env: the policy's spread and temperature at the end of training (mean and 95% bootstrap
     CI over seeds of each run's last train.csv row) and as curves over training."""
     envs = sorted({r.env_id for r in done if _train_series(r, ("policy_entropy",)) is not None})
@@ -592,7 +598,7 @@ def _spread_section(done: list[RunRecord], figures: Path, out: Path, result: dic
         from wppg.plotting import plot_panels
 
         fig = plot_panels([p for p in panels if p[0]], figures / f"{env.replace('/', '_')}-spread.png",
-                          title=f"{env}: policy spread, mean over seeds, band: 95% bootstrap CI")  # fmt: skip
+                          title=f"{env}: policy spread, mean over seeds, band: 95% bootstrap CI", colors=colors)  # fmt: skip
         lines += ["", f"![{env} policy spread]({os.path.relpath(fig, out.parent)})", ""]
     return lines
 
