@@ -1,0 +1,114 @@
+"""A trained policy's entropy on the states of its replay buffer, grouped by when they were stored:
+does the policy hold its target entropy on the states it visits now, or only on average over the
+buffer, which is where a learned temperature (SAC's alpha, WPPG's tau = "auto") measures it?
+
+    python benchmarks/entropy_by_state_age.py RUN_DIR_OR_CHECKPOINT [--groups 5] [--states 48] [--samples 256]
+
+For each age group (env steps at which the states were stored) it draws `--samples` actions per state
+with the policy's stochastic `act` and prints, on the unit box u = (a - bias) / scale (the scale
+of the temperature's target): the nearest-neighbour entropy estimate (`wppg.entropy.knn_entropy`)
+on batches of the training estimator's sample count (M + L for WPPG, 16 otherwise) and on all the
+samples (less biased), and the per-state standard deviation. The last row draws `groups` x `states`
+states uniformly from the whole buffer, as the temperature's update does.
+
+Works for every off-policy algorithm with a replay buffer (wppg, wppg-i, sac, wpo). The checkpoint
+must hold its buffer (the trainer's checkpoints do). It loads the file without executing code from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+import wppg
+from wppg.entropy import knn_entropy
+from wppg.replay import ReplayBuffer
+
+
+class AgeRow(NamedTuple):
+    label: str
+    knn_small: float
+    knn_all: float
+    std: float
+
+
+def stored_in_order(buffer: ReplayBuffer) -> np.ndarray:
+    """Indices of the buffer's rows from the oldest stored transition to the newest."""
+    return (buffer.ptr - buffer.size + np.arange(buffer.size)) % buffer.capacity
+
+
+def spread_on(agent: wppg.Agent, obs: np.ndarray, samples: int, small: int) -> tuple[float, float, float]:
+    """(knn on batches of `small` samples, knn on all `samples`, per-state std), means over states obs [S, D]."""
+    bounds = agent.env_info.bounds
+    a = agent.predict(np.repeat(obs, samples, axis=0)).reshape(len(obs), samples, -1)
+    u = (a - bounds.bias) / bounds.scale
+    d = u.shape[-1]
+    n = samples - samples % small
+    knn_small = knn_entropy(jnp.asarray(u[:, :n].reshape(len(obs), n // small, small, d)))
+    return float(jnp.mean(knn_small)), float(jnp.mean(knn_entropy(jnp.asarray(u)))), float(u.std(axis=1).mean())
+
+
+def entropy_by_age(
+    agent: wppg.Agent, groups: int = 5, states: int = 48, samples: int = 256, seed: int = 0
+) -> list[AgeRow]:
+    """One `AgeRow` per age group of the buffer's states, oldest first, then one for the whole buffer."""
+    buffer = agent.trainer.buffer
+    if buffer.size < groups:
+        raise ValueError(f"the checkpoint's buffer holds {buffer.size} transitions, fewer than {groups} groups")
+    cfg = agent.trainer.algo.config
+    small = getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
+    if samples < 2 * small:
+        raise ValueError(f"--samples must be at least {2 * small} (twice the training estimator's {small})")
+    rng = np.random.default_rng(seed)
+    order = stored_in_order(buffer)
+    obs = buffer.data["obs"]
+    first_step = agent.num_timesteps - buffer.size
+    rows = []
+    for g, part in enumerate(np.array_split(order, groups)):
+        lo = first_step + g * buffer.size // groups
+        hi = first_step + (g + 1) * buffer.size // groups
+        picked = obs[rng.choice(part, size=min(states, len(part)), replace=False)]
+        rows.append(AgeRow(f"{lo:,}-{hi:,}", *spread_on(agent, picked, samples, small)))
+    picked = obs[rng.choice(order, size=min(states * groups, buffer.size), replace=False)]
+    rows.append(AgeRow("whole buffer", *spread_on(agent, picked, samples, small)))
+    return rows
+
+
+def temperature_target(agent: wppg.Agent) -> float | None:
+    """What the temperature's update holds the training entropy estimate at (None for a fixed temperature)."""
+    algo = agent.trainer.algo
+    if getattr(algo, "entropy_target", None) is not None:
+        return float(algo.entropy_target)
+    if getattr(algo.config, "autotune", False):
+        return float(algo.target_entropy)
+    return None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("path", help="a run directory or a checkpoint (.npz) that holds its replay buffer")
+    p.add_argument("--groups", type=int, default=5, help="age groups of the buffer's states (5)")
+    p.add_argument("--states", type=int, default=48, help="states drawn per group (48)")
+    p.add_argument("--samples", type=int, default=256, help="actions drawn per state (256)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    agent = wppg.Agent.load(args.path, progress=False)
+    rows = entropy_by_age(agent, args.groups, args.states, args.samples, args.seed)
+    cfg = agent.trainer.algo.config
+    small = getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
+    print(f"{agent.variant} after {agent.num_timesteps} env steps; entropy in nats on the unit box")
+    print(f"| states stored at | knn, N = {small} | knn, N = {args.samples} | std |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r.label} | {r.knn_small:.2f} | {r.knn_all:.2f} | {r.std:.3f} |")
+    target = temperature_target(agent)
+    if target is not None and math.isfinite(target):
+        print(f"the temperature holds its training estimate at {target:.2f} on states drawn from the whole buffer")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""benchmarks/entropy_by_state_age.py: the buffer's rows in the order they were stored (also after the
+ring wrapped), and the table of a tiny saved agent, oldest states first."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wppg
+from wppg.replay import ReplayBuffer
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "entropy_by_state_age.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("entropy_by_state_age", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _filled(capacity: int, n: int) -> ReplayBuffer:
+    """A buffer of one-dimensional observations 0, 1, ..., n - 1 added in that order."""
+    buffer = ReplayBuffer(capacity, obs_dim=1, act_dim=1)
+    for i in range(n):
+        buffer.add(obs=[[i]], action=[[0.0]], reward=[0.0], next_obs=[[i]], terminated=[False])
+    return buffer
+
+
+@pytest.mark.parametrize("n", [3, 5, 12])
+def test_rows_come_oldest_first_before_and_after_the_ring_wraps(script, n):
+    buffer = _filled(5, n)
+    stored = buffer.data["obs"][script.stored_in_order(buffer), 0]
+    np.testing.assert_array_equal(stored, np.arange(max(0, n - 5), n))
+
+
+def test_table_of_a_saved_agent_has_one_row_per_age_group_and_the_whole_buffer(script, tiny, tmp_path):
+    agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, progress=False, **tiny("wppg-i", tau="auto"))
+    agent.learn(120)
+    agent.save(tmp_path / "agent.npz")
+    loaded = wppg.Agent.load(tmp_path / "agent.npz", progress=False)
+    rows = script.entropy_by_age(loaded, groups=3, states=4, samples=32)
+    assert [r.label for r in rows] == ["0-40", "40-80", "80-120", "whole buffer"]
+    assert all(np.isfinite([r.knn_small, r.knn_all, r.std]).all() for r in rows)
+    assert all(r.std > 0 for r in rows)  # a stochastic policy, sampled per state
+    assert script.temperature_target(loaded) == pytest.approx(float(loaded.trainer.algo.entropy_target))
+    with pytest.raises(ValueError, match="at least"):
+        script.entropy_by_age(loaded, groups=3, states=4, samples=8)
