@@ -41,6 +41,12 @@ def stored_in_order(buffer: ReplayBuffer) -> np.ndarray:
     return (buffer.ptr - buffer.size + np.arange(buffer.size)) % buffer.capacity
 
 
+def estimator_samples(agent: wppg.Agent) -> int:
+    """The training entropy estimator's sample count per state: M + L for WPPG, 16 for the others."""
+    cfg = agent.trainer.algo.config
+    return getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
+
+
 def spread_on(agent: wppg.Agent, obs: np.ndarray, samples: int, small: int) -> tuple[float, float, float]:
     """(knn on batches of `small` samples, knn on all `samples`, per-state std), means over states obs [S, D]."""
     bounds = agent.env_info.bounds
@@ -59,20 +65,19 @@ def entropy_by_age(
     buffer = agent.trainer.buffer
     if buffer.size < groups:
         raise ValueError(f"the checkpoint's buffer holds {buffer.size} transitions, fewer than {groups} groups")
-    cfg = agent.trainer.algo.config
-    small = getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
+    small = estimator_samples(agent)
     if samples < 2 * small:
         raise ValueError(f"--samples must be at least {2 * small} (twice the training estimator's {small})")
     rng = np.random.default_rng(seed)
     order = stored_in_order(buffer)
     obs = buffer.data["obs"]
     first_step = agent.num_timesteps - buffer.size
-    rows = []
-    for g, part in enumerate(np.array_split(order, groups)):
-        lo = first_step + g * buffer.size // groups
-        hi = first_step + (g + 1) * buffer.size // groups
+    rows, lo = [], first_step
+    for part in np.array_split(order, groups):
+        hi = lo + len(part)
         picked = obs[rng.choice(part, size=min(states, len(part)), replace=False)]
         rows.append(AgeRow(f"{lo:,}-{hi:,}", *spread_on(agent, picked, samples, small)))
+        lo = hi
     picked = obs[rng.choice(order, size=min(states * groups, buffer.size), replace=False)]
     rows.append(AgeRow("whole buffer", *spread_on(agent, picked, samples, small)))
     return rows
@@ -98,8 +103,7 @@ def main() -> None:
     args = p.parse_args()
     agent = wppg.Agent.load(args.path, progress=False)
     rows = entropy_by_age(agent, args.groups, args.states, args.samples, args.seed)
-    cfg = agent.trainer.algo.config
-    small = getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
+    small = estimator_samples(agent)
     print(f"{agent.variant} after {agent.num_timesteps} env steps; entropy in nats on the unit box")
     print(f"| states stored at | knn, N = {small} | knn, N = {args.samples} | std |")
     print("|---|---|---|---|")

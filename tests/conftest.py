@@ -1,4 +1,5 @@
-"""Shared test fixtures: tiny hyperparameters, and a per-session JAX compilation cache.
+"""Shared test fixtures: tiny hyperparameters, benchmark scripts as modules, and a per-session JAX
+compilation cache.
 
 Most of the wall time of a short training test is XLA compilation, not training: every agent
 jit-compiles its own update and act functions (they are jitted bound methods), so a test that
@@ -13,10 +14,13 @@ WPPG_TEST_NO_COMPILATION_CACHE=1 to turn the cache off.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import shutil
 import tempfile
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -64,6 +68,22 @@ def tiny():
         return {**TINY_TRAIN, **TINY_ALGO[variant], **overrides}
 
     return hyperparameters
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """`load_benchmark(name) -> module`: the script benchmarks/NAME.py imported as a module (it is not a package)."""
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -3,24 +3,16 @@ ring wrapped), and the table of a tiny saved agent, oldest states first."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import wppg
 from wppg.replay import ReplayBuffer
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "entropy_by_state_age.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("entropy_by_state_age", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark):
+    return load_benchmark("entropy_by_state_age")
 
 
 def _filled(capacity: int, n: int) -> ReplayBuffer:

@@ -6,7 +6,6 @@ compilation, so it runs in a subprocess with XLA's CPU optimisation passes off, 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -27,11 +26,8 @@ TINY_ARGS = ["--tiny", "--envs", "Hopper-v5", "--presets", "paper", "--seeds", "
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("gpu_mujoco", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark):
+    return load_benchmark("gpu_mujoco")
 
 
 def test_flags_give_the_papers_k_by_default_and_tiny_sizes_on_request(script):
