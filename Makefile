@@ -25,10 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=15
 
-## Lint (ruff), format check (ruff format) and the type check of the public API (mypy): seconds
+## Lint (ruff) and format check (ruff format) of src, tests and benchmarks, and the type check of the public API (mypy): seconds
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 ## Longer learning checks and the Ray backend end-to-end test (tens of minutes on CPU)

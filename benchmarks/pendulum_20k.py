@@ -28,7 +28,16 @@ def main() -> int:
     if not args.report_only:
         seeds = [str(s) for s in args.seeds]
         wppg(["bench", "run", str(SPEC), "--out", str(args.out), "--workers", str(args.workers), "--seeds", *seeds])
-    return wppg(["report", str(args.out), "--out", str(args.report), "--figures", str(args.report.parent / "figures" / "pendulum_20k")])
+    return wppg(
+        [
+            "report",
+            str(args.out),
+            "--out",
+            str(args.report),
+            "--figures",
+            str(args.report.parent / "figures" / "pendulum_20k"),
+        ]
+    )
 
 
 if __name__ == "__main__":

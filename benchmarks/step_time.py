@@ -34,9 +34,13 @@ def main() -> None:
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     bounds = ActionBounds(np.ones(d, np.float32), np.zeros(d, np.float32))
     r = np.random.default_rng(0)
-    batches = {"obs": r.normal(size=(N, B, D)).astype(np.float32), "action": r.uniform(-1, 1, (N, B, d)).astype(np.float32),
-               "reward": r.normal(size=(N, B)).astype(np.float32), "next_obs": r.normal(size=(N, B, D)).astype(np.float32),
-               "terminated": np.zeros((N, B), np.float32)}  # fmt: skip
+    batches = {
+        "obs": r.normal(size=(N, B, D)).astype(np.float32),
+        "action": r.uniform(-1, 1, (N, B, d)).astype(np.float32),
+        "reward": r.normal(size=(N, B)).astype(np.float32),
+        "next_obs": r.normal(size=(N, B, D)).astype(np.float32),
+        "terminated": np.zeros((N, B), np.float32),
+    }
     out = {}
     only = set(sys.argv[3:])
     for name, make in CASES:

@@ -27,21 +27,44 @@ def sbx_update():
     from sbx import SAC
     from sbx.common.type_aliases import ReplayBufferSamplesNp
 
-    model = SAC("MlpPolicy", gym.make("Hopper-v5"), learning_starts=1000, train_freq=1, gradient_steps=1, verbose=0, seed=0)
+    model = SAC(
+        "MlpPolicy", gym.make("Hopper-v5"), learning_starts=1000, train_freq=1, gradient_steps=1, verbose=0, seed=0
+    )
     model.learn(1100)
     d = model.replay_buffer.sample(B * G)
-    data = ReplayBufferSamplesNp(d.observations.numpy(), d.actions.numpy(), d.next_observations.numpy(), d.dones.numpy().flatten(),
-                                 d.rewards.numpy().flatten(), np.full((B * G,), model.gamma, np.float32))  # fmt: skip
+    data = ReplayBufferSamplesNp(
+        d.observations.numpy(),
+        d.actions.numpy(),
+        d.next_observations.numpy(),
+        d.dones.numpy().flatten(),
+        d.rewards.numpy().flatten(),
+        np.full((B * G,), model.gamma, np.float32),
+    )
     p = model.policy
-    args = (model.tau, model.target_entropy, G, data, model.policy_delay, 1, p.qf_state, p.actor_state, model.ent_coef_state, model.key)
+    args = (
+        model.tau,
+        model.target_entropy,
+        G,
+        data,
+        model.policy_delay,
+        1,
+        p.qf_state,
+        p.actor_state,
+        model.ent_coef_state,
+        model.key,
+    )
     return lambda: model._train(*args)
 
 
 def our_update(algo):
     r = np.random.default_rng(0)
-    batches = {"obs": r.normal(size=(G, B, 11)).astype(np.float32), "action": r.uniform(-1, 1, (G, B, 3)).astype(np.float32),
-               "reward": r.normal(size=(G, B)).astype(np.float32), "next_obs": r.normal(size=(G, B, 11)).astype(np.float32),
-               "terminated": np.zeros((G, B), np.float32)}  # fmt: skip
+    batches = {
+        "obs": r.normal(size=(G, B, 11)).astype(np.float32),
+        "action": r.uniform(-1, 1, (G, B, 3)).astype(np.float32),
+        "reward": r.normal(size=(G, B)).astype(np.float32),
+        "next_obs": r.normal(size=(G, B, 11)).astype(np.float32),
+        "terminated": np.zeros((G, B), np.float32),
+    }
     state = algo.init(jax.random.PRNGKey(0))
     return lambda: algo.update(state, batches, jax.random.PRNGKey(1))
 
@@ -66,8 +89,11 @@ def main() -> None:
     print(f"{rounds} rounds of {G} gradient steps per call; jax {jax.__version__}, {jax.devices()[0].platform}")
     for name, t in times.items():
         ratio = sbx / np.array(t)
-        print(f"  {name:14s} median {1e3 * np.median(t):6.2f} ms/step   SBX/this per round: median {np.median(ratio):.2f} "
-              f"[{np.min(ratio):.2f}, {np.max(ratio):.2f}]")  # fmt: skip
+        print(
+            f"  {name:14s} median {1e3 * np.median(t):6.2f} ms/step   "
+            f"SBX/this per round: median {np.median(ratio):.2f} "
+            f"[{np.min(ratio):.2f}, {np.max(ratio):.2f}]"
+        )
 
 
 if __name__ == "__main__":
