@@ -1,5 +1,5 @@
-"""Short WPPG-I runs on the one-step bandits of wppg.tasks: the default projection ('ot') keeps the
-Gibbs policy's spread and both wells; the paper's 'shared-latent' collapses in the same budget.
+"""Short WPPG-I runs on the one-step bandits of wppg.tasks: the default projection ('ot') and the
+energy projection keep the Gibbs policy's spread and both wells; the paper's 'shared-latent' collapses in the same budget.
 The double well needs a longer run with the cpu preset's (256, 256) networks (its policy must grow
 from the barrier into both wells; small networks on small batches stay lopsided): it is a `slow`
 test (`make test-learning`)."""
@@ -25,17 +25,20 @@ def _metrics(task: str, coupling: str, steps: int, budget: dict) -> dict[str, fl
 
 
 @pytest.mark.parametrize(
-    "task, steps, budget",
+    "task, steps, budget, coupling",
     [
-        ("wppg/BanditQuadratic-v0", 900, SMALL),
-        pytest.param("wppg/BanditDoubleWell-v0", 2000, CPU_PRESET, marks=pytest.mark.slow),
+        ("wppg/BanditQuadratic-v0", 900, SMALL, "ot"),
+        ("wppg/BanditQuadratic-v0", 900, SMALL, "energy"),
+        pytest.param("wppg/BanditDoubleWell-v0", 2000, CPU_PRESET, "ot", marks=pytest.mark.slow),
+        pytest.param("wppg/BanditDoubleWell-v0", 2000, CPU_PRESET, "energy", marks=pytest.mark.slow),
     ],
 )
-def test_ot_holds_the_gibbs_policy_where_shared_latent_collapses(task, steps, budget):
+def test_ot_holds_the_gibbs_policy_where_shared_latent_collapses(task, steps, budget, coupling):
     """Tolerances: W2 to the Gibbs policy (tau = 0.1) below 0.15 and a policy std within 40% of the
     Gibbs std (0.22 on the quadratic, 0.5 on the double well), with both wells holding at least 30%
-    of the mass; shared-latent falls below 25% of the Gibbs std (one well only)."""
-    ot, shared = _metrics(task, "ot", steps, budget), _metrics(task, "shared-latent", steps, budget)
+    of the mass; shared-latent falls below 25% of the Gibbs std (one well only). The same for the
+    pairing-free 'energy' projection."""
+    ot, shared = _metrics(task, coupling, steps, budget), _metrics(task, "shared-latent", steps, budget)
     gibbs_std = 0.22 if "Quadratic" in task else 0.5
     assert ot["w2_to_gibbs"] < 0.15, ot
     assert abs(ot["policy_std"] - gibbs_std) < 0.4 * gibbs_std, ot

@@ -72,10 +72,11 @@ def unfused_actor_update(algo, state, obs, key):
         ("implicit", "ot", "implicit"),
         ("gaussian", "score", "explicit"),
         ("implicit", "shared-latent", "explicit"),
+        ("implicit", "energy", "explicit"),
     ],
 )
 def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling, step_rule):
-    """The VJP-reusing actor step applies exactly Adam(grad of the least-squares projection)."""
+    """The VJP-reusing actor step applies exactly Adam(grad of the projection loss)."""
     config = WPPGConfig(policy=policy, hidden=(32, 32), K=4, tau=0.05, coupling=coupling, step_rule=step_rule)
     algo = WPPGAlgorithm(config, 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))

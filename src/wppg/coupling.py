@@ -16,7 +16,15 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
   term -tau grad log rho_h is the velocity of the heat flow (the gradient of the same kind of
   plug-in entropy the critic uses), so no noise has to survive the regression.
 
-Every rule sees all K samples of a state at once ([B, K, d] arrays).
+- `energy`: no pairing. The moved particles y_j (as for `ot`) are a sample of the law the particle
+  step produced, and the actor fits the law of g_theta(s, .) to it by the energy distance
+  E|a - y| - E|a - a'| / 2 (`energy_distance`) instead of least squares on pairs. The energy
+  distance is zero only between equal laws, and its U-statistic over K samples is unbiased, so the
+  fit has no finite-K bias: the pairing rules pass the heat step on only through re-pairings, which
+  grow rare as dim(A) grows at fixed K (`benchmarks/projection_model.py`). Not in the paper.
+
+Every rule sees all K samples of a state at once ([B, K, d] arrays). `projection_loss` is the fit's
+loss for every rule.
 
 The action box (`BOUNDARIES`, `box`): the policy's actions lie in a box, but a particle step can
 leave it, and a target outside the box is one the squashed policy a = scale tanh(.) + bias can only
@@ -48,7 +56,7 @@ import jax.numpy as jnp
 from wppg.entropy import silverman_bandwidth
 from wppg.noise import standard_normal
 
-COUPLINGS = ("shared-latent", "ot", "score")
+COUPLINGS = ("shared-latent", "ot", "score", "energy")
 STEP_RULES = ("explicit", "implicit")
 BOUNDARIES = ("reflect", "none")
 BOX_MARGIN = 1e-3
@@ -206,8 +214,41 @@ def couple(
         return box_step(a0, eta * (grad_q - tau * kernel_score(a0, h)), 0.0, box)
     noise = jnp.sqrt(2.0 * tau * eta) * standard_normal(key, a0.shape)
     moved = box_step(a0, eta * grad_q, noise, box)
-    if coupling == "shared-latent":
+    if coupling in ("shared-latent", "energy"):
         return moved
     if coupling == "ot":
         return ot_pair(a0, moved)
     raise ValueError(f"unknown coupling {coupling!r}; expected one of {COUPLINGS}")
+
+
+def energy_distance(a: jnp.ndarray, y: jnp.ndarray, scale: jnp.ndarray | float = 1.0) -> jnp.ndarray:
+    """Per state, the energy distance between the laws of the samples a [B, K, d] and the particles
+    y [B, K, d], less its constant E|y - y'| / 2: (1/(K(K-1))) sum_{k != j} (|a_k - y_j| - |a_k - a_j| / 2).
+
+    Pairs of the same index are left out: y_k was moved from a_k, so it is not independent of it, and
+    over independent pairs the sum is an unbiased estimate. Returns [B]. Distances are smoothed by
+    1e-6 of the box's half-width (`scale`), so their gradient is finite where two samples coincide.
+    """
+    k = a.shape[1]
+    eps2 = (1e-6 * jnp.max(jnp.asarray(scale))) ** 2
+
+    def dist(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+        return jnp.sqrt(jnp.sum((x[:, :, None, :] - w[:, None, :, :]) ** 2, axis=-1) + eps2)
+
+    off = 1.0 - jnp.eye(k, dtype=a.dtype)
+    return jnp.sum((dist(a, y) - 0.5 * dist(a, a)) * off, axis=(1, 2)) / (k * max(k - 1, 1))
+
+
+def projection_loss(
+    coupling: str, a: jnp.ndarray, target: jnp.ndarray, scale: jnp.ndarray | float = 1.0
+) -> jnp.ndarray:
+    """The projection's loss between the policy's samples a [B, K, d] and the targets of `couple`.
+
+    Least squares for the pairing rules, the mean over the B K samples of |a_k - y_k|^2; for 'energy',
+    the mean over states of `energy_distance`. The actor takes its gradient in the current samples and
+    pulls it back through g_theta.
+    """
+    target = jax.lax.stop_gradient(target)
+    if coupling == "energy":
+        return jnp.mean(energy_distance(a, target, scale))
+    return jnp.mean(jnp.sum((a - target) ** 2, axis=-1))

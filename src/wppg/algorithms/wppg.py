@@ -3,8 +3,9 @@
 Per state, the proximal step pi_{k+1} = argmax E_pi[Q] + tau H(pi) - W2^2(pi, pi_k) / (2 eta) is
 split into a transport step a -> a + eta grad_a Q(s, a) and a heat step a -> a + N(0, 2 tau eta I).
 With a pushforward policy a = g_theta(s, eps), the particle targets are projected back onto the
-family by least squares; the entropy enters only the critic, through a sample-based estimate
-(`entropy_estimator`: nearest-neighbour by default, the paper's plug-in mixture with `preset="paper"`).
+family by least squares (by the energy distance with `coupling="energy"`); the entropy enters only
+the critic, through a sample-based estimate (`entropy_estimator`: nearest-neighbour by default, the
+paper's plug-in mixture with `preset="paper"`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from wppg.algorithms.base import (
     min_q,
     require,
 )
-from wppg.coupling import BOUNDARIES, COUPLINGS, STEP_RULES, couple, step_size, target_box
+from wppg.coupling import BOUNDARIES, COUPLINGS, STEP_RULES, couple, projection_loss, step_size, target_box
 from wppg.entropy import BANDWIDTHS, ESTIMATORS, calibrated_entropy_target, entropy_from_samples
 from wppg.envs import ActionBounds
 from wppg.policies import make_policy, sample_latents
@@ -107,8 +108,11 @@ class WPPGConfig(OffPolicyConfig):
     coupling: str = "ot"
     """How the K current samples of a state are paired with their particle targets in the projection
     (`wppg.coupling`): 'ot' (default; optimal assignment of samples to moved particles, heat noise included),
-    'score' (deterministic heat step from the kernel score of the K samples) or 'shared-latent' (the paper's:
-    each latent keeps its own particle; the heat noise cancels and the policy collapses)."""
+    'score' (deterministic heat step from the kernel score of the K samples), 'shared-latent' (the paper's:
+    each latent keeps its own particle; the heat noise cancels and the policy collapses) or 'energy' (no
+    pairing: the energy distance between the policy's samples and the moved particles, unbiased at any K;
+    needs K >= 2; not in the paper). With K = 8 in 6-D, 'ot' passes on a fraction of the heat step's spread
+    that shrinks with dim(A), 'energy' all of it (docs/algorithms.md, "The projection")."""
 
     boundary: str = "reflect"
     """What the particle step does at the walls of the action box (`wppg.coupling`): 'reflect'
@@ -143,6 +147,7 @@ class WPPGConfig(OffPolicyConfig):
             f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}",
         )
         require(self.coupling in COUPLINGS, f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
+        require(self.coupling != "energy" or self.K >= 2, f"coupling='energy' needs K >= 2, got K={self.K}")
         require(
             self.entropy_bandwidth in BANDWIDTHS,
             f"entropy_bandwidth must be one of {BANDWIDTHS}, got {self.entropy_bandwidth!r}",
@@ -256,18 +261,18 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
     def projection_loss(
         self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray, target: jnp.ndarray
     ) -> jnp.ndarray:
-        """mean over the B*K samples of ||g_theta(s, eps) - target||^2."""
-        residual = self.policy.apply(actor_params, obs, eps) - target
-        return jnp.mean(jnp.sum(residual**2, axis=-1))
+        """The projection's loss (`wppg.coupling.projection_loss`) of g_theta(s, eps) against the targets."""
+        return projection_loss(self.config.coupling, self.policy.apply(actor_params, obs, eps), target, self.scale)
 
     def actor_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
         """Move K particles per state by transport + heat, pair them with the current samples
-        (`coupling`), then project them back onto g_theta by least squares.
+        (`coupling`), then project them back onto g_theta: least squares on the pairs, or the energy
+        distance to the moved particles ('energy').
 
         All K samples of a state are drawn and moved before the pairing, which may match across
-        them. The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0
-        and the residual is a0 - target; so the forward pass that made a0 is reused through its
-        VJP instead of being run a second time inside the loss (the result equals
+        them. The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0;
+        so the forward pass that made a0 is reused through its VJP (the loss's gradient in a0,
+        pulled back) instead of being run a second time inside the loss (the result equals
         jax.grad(projection_loss), tests/test_perf_equivalence.py). An implicit policy's network
         runs chunk by chunk over the K samples, forward and backward (`map_samples`).
         """
@@ -279,12 +284,11 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         grad_q = grad_min_q(self.critic, state.critic_params, obs, a0)
         eta = step_size(c.step_rule, a0, grad_q, c.eta)
         target = couple(c.coupling, a0, grad_q, eta, self.temperature(state), k_xi, self.scale, self.box)
-        residual = jax.lax.stop_gradient(a0 - target)
-        n = b * c.K
-        (grads,) = pullback(2.0 * residual / n)
+        loss, cotangent = jax.value_and_grad(lambda a: projection_loss(c.coupling, a, target, self.scale))(a0)
+        (grads,) = pullback(cotangent)
         actor_params, actor_opt = adam_step(self.actor_tx, grads, state.actor_opt, state.actor_params)
         info = {
-            "actor_loss": jnp.sum(residual**2) / n,
+            "actor_loss": loss,
             "grad_a_q_norm": jnp.mean(jnp.linalg.norm(grad_q, axis=-1)),
             "eta_step": jnp.mean(eta),  # the mean particle step size (eta unless step_rule='implicit')
         }
