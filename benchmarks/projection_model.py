@@ -12,7 +12,8 @@ Each step draws K latents for each of 256 states, moves the samples with the lib
 velocity), pairs them by the coupling, fits (m, S) by least squares and moves (m, S) 2% of the way to
 the fit (a slow learner, like a network under Adam). 'energy' has no closed-form fit: it takes one Adam
 step (learning rate 3e-3) on the library's `projection_loss` instead. The spread is averaged over the
-second half of the steps.
+second half of the steps. `--speed` moves the reward's maximiser, 0.3 cos(speed t), so that the policy's mean lags
+behind it and every particle step carries the whole cloud, as a critic's gradient does while it learns.
 
 The spread is reported as the geometric-mean std per dimension, exp(log det(S S^T) / (2 d)), and as
 `tau x`: the factor by which tau would have to exceed the Gibbs temperature for this coupling's policy
@@ -30,8 +31,6 @@ import optax
 
 from wppg.coupling import couple, projection_loss
 
-GIBBS_STD = (0.1 / 2) ** 0.5
-
 
 def stationary_std(
     k: int,
@@ -42,15 +41,18 @@ def stationary_std(
     steps: int = 4000,
     states: int = 256,
     seed: int = 0,
+    speed: float = 0.0,
 ) -> float:
     """Geometric-mean std per dimension of the linear policy's stationary state under `coupling`."""
 
-    def step(carry: tuple, key: jax.Array) -> tuple:
+    def step(carry: tuple, inputs: tuple) -> tuple:
         m, s, opt = carry
+        key, t = inputs
         k_z, k_xi = jax.random.split(key)
         z = jax.random.normal(k_z, (states, k, d))
         a = m + z @ s.T
-        y = couple(coupling, a, -2.0 * (a - 0.3), eta, tau, k_xi)
+        centre = 0.3 * jnp.cos(speed * t)  # the reward's maximiser; it moves when speed > 0
+        y = couple(coupling, a, -2.0 * (a - centre), eta, tau, k_xi)
         if coupling == "energy":  # no closed-form fit: one Adam step on the library's loss
             grads = jax.grad(lambda p: projection_loss(coupling, p[0] + z @ p[1].T, y))((m, s))
             updates, opt = adam.update(grads, opt)
@@ -65,7 +67,8 @@ def stationary_std(
 
     adam = optax.adam(3e-3)
     init = (jnp.zeros(d), 0.3 * jnp.eye(d), adam.init((jnp.zeros(d), jnp.eye(d))))
-    _, log_std = jax.jit(lambda keys: jax.lax.scan(step, init, keys))(jax.random.split(jax.random.key(seed), steps))
+    inputs = (jax.random.split(jax.random.key(seed), steps), jnp.arange(steps, dtype=jnp.float32))
+    _, log_std = jax.jit(lambda xs: jax.lax.scan(step, init, xs))(inputs)
     return float(jnp.exp(jnp.mean(log_std[steps // 2 :])))
 
 
@@ -75,13 +78,19 @@ def main() -> None:
     p.add_argument("--ks", type=int, nargs="+", default=[8, 32], help="samples per state K")
     p.add_argument("--couplings", nargs="+", default=["shared-latent", "ot", "score", "energy"])
     p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--tau", type=float, default=0.1)
+    p.add_argument("--speed", type=float, default=0.0, help="the maximiser moves as 0.3 cos(speed t)")
     args = p.parse_args()
-    print(f"Gibbs std {GIBBS_STD:.3f} per dimension; 'tau x' = (Gibbs std / std)^2")
+    gibbs = (args.tau / 2) ** 0.5
+    print(f"tau {args.tau}, speed {args.speed}: Gibbs std {gibbs:.3f} per dimension; 'tau x' = (Gibbs std / std)^2")
     for d in args.dims:
         for k in args.ks:
-            row = {c: stationary_std(k, c, d=d, steps=args.steps) for c in args.couplings}
+            row = {
+                c: stationary_std(k, c, d=d, steps=args.steps, tau=args.tau, speed=args.speed) for c in args.couplings
+            }
             cells = ", ".join(
-                f"{c} {v:.3f}" + (f" (tau x {(GIBBS_STD / v) ** 2:.2f})" if v > 0.01 else "") for c, v in row.items()
+                f"{c} {v:.3f}" + (f" (tau x {(gibbs / v) ** 2:.2f})" if v > 0.01 * gibbs else "")
+                for c, v in row.items()
             )
             print(f"d = {d}, K = {k:2d}: {cells}", flush=True)
 

@@ -1,5 +1,6 @@
 """Short WPPG-I runs on the one-step bandits of wppg.tasks: the default projection ('ot') and the
-energy projection keep the Gibbs policy's spread and both wells; the paper's 'shared-latent' collapses in the same budget.
+energy projection keep the Gibbs policy's spread and both wells; the paper's 'shared-latent'
+collapses in the same budget.
 The double well needs a longer run with the cpu preset's (256, 256) networks (its policy must grow
 from the barrier into both wells; small networks on small batches stay lopsided): it is a `slow`
 test (`make test-learning`)."""

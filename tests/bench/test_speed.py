@@ -61,7 +61,7 @@ def test_coupling_section_times_each_coupling_and_the_papers_algorithm():
     rows = speed.coupling_section(3, 1, (8,), 8, 2, 2, reps=1, cases=[("wppg", 2)], log=lambda s: None)
     variants = [(r["coupling"], r["entropy_estimator"], r["boundary"]) for r in rows]
     assert variants == [("shared-latent", "knn", "reflect"), ("ot", "knn", "reflect"), ("score", "knn", "reflect"),
-                        ("shared-latent", "plug-in", "none")]  # fmt: skip
+                        ("energy", "knn", "reflect"), ("shared-latent", "plug-in", "none")]  # fmt: skip
     assert all(r["ms_per_step"] > 0 for r in rows)
     assert rows[-1]["ratio_to_paper"] == pytest.approx(1.0)
 
