@@ -267,8 +267,8 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
     def actor_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
         """Move K particles per state by transport + heat, pair them with the current samples
-        (`coupling`), then project them back onto g_theta: least squares on the pairs, or the energy
-        distance to the moved particles ('energy').
+        (`coupling`), then project them back onto g_theta: least squares on the pairs, or ('energy') the
+        mean by least squares and the centred law by the energy distance (`wppg.coupling.projection_loss`).
 
         All K samples of a state are drawn and moved before the pairing, which may match across
         them. The projection's gradient is taken at the current parameters, where g_theta(s, eps) = a0;
