@@ -17,7 +17,19 @@ SMALL = {"hidden": (32, 32), "K": 8, "entropy_M": 8, "entropy_L": 8, "learning_s
 CPU_PRESET = {"preset": "cpu", "learning_starts": 500}  # the setting of docs/algorithms.md's table
 
 
+_RUNS: dict[tuple, dict[str, float]] = {}
+
+
 def _metrics(task: str, coupling: str, steps: int, budget: dict) -> dict[str, float]:
+    """The policy metrics of one short run; a run already made in this session is not made again (the
+    shared-latent baseline is compared with two rules)."""
+    key = (task, coupling, steps, tuple(sorted(budget.items())))
+    if key not in _RUNS:
+        _RUNS[key] = _train_and_measure(task, coupling, steps, budget)
+    return _RUNS[key]
+
+
+def _train_and_measure(task: str, coupling: str, steps: int, budget: dict) -> dict[str, float]:
     agent = wppg.WPPG(task, policy="implicit", seed=0, progress=False, coupling=coupling, tau=0.1, eval_every=10**9,
                       eval_episodes=1, **budget).learn(steps)  # fmt: skip
     params = agent.trainer.state.actor_params

@@ -177,8 +177,8 @@ def test_energy_projection_keeps_the_heat_steps_spread_in_six_dimensions(load_be
     heat step's spread (0.205 in the full-length model; the centring by K-sample means costs the rest),
     the optimal-assignment pairing loses most of it (0.089)."""
     stationary_std = load_benchmark("projection_model").stationary_std
-    energy = stationary_std(8, "energy", d=6, steps=1200, states=64)
-    ot = stationary_std(8, "ot", d=6, steps=1200, states=64)
+    energy = stationary_std(8, "energy", d=6, steps=800, states=32)
+    ot = stationary_std(8, "ot", d=6, steps=800, states=32)
     assert 0.18 < energy < 0.25 and ot < 0.13, (energy, ot)
 
 
