@@ -8,8 +8,9 @@ For each age group (env steps at which the states were stored) it draws `--sampl
 with the policy's stochastic `act` and prints, on the unit box u = (a - bias) / scale (the scale
 of the temperature's target): the nearest-neighbour entropy estimate (`wppg.entropy.knn_entropy`)
 on batches of the training estimator's sample count (M + L for WPPG, 16 otherwise) and on all the
-samples (less biased), and the per-state standard deviation. The last row draws `groups` x `states`
-states uniformly from the whole buffer, as the temperature's update does.
+samples (less biased), the per-state standard deviation, and the square roots of the per-state
+covariance's eigenvalues, largest first (how the spread is shared among directions). The last row
+draws `groups` x `states` states uniformly from the whole buffer, as the temperature's update does.
 
 Works for every off-policy algorithm with a replay buffer (wppg, wppg-i, sac, wpo). The checkpoint
 must hold its buffer (the trainer's checkpoints do). It loads the file without executing code from it.
@@ -34,6 +35,8 @@ class AgeRow(NamedTuple):
     knn_small: float
     knn_all: float
     std: float
+    spectrum: tuple[float, ...]
+    """sqrt of the eigenvalues of the per-state covariance, largest first, mean over states"""
 
 
 def stored_in_order(buffer: ReplayBuffer) -> np.ndarray:
@@ -47,15 +50,22 @@ def estimator_samples(agent: wppg.Agent) -> int:
     return getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
 
 
-def spread_on(agent: wppg.Agent, obs: np.ndarray, samples: int, small: int) -> tuple[float, float, float]:
-    """(knn on batches of `small` samples, knn on all `samples`, per-state std), means over states obs [S, D]."""
+def spread_on(
+    agent: wppg.Agent, obs: np.ndarray, samples: int, small: int
+) -> tuple[float, float, float, tuple[float, ...]]:
+    """(knn on batches of `small` samples, knn on all `samples`, per-state std, covariance spectrum), means
+    over states obs [S, D]."""
     bounds = agent.env_info.bounds
     a = agent.predict(np.repeat(obs, samples, axis=0)).reshape(len(obs), samples, -1)
     u = (a - bounds.bias) / bounds.scale
     d = u.shape[-1]
     n = samples - samples % small
     knn_small = knn_entropy(jnp.asarray(u[:, :n].reshape(len(obs), n // small, small, d)))
-    return float(jnp.mean(knn_small)), float(jnp.mean(knn_entropy(jnp.asarray(u)))), float(u.std(axis=1).mean())
+    centred = u - u.mean(axis=1, keepdims=True)
+    eigenvalues = np.linalg.eigvalsh(np.einsum("snd,sne->sde", centred, centred) / (samples - 1))[:, ::-1]
+    spectrum = tuple(float(v) for v in np.sqrt(np.maximum(eigenvalues, 0.0)).mean(axis=0))
+    knn_all = float(jnp.mean(knn_entropy(jnp.asarray(u))))
+    return float(jnp.mean(knn_small)), knn_all, float(u.std(axis=1).mean()), spectrum
 
 
 def entropy_by_age(
@@ -105,10 +115,13 @@ def main() -> None:
     rows = entropy_by_age(agent, args.groups, args.states, args.samples, args.seed)
     small = estimator_samples(agent)
     print(f"{agent.variant} after {agent.num_timesteps} env steps; entropy in nats on the unit box")
-    print(f"| states stored at | knn, N = {small} | knn, N = {args.samples} | std |")
-    print("|---|---|---|---|")
+    print(
+        f"| states stored at | knn, N = {small} | knn, N = {args.samples} | std | sqrt eigenvalues of the covariance |"
+    )
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r.label} | {r.knn_small:.2f} | {r.knn_all:.2f} | {r.std:.3f} |")
+        spectrum = " ".join(f"{v:.3f}" for v in r.spectrum)
+        print(f"| {r.label} | {r.knn_small:.2f} | {r.knn_all:.2f} | {r.std:.3f} | {spectrum} |")
     target = temperature_target(agent)
     if target is not None and math.isfinite(target):
         print(f"the temperature holds its training estimate at {target:.2f} on states drawn from the whole buffer")

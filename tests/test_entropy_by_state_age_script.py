@@ -39,6 +39,8 @@ def test_table_of_a_saved_agent_has_one_row_per_age_group_and_the_whole_buffer(s
     assert [r.label for r in rows] == ["0-40", "40-80", "80-120", "whole buffer"]
     assert all(np.isfinite([r.knn_small, r.knn_all, r.std]).all() for r in rows)
     assert all(r.std > 0 for r in rows)  # a stochastic policy, sampled per state
+    # one action dimension: the covariance's one eigenvalue is the variance (ddof 1 against the std's 0)
+    assert all(len(r.spectrum) == 1 and r.spectrum[0] == pytest.approx(r.std, rel=0.05) for r in rows)
     assert script.temperature_target(loaded) == pytest.approx(float(loaded.trainer.algo.entropy_target))
     with pytest.raises(ValueError, match="at least"):
         script.entropy_by_age(loaded, groups=3, states=4, samples=8)
