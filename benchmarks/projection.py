@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -22,24 +23,33 @@ import numpy as np
 TASKS = ("wppg/BanditQuadratic-v0", "wppg/BanditDoubleWell-v0", "wppg/BanditFourModes-v0")
 
 
-def run(task: str, coupling: str, policy: str, seed: int, steps: int, preset: str, tau: float) -> dict:
+def train_on_bandit(
+    env: Any, policy: str, coupling: str, seed: int, steps: int, preset: str, tau: float, learning_starts: int
+) -> Any:
+    """A WPPG agent trained `steps` env steps on a bandit (a Gymnasium id or env) through the public API,
+    with no evaluation during training."""
     import wppg
-    from wppg.tasks import policy_metrics
 
-    t0 = time.perf_counter()
     agent = wppg.WPPG(
-        task,
+        env,
         policy=policy,
         preset=preset,
         seed=seed,
         tau=tau,
         coupling=coupling,
-        learning_starts=min(1000, steps // 4),
+        learning_starts=learning_starts,
         eval_every=10**9,
         eval_episodes=1,
         progress=False,
     )
-    agent.learn(steps)
+    return agent.learn(steps)
+
+
+def run(task: str, coupling: str, policy: str, seed: int, steps: int, preset: str, tau: float) -> dict:
+    from wppg.tasks import policy_metrics
+
+    t0 = time.perf_counter()
+    agent = train_on_bandit(task, policy, coupling, seed, steps, preset, tau, learning_starts=min(1000, steps // 4))
     env = agent.env_info.make()
     params = agent.trainer.state.actor_params
     act = lambda obs, k: agent.algorithm.act(params, obs, k, deterministic=False)  # noqa: E731

@@ -23,6 +23,7 @@ from pathlib import Path
 import gymnasium as gym
 import jax
 import numpy as np
+from projection import train_on_bandit  # benchmarks/projection.py, beside this script
 
 from wppg.tasks import BanditEnv
 
@@ -44,24 +45,11 @@ class BanditQuadraticND(BanditEnv):
 
 
 def run(dim: int, coupling: str, seed: int, steps: int, preset: str) -> dict:
-    import wppg
-
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=BanditQuadraticND)
     t0 = time.perf_counter()
-    agent = wppg.WPPG(
-        gym.make(ENV_ID, dim=dim),
-        policy="implicit",
-        preset=preset,
-        seed=seed,
-        tau=TAU,
-        coupling=coupling,
-        learning_starts=min(500, steps // 4),
-        eval_every=10**9,
-        eval_episodes=1,
-        progress=False,
-    )
-    agent.learn(steps)
+    env = gym.make(ENV_ID, dim=dim)
+    agent = train_on_bandit(env, "implicit", coupling, seed, steps, preset, TAU, learning_starts=min(500, steps // 4))
     params = agent.trainer.state.actor_params
     obs = np.zeros((4096, 1), np.float32)
     samples = np.asarray(agent.algorithm.act(params, obs, jax.random.PRNGKey(seed + 1), deterministic=False))

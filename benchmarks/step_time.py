@@ -17,6 +17,7 @@ import numpy as np
 
 import wppg
 from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
+from wppg.bench.speed import random_batches
 from wppg.envs import ActionBounds
 
 D, d, B, N = 11, 3, 256, 4
@@ -33,14 +34,7 @@ CASES = [
 def main() -> None:
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     bounds = ActionBounds(np.ones(d, np.float32), np.zeros(d, np.float32))
-    r = np.random.default_rng(0)
-    batches = {
-        "obs": r.normal(size=(N, B, D)).astype(np.float32),
-        "action": r.uniform(-1, 1, (N, B, d)).astype(np.float32),
-        "reward": r.normal(size=(N, B)).astype(np.float32),
-        "next_obs": r.normal(size=(N, B, D)).astype(np.float32),
-        "terminated": np.zeros((N, B), np.float32),
-    }
+    batches = random_batches(N, B, D, d)
     out = {}
     only = set(sys.argv[3:])
     for name, make in CASES:

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
+from wppg.bench.speed import random_batches
 from wppg.envs import ActionBounds
 
 G, B = 32, 256
@@ -57,14 +58,7 @@ def sbx_update():
 
 
 def our_update(algo):
-    r = np.random.default_rng(0)
-    batches = {
-        "obs": r.normal(size=(G, B, 11)).astype(np.float32),
-        "action": r.uniform(-1, 1, (G, B, 3)).astype(np.float32),
-        "reward": r.normal(size=(G, B)).astype(np.float32),
-        "next_obs": r.normal(size=(G, B, 11)).astype(np.float32),
-        "terminated": np.zeros((G, B), np.float32),
-    }
+    batches = random_batches(G, B, 11, 3)
     state = algo.init(jax.random.PRNGKey(0))
     return lambda: algo.update(state, batches, jax.random.PRNGKey(1))
 

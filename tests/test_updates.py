@@ -8,6 +8,7 @@ import pytest
 from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
 from wppg.algorithms.base import Batch, grad_min_q, min_q, td_target
 from wppg.algorithms.wppg import entropy_regularised_value
+from wppg.bench.speed import random_batches
 from wppg.coupling import couple
 from wppg.envs import ActionBounds
 from wppg.policies import sample_latents
@@ -127,15 +128,7 @@ def test_critic_step_regresses_on_soft_target(terminated):
 def test_update_runs_steps_in_scan_and_changes_parameters():
     for algo in (make()[0], make("implicit")[0], SACAlgorithm(SACConfig(hidden=(32, 32)), 3, BOUNDS)):
         state = algo.init(jax.random.PRNGKey(0))
-        rng = np.random.default_rng(0)
-        n, b = 3, 16
-        batches = {
-            "obs": rng.normal(size=(n, b, 3)).astype(np.float32),
-            "action": rng.uniform(-1, 1, (n, b, 2)).astype(np.float32),
-            "reward": rng.normal(size=(n, b)).astype(np.float32),
-            "next_obs": rng.normal(size=(n, b, 3)).astype(np.float32),
-            "terminated": np.zeros((n, b), np.float32),
-        }
+        batches = random_batches(3, 16, 3, 2)
         new, metrics = algo.update(state, batches, jax.random.PRNGKey(1))
         assert int(new.step) == 3
         assert all(np.isfinite(float(v)) for v in metrics.values())

@@ -116,18 +116,24 @@ def _algorithm(
     return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
 
-def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps: int, reps: int) -> float:
-    """Median seconds per gradient step of `algo.update` with `n_steps` steps scanned in one call."""
-    import jax
-
-    rng = np.random.default_rng(0)
-    batches = {
+def random_batches(n_steps: int, batch: int, obs_dim: int, act_dim: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`n_steps` stacked replay batches of random transitions (normal observations and rewards, actions
+    uniform on [-1, 1], none terminal): the input of `update` for timing and smoke checks."""
+    rng = np.random.default_rng(seed)
+    return {
         "obs": rng.normal(size=(n_steps, batch, obs_dim)).astype(np.float32),
         "action": rng.uniform(-1, 1, (n_steps, batch, act_dim)).astype(np.float32),
         "reward": rng.normal(size=(n_steps, batch)).astype(np.float32),
         "next_obs": rng.normal(size=(n_steps, batch, obs_dim)).astype(np.float32),
         "terminated": np.zeros((n_steps, batch), np.float32),
     }
+
+
+def gradient_step_seconds(algo, obs_dim: int, act_dim: int, batch: int, n_steps: int, reps: int) -> float:
+    """Median seconds per gradient step of `algo.update` with `n_steps` steps scanned in one call."""
+    import jax
+
+    batches = random_batches(n_steps, batch, obs_dim, act_dim)
     state = algo.init(jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(1)
     return _median_seconds(lambda: algo.update(state, batches, key), reps) / n_steps
