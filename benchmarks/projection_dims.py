@@ -1,16 +1,19 @@
-"""The projection's spread against the action dimension, with networks: WPPG-I on a d-dimensional
+"""The projection's spread against the action dimension, with networks: WPPG-I (or WPPG) on a d-dimensional
 quadratic bandit, r(a) = -|a - 0.3|^2 on [-1, 1]^d, at a fixed tau = 0.1, whose Gibbs policy is
 N(0.3, tau / 2 I) (std 0.224 per dimension, hardly cut by the box). The network counterpart of
 `benchmarks/projection_model.py`: does a coupling pass the heat step's spread on in d dimensions?
 
     python benchmarks/projection_dims.py --out docs/results/projection_dims.jsonl --dims 1 3 6 --couplings ot energy
+    python benchmarks/projection_dims.py --out docs/results/projection_dims.jsonl --dims 6 --policies gaussian
     python benchmarks/projection_dims.py --table docs/results/projection_dims.jsonl
 
 Each run trains through the public API (the `cpu` preset: K = 8; 2000 env steps, learning starts at
 500, so 1500 gradient steps) and measures 4096 policy samples at the bandit's one state: the
 geometric-mean std per dimension, exp(log det(Cov) / (2 d)), and `tau x` = (0.224 / std)^2, the factor
 by which tau would have to exceed the Gibbs temperature for the policy to reach the Gibbs policy's
-entropy. Rows are appended to --out; a finished row is skipped on a rerun.
+entropy. `--policies implicit` (WPPG-I, the default) or `gaussian` (WPPG, whose Gaussian's std is
+the network's too). Rows are appended to --out; a finished row is skipped on a rerun (a row without
+a `policy` field is WPPG-I's).
 """
 
 from __future__ import annotations
@@ -44,12 +47,12 @@ class BanditQuadraticND(BanditEnv):
         return -np.sum((a - 0.3) ** 2, axis=-1)
 
 
-def run(dim: int, coupling: str, seed: int, steps: int, preset: str) -> dict:
+def run(dim: int, coupling: str, seed: int, steps: int, preset: str, policy: str = "implicit") -> dict:
     if ENV_ID not in gym.registry:
         gym.register(ENV_ID, entry_point=BanditQuadraticND)
     t0 = time.perf_counter()
     env = gym.make(ENV_ID, dim=dim)
-    agent = train_on_bandit(env, "implicit", coupling, seed, steps, preset, TAU, learning_starts=min(500, steps // 4))
+    agent = train_on_bandit(env, policy, coupling, seed, steps, preset, TAU, learning_starts=min(500, steps // 4))
     params = agent.trainer.state.actor_params
     obs = np.zeros((4096, 1), np.float32)
     samples = np.asarray(agent.algorithm.act(params, obs, jax.random.PRNGKey(seed + 1), deterministic=False))
@@ -58,6 +61,7 @@ def run(dim: int, coupling: str, seed: int, steps: int, preset: str) -> dict:
     return {
         "dim": dim,
         "coupling": coupling,
+        "policy": policy,
         "seed": seed,
         "steps": steps,
         "preset": preset,
@@ -73,13 +77,13 @@ def table(path: Path) -> str:
     out = [
         f"Gibbs std {GIBBS_STD:.3f} per dimension (tau = {TAU}); `tau x` = (Gibbs std / std)^2",
         "",
-        "| d | coupling | preset | seed | std per dim | tau x | max mean error | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| d | policy | coupling | preset | seed | std per dim | tau x | max mean error | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["dim"], r["coupling"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["dim"], r.get("policy", "implicit"), r["coupling"], r["seed"])):
         out.append(
-            f"| {r['dim']} | {r['coupling']} | {r['preset']} | {r['seed']} | {r['std']:.3f} | {r['tau_factor']:.2f} "
-            f"| {r['mean_error']:.3f} | {r['seconds']:.0f} |"
+            f"| {r['dim']} | {r.get('policy', 'implicit')} | {r['coupling']} | {r['preset']} | {r['seed']} "
+            f"| {r['std']:.3f} | {r['tau_factor']:.2f} | {r['mean_error']:.3f} | {r['seconds']:.0f} |"
         )
     return "\n".join(out)
 
@@ -93,6 +97,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--preset", default="cpu")
+    p.add_argument("--policies", nargs="+", default=["implicit"], choices=["implicit", "gaussian"])
     args = p.parse_args()
     if args.table:
         print(table(args.table))
@@ -102,18 +107,19 @@ def main() -> None:
     done = set()
     if args.out.exists():
         done = {
-            (r["dim"], r["coupling"], r["seed"], r["steps"], r["preset"])
+            (r["dim"], r.get("policy", "implicit"), r["coupling"], r["seed"], r["steps"], r["preset"])
             for r in map(json.loads, args.out.read_text().splitlines())
         }
     for dim in args.dims:
-        for coupling in args.couplings:
-            for seed in args.seeds:
-                if (dim, coupling, seed, args.steps, args.preset) in done:
-                    continue
-                row = run(dim, coupling, seed, args.steps, args.preset)
-                print(json.dumps(row), flush=True)
-                with args.out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+        for policy in args.policies:
+            for coupling in args.couplings:
+                for seed in args.seeds:
+                    if (dim, policy, coupling, seed, args.steps, args.preset) in done:
+                        continue
+                    row = run(dim, coupling, seed, args.steps, args.preset, policy)
+                    print(json.dumps(row), flush=True)
+                    with args.out.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
