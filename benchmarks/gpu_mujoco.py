@@ -3,10 +3,10 @@
     python benchmarks/gpu_mujoco.py --out runs/gpu_mujoco                      # Hopper + HalfCheetah, 5 seeds, 100k
     python benchmarks/gpu_mujoco.py --out /tmp/g --tiny --envs Hopper-v5       # seconds, on a CPU: checks the path
 
-For each env and preset (`default`: the library's WPPG-I with the 'ot' projection; `paper`: the
-paper's shared-latent projection), all seeds train in one process with their updates vmapped
-across seeds (`wppg.multiseed`), K = 32 and entropy M = L = 16 unless told otherwise. Every seed
-writes an ordinary run directory OUT/<env>/<label>/seed<k>/, labelled `wppg-i-K32` or
+For each env and preset (`default`: the library's WPPG-I with its default projection, 'energy'
+('ot' before 2026-12-02); `paper`: the paper's shared-latent projection), all seeds train in one
+process with their updates vmapped across seeds (`wppg.multiseed`), K = 32 and entropy M = L = 16
+unless told otherwise. Every seed writes an ordinary run directory OUT/<env>/<label>/seed<k>/, labelled `wppg-i-K32` or
 `wppg-i-paper-K32` (`-auto-tau` added with `--tau auto`, `-bf16` with `--precision bf16`): the
 harness's names with K, so that `wppg report OUT runs/mujoco-cpu` keeps them apart from the
 `mujoco-cpu` suite's K = 8 runs. The wall time, env steps/s (all seeds together and per seed), ms

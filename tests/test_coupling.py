@@ -169,6 +169,8 @@ def test_projection_loss_is_least_squares_for_pairings_and_mean_plus_centred_ene
         np.mean(np.sum((a_mean - y_mean - 0.5) ** 2, -1)) - np.mean(np.sum((a_mean - y_mean) ** 2, -1)),
         rtol=1e-5,
     )
+    # At K = 1 there is no spread to fit: 'energy' is least squares on the one pair, as every rule.
+    np.testing.assert_allclose(projection_loss("energy", a[:, :1], y[:, :1]), projection_loss("ot", a[:, :1], y[:, :1]))
 
 
 def test_energy_projection_keeps_the_heat_steps_spread_in_six_dimensions(load_benchmark):

@@ -213,8 +213,6 @@ def test_config_classes_validate_directly():
         WPPGConfig(K=0)
     with pytest.raises(ConfigError, match="policy must be"):
         WPPGConfig(policy="flow")
-    with pytest.raises(ConfigError, match=r"coupling='energy' needs K >= 2, got K=1"):
-        WPPGConfig(K=1, coupling="energy")
     with pytest.raises(ConfigError, match="alpha must be > 0"):
         SACConfig(alpha=0.0)
     with pytest.raises(ConfigError, match=r"batch_size \(64\) must not exceed buffer_size \(32\)"):

@@ -54,7 +54,7 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         algo: ALGO_CHOICES = "wppg"  # type: ignore[valid-type]
         """Algorithm (`wppg.registry`): wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
         preset: PRESET_CHOICES = "default"  # type: ignore[valid-type]
-        """WPPG hyperparameter preset applied before the flags: default (K=32, 'ot' projection, 'knn' entropy,
+        """WPPG hyperparameter preset applied before the flags: default (K=32, 'energy' projection, 'knn' entropy,
         reflected action box), paper (the paper's algorithm: K=32, 'shared-latent' projection, plug-in entropy,
         unbounded particles) or cpu (the default with K=8, entropy M=L=8)."""
         overwrite: bool = False

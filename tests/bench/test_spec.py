@@ -256,6 +256,18 @@ def test_wppg_i_paper_is_the_papers_algorithm_with_settable_k():
     assert {r.algo: r.hyperparameters.get("preset") for r in both.runs()} == {"wppg-i-paper": None, "wppg": "cpu"}
 
 
+def test_ot_aliases_pin_the_pairing_projection():
+    spec = spec_with(algos={"wppg-i-ot": {"seeds": 1, "hyperparameters": {"preset": "cpu"}}, "wppg-ot": {"seeds": 1}})
+    cfgs = {r.algo: _wppg_configs(r)[0] for r in spec.runs()}
+    assert {a: (c.policy, c.coupling) for a, c in cfgs.items()} == {
+        "wppg-i-ot": ("implicit", "ot"),
+        "wppg-ot": ("gaussian", "ot"),
+    }
+    assert cfgs["wppg-i-ot"].K == 8
+    with pytest.raises(SpecError, match="coupling"):  # fixed by the alias
+        spec_with(algos={"wppg-ot": {"seeds": 1, "hyperparameters": {"coupling": "energy"}}})
+
+
 def test_mujoco_cpu_suite_and_auto_tau_from_toml_and_set():
     spec = load_spec("mujoco-cpu")
     assert list(spec.envs) == ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5"]
@@ -265,7 +277,7 @@ def test_mujoco_cpu_suite_and_auto_tau_from_toml_and_set():
     by = {r.algo: r for r in spec.runs() if r.seed == 0 and r.env_id == "Hopper-v5"}
     for algo, policy in (("wppg-i", "implicit"), ("wppg", "gaussian")):
         cfg, train = _wppg_configs(by[algo])
-        assert (cfg.policy, cfg.K, cfg.entropy_M, cfg.entropy_L, cfg.coupling) == (policy, 8, 8, 8, "ot")
+        assert (cfg.policy, cfg.K, cfg.entropy_M, cfg.entropy_L, cfg.coupling) == (policy, 8, 8, 8, "energy")
         assert cfg.auto_tau and train.total_steps == 100_000 and train.eval_every == 5000
     cfg, _ = _wppg_configs(by["wppg-i-paper"])
     assert (cfg.coupling, cfg.K, cfg.entropy_M, cfg.entropy_L, cfg.auto_tau) == ("shared-latent", 8, 8, 8, False)

@@ -41,10 +41,12 @@ class WPPGConfig(OffPolicyConfig):
     Choices the paper leaves open, and deviations:
     - the K bootstrap actions a'_k are drawn from the online policy (no target actor), as in SAC;
     - sigma, M, L of the entropy estimator are not given in the paper (see `entropy_sigma`);
-    - `coupling` defaults to 'ot', not the paper's 'shared-latent': under the paper's projection the
+    - `coupling` defaults to 'energy', not the paper's 'shared-latent': under the paper's projection the
       heat-step noise is independent of eps and cancels in expectation, so the policy collapses to
-      a deterministic map whatever tau is (measured in docs/algorithms.md). `preset='paper'` gives
-      the paper's algorithm exactly;
+      a deterministic map whatever tau is (measured in docs/algorithms.md). The pairing rule 'ot' keeps
+      a share of the heat step that shrinks with dim(A), so an automatic tau runs several times too high
+      in 6-D; 'energy' fits the policy's law to the moved particles' without pairing (docs/algorithms.md,
+      "The spread a pairing passes on"). `preset='paper'` gives the paper's algorithm exactly;
     - `entropy_estimator` defaults to 'knn', not the paper's plug-in mixture, whose upward bias on broad
       policies the critic pays as a bonus for every step an episode lives (measured in docs/algorithms.md);
     - the default latent dimension of WPPG-I is the paper's rule raised to at least dim(A), so that the
@@ -105,15 +107,18 @@ class WPPGConfig(OffPolicyConfig):
     """Number of mixture centres M of the entropy estimator (not in the paper)."""
     entropy_L: int = 16
     """Number of baseline samples L of the entropy estimator (not in the paper)."""
-    coupling: str = "ot"
-    """How the K current samples of a state are paired with their particle targets in the projection
-    (`wppg.coupling`): 'ot' (default; optimal assignment of samples to moved particles, heat noise included),
-    'score' (deterministic heat step from the kernel score of the K samples), 'shared-latent' (the paper's:
-    each latent keeps its own particle; the heat noise cancels and the policy collapses) or 'energy' (no
-    pairing: the policy's law fitted to the moved particles', the mean by least squares and the centred law
-    by the energy distance; needs K >= 2; not in the paper). 'ot' passes on a share of the heat step's
-    spread that shrinks as dim(A) grows (a third of the Gibbs std at K = 8 in 6-D), 'energy' nearly all of
-    it (0.92 of the Gibbs std there; docs/algorithms.md, "The spread a pairing passes on")."""
+    coupling: str = "energy"
+    """How the projection fits g_theta(s, .) to the K moved particles of a state (`wppg.coupling`): 'energy'
+    (default; no pairing: the policy's law fitted to the moved particles', the mean by least squares and the
+    centred law by the energy distance; not in the paper), or least squares on pairs of
+    samples and targets: 'ot' (optimal assignment of samples to moved particles, heat noise included; the
+    default before 2026-12-02), 'score' (deterministic heat step from the kernel score of the K samples) or
+    'shared-latent' (the paper's: each latent keeps its own particle; the heat noise cancels and the policy
+    collapses). 'ot' passes on a share of the heat step's spread that shrinks as dim(A) grows (a third of
+    the Gibbs std at K = 8 in 6-D), 'energy' nearly all of it (0.92 of the Gibbs std there); on Walker2d an
+    automatic tau held the same entropy with 0.01 ('energy') against 0.15 ('ot') (docs/algorithms.md, "The
+    spread a pairing passes on"). At K = 1 every rule is least squares on the one pair: no spread can be
+    fitted from one sample."""
 
     boundary: str = "reflect"
     """What the particle step does at the walls of the action box (`wppg.coupling`): 'reflect'
@@ -148,7 +153,6 @@ class WPPGConfig(OffPolicyConfig):
             f"entropy_M and entropy_L must be >= 1, got {self.entropy_M}, {self.entropy_L}",
         )
         require(self.coupling in COUPLINGS, f"coupling must be one of {COUPLINGS}, got {self.coupling!r}")
-        require(self.coupling != "energy" or self.K >= 2, f"coupling='energy' needs K >= 2, got K={self.K}")
         require(
             self.entropy_bandwidth in BANDWIDTHS,
             f"entropy_bandwidth must be one of {BANDWIDTHS}, got {self.entropy_bandwidth!r}",
@@ -166,7 +170,7 @@ class WPPGConfig(OffPolicyConfig):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The library's defaults: the paper's hyperparameters with the 'ot' projection and the 'knn' estimator.
+    # The library's defaults: the paper's hyperparameters with the 'energy' projection and the 'knn' estimator.
     "default": {},
     # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md)
     # and the plug-in entropy estimator.

@@ -39,6 +39,9 @@ ALIASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # The paper's WPPG-I exactly (`preset="paper"`: shared-latent projection, plug-in entropy, no box);
     # K and the rest stay settable.
     "wppg-i-paper": ("wppg-i", {"preset": "paper"}, {}),
+    # WPPG with the pairing projection that was the default before the energy rule ('ot').
+    "wppg-i-ot": ("wppg-i", {"coupling": "ot"}, {}),
+    "wppg-ot": ("wppg", {"coupling": "ot"}, {}),
 }
 # Reference implementations run by `wppg.bench.external.run_external`.
 EXTERNAL = ("sb3-sac", "sb3-ppo", "sbx-sac")
