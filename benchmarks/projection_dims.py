@@ -72,17 +72,23 @@ def run(dim: int, coupling: str, seed: int, steps: int, preset: str, policy: str
     }
 
 
-def table(path: Path) -> str:
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a results file; rows written before `--policies` existed are WPPG-I's."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{"policy": "implicit", **r} for r in rows]
+
+
+def table(path: Path) -> str:
+    rows = read_rows(path)
     out = [
         f"Gibbs std {GIBBS_STD:.3f} per dimension (tau = {TAU}); `tau x` = (Gibbs std / std)^2",
         "",
         "| d | policy | coupling | preset | seed | std per dim | tau x | max mean error | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["dim"], r.get("policy", "implicit"), r["coupling"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["dim"], r["policy"], r["coupling"], r["seed"])):
         out.append(
-            f"| {r['dim']} | {r.get('policy', 'implicit')} | {r['coupling']} | {r['preset']} | {r['seed']} "
+            f"| {r['dim']} | {r['policy']} | {r['coupling']} | {r['preset']} | {r['seed']} "
             f"| {r['std']:.3f} | {r['tau_factor']:.2f} | {r['mean_error']:.3f} | {r['seconds']:.0f} |"
         )
     return "\n".join(out)
@@ -106,10 +112,7 @@ def main() -> None:
         p.error("--out or --table is required")
     done = set()
     if args.out.exists():
-        done = {
-            (r["dim"], r.get("policy", "implicit"), r["coupling"], r["seed"], r["steps"], r["preset"])
-            for r in map(json.loads, args.out.read_text().splitlines())
-        }
+        done = {(r["dim"], r["policy"], r["coupling"], r["seed"], r["steps"], r["preset"]) for r in read_rows(args.out)}
     for dim in args.dims:
         for policy in args.policies:
             for coupling in args.couplings:
