@@ -83,12 +83,12 @@ def table(path: Path) -> str:
     out = [
         f"Gibbs std {GIBBS_STD:.3f} per dimension (tau = {TAU}); `tau x` = (Gibbs std / std)^2",
         "",
-        "| d | policy | coupling | preset | seed | std per dim | tau x | max mean error | seconds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| d | policy | coupling | preset | seed | env steps | std per dim | tau x | max mean error | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["dim"], r["policy"], r["coupling"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["dim"], r["policy"], r["coupling"], r["steps"], r["seed"])):
         out.append(
-            f"| {r['dim']} | {r['policy']} | {r['coupling']} | {r['preset']} | {r['seed']} "
+            f"| {r['dim']} | {r['policy']} | {r['coupling']} | {r['preset']} | {r['seed']} | {r['steps']} "
             f"| {r['std']:.3f} | {r['tau_factor']:.2f} | {r['mean_error']:.3f} | {r['seconds']:.0f} |"
         )
     return "\n".join(out)
