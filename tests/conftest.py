@@ -70,6 +70,28 @@ def tiny():
     return hyperparameters
 
 
+@pytest.fixture(scope="session")
+def saved_tiny_agent(tiny, tmp_path_factory):
+    """`saved_tiny_agent(variant) -> path`: a tiny 'wppg-i' (tau='auto') or 'sac' agent on Pendulum-v1
+    after 120 env steps, saved once per session with its replay buffer, for the scripts that read one."""
+    import wppg
+
+    paths: dict[str, Path] = {}
+
+    def saved(variant: str) -> Path:
+        if variant not in paths:
+            if variant == "sac":
+                agent = wppg.SAC("Pendulum-v1", seed=0, progress=False, **tiny("sac"))
+            else:
+                agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, progress=False, **tiny(variant, tau="auto"))
+            agent.learn(120)
+            paths[variant] = tmp_path_factory.mktemp(f"saved-{variant}") / "agent.npz"
+            agent.save(paths[variant])
+        return paths[variant]
+
+    return saved
+
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -30,14 +30,10 @@ def test_kurtosis_of_two_clusters_is_one_and_of_a_gaussian_about_three(script):
 
 
 @pytest.mark.parametrize("variant", ["wppg-i", "sac"])
-def test_measure_of_a_saved_agent(script, tiny, tmp_path, variant):
-    if variant == "sac":
-        agent = wppg.SAC("Pendulum-v1", seed=0, progress=False, **tiny("sac"))
-    else:
-        agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, progress=False, **tiny("wppg-i", tau="auto"))
-    agent.learn(120)
-    agent.save(tmp_path / "agent.npz")
-    c = script.measure(wppg.Agent.load(tmp_path / "agent.npz", progress=False), states=8, samples=16, eta=0.1)
+def test_measure_of_a_saved_agent(script, saved_tiny_agent, variant):
+    agent = wppg.Agent.load(saved_tiny_agent(variant), progress=False)
+    c = script.measure(agent, states=8, samples=16, eta=0.1)
     assert c.steps == 120 and len(c.eigenvalues) == 1
     assert np.isfinite([c.temperature, c.spread_ratio, c.kurtosis, *c.eigenvalues]).all()
+    assert c.temperature > 0
     assert 0.0 <= c.convex_share <= 1.0 and 0.0 <= c.widened_share <= 1.0

@@ -30,11 +30,8 @@ def test_rows_come_oldest_first_before_and_after_the_ring_wraps(script, n):
     np.testing.assert_array_equal(stored, np.arange(max(0, n - 5), n))
 
 
-def test_table_of_a_saved_agent_has_one_row_per_age_group_and_the_whole_buffer(script, tiny, tmp_path):
-    agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, progress=False, **tiny("wppg-i", tau="auto"))
-    agent.learn(120)
-    agent.save(tmp_path / "agent.npz")
-    loaded = wppg.Agent.load(tmp_path / "agent.npz", progress=False)
+def test_table_of_a_saved_agent_has_one_row_per_age_group_and_the_whole_buffer(script, saved_tiny_agent):
+    loaded = wppg.Agent.load(saved_tiny_agent("wppg-i"), progress=False)
     rows = script.entropy_by_age(loaded, groups=3, states=4, samples=32)
     assert [r.label for r in rows] == ["0-40", "40-80", "80-120", "whole buffer"]
     assert all(np.isfinite([r.knn_small, r.knn_all, r.std]).all() for r in rows)
