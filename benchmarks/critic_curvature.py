@@ -28,9 +28,11 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from entropy_by_state_age import policy_samples  # benchmarks/entropy_by_state_age.py, beside this script
 
 import wppg
 from wppg.algorithms.base import grad_min_q
+from wppg.coupling import box_step, target_box
 
 
 class Curvature(NamedTuple):
@@ -50,7 +52,7 @@ def hessian_spectrum(u: np.ndarray, grad: np.ndarray) -> np.ndarray:
     grad_n = g - H (u_n - mean u) over the samples u, grad [S, N, d]: the curvature of -Q."""
     du = u - u.mean(axis=1, keepdims=True)
     dg = grad - grad.mean(axis=1, keepdims=True)
-    hessian_t = np.stack([np.linalg.lstsq(du[i], -dg[i], rcond=None)[0] for i in range(len(u))])
+    hessian_t = np.linalg.pinv(du) @ -dg  # per state, the least-squares solution of du H^T = -dg
     return np.linalg.eigvalsh((hessian_t + np.swapaxes(hessian_t, 1, 2)) / 2)
 
 
@@ -78,12 +80,13 @@ def measure(agent: wppg.Agent, states: int, samples: int, eta: float, seed: int 
     rng = np.random.default_rng(seed)
     obs = buffer.data["obs"][rng.choice(buffer.size, size=min(states, buffer.size), replace=False)]
     bounds = agent.env_info.bounds
-    a = agent.predict(np.repeat(obs, samples, axis=0)).reshape(len(obs), samples, -1)
+    a, u = policy_samples(agent, obs, samples)
     grad_a = np.asarray(grad_min_q(algo.critic, state.critic_params, jnp.asarray(obs), jnp.asarray(a)))
-    u, grad_u = (a - bounds.bias) / bounds.scale, grad_a * bounds.scale
-    eig = hessian_spectrum(u, grad_u)
-    moved = np.clip(u + eta * grad_u, -1.0, 1.0)
-    ratio = moved.std(axis=1).sum(-1) / np.maximum(u.std(axis=1).sum(-1), 1e-12)
+    eig = hessian_spectrum(u, grad_a * bounds.scale)
+    # WPPG's transport step with the heat left out (the particles kept in the box as with boundary='reflect')
+    moved = np.asarray(box_step(jnp.asarray(a), eta * grad_a, 0.0, target_box(bounds.scale, bounds.bias)))
+    moved_u = (moved - bounds.bias) / bounds.scale
+    ratio = moved_u.std(axis=1).sum(-1) / np.maximum(u.std(axis=1).sum(-1), 1e-12)
     kurt = pc1_kurtosis(u)
     return Curvature(
         agent.num_timesteps,

@@ -50,14 +50,20 @@ def estimator_samples(agent: wppg.Agent) -> int:
     return getattr(cfg, "entropy_M", 8) + getattr(cfg, "entropy_L", 8)
 
 
+def policy_samples(agent: wppg.Agent, obs: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """`samples` stochastic actions per state of obs [S, D], [S, N, d]: in env units and on the unit box
+    u = (a - bias) / scale."""
+    bounds = agent.env_info.bounds
+    a = agent.predict(np.repeat(obs, samples, axis=0)).reshape(len(obs), samples, -1)
+    return a, (a - bounds.bias) / bounds.scale
+
+
 def spread_on(
     agent: wppg.Agent, obs: np.ndarray, samples: int, small: int
 ) -> tuple[float, float, float, tuple[float, ...]]:
     """(knn on batches of `small` samples, knn on all `samples`, per-state std, covariance spectrum), means
     over states obs [S, D]."""
-    bounds = agent.env_info.bounds
-    a = agent.predict(np.repeat(obs, samples, axis=0)).reshape(len(obs), samples, -1)
-    u = (a - bounds.bias) / bounds.scale
+    _, u = policy_samples(agent, obs, samples)
     d = u.shape[-1]
     n = samples - samples % small
     knn_small = knn_entropy(jnp.asarray(u[:, :n].reshape(len(obs), n // small, small, d)))
