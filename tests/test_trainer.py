@@ -91,3 +91,20 @@ def test_vectorised_envs_count_steps():
     # Updates start once 40 steps are stored: after each of the 17 iterations at steps 42..90,
     # n_envs * utd = 3 gradient steps.
     assert int(agent.trainer.state.step) == 17 * 3
+
+
+def test_the_first_row_warning_of_a_run_is_shown_once(monkeypatch):
+    # The trainer's side: each train.csv row goes to the algorithm's `row_warning` until one warns;
+    # that one is shown and no later row is checked (the criterion itself: tests/test_updates.py).
+    seen = []
+
+    def row_warning(self, row):
+        seen.append(row)
+        return "the learned temperature tau fell" if len(seen) >= 2 else None
+
+    monkeypatch.setattr(wppg.algorithms.WPPGAlgorithm, "row_warning", row_warning)
+    agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=3, log_every=20, **TINY, **TINY_WPPG)
+    with pytest.warns(UserWarning, match="wppg at env step 60: the learned temperature tau fell") as record:
+        agent.learn(120)
+    assert len(seen) == 2 and "tau" in seen[0], "rows at steps 40 (updates begin) and 60; none after the warning"
+    assert len([w for w in record if "learned temperature" in str(w.message)]) == 1, "once per run, not per row"

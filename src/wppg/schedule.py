@@ -187,6 +187,7 @@ def _run(
                         if t.recent_returns:
                             row["train_return"] = float(np.mean(t.recent_returns))
                         t._log("train", row)
+                        t.check_row(row)
                         t.log_metrics.clear()
                     bar.set_postfix(sps=f"{rate:.0f}", eval=evals(), refresh=False)
                 if is_due(lead.env_steps, c.eval_every, c.n_envs):

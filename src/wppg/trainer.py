@@ -152,6 +152,7 @@ class BaseTrainer(abc.ABC):
         self.log_metrics: dict[str, list[float]] = {}
         self.recent_returns: deque[float] = deque(maxlen=evaluation.TRAIN_RETURN_WINDOW)
         self._eval_cut_warned = False
+        self._row_warned = False
         self._spread = make_policy_spread(algo.act, algo.bounds)
 
     # --- hooks -------------------------------------------------------------------------------
@@ -276,6 +277,15 @@ class BaseTrainer(abc.ABC):
                 f"{self.env_steps} (gradient step {int(self.state.step)}); training stopped and the diverged "
                 f"parameters were not kept{where}. Try a smaller learning rate or eta, or check the env's rewards."
             )
+
+    def check_row(self, row: dict[str, float]) -> None:
+        """Show the algorithm's `row_warning` about a train.csv row, the first one of the run only."""
+        if self._row_warned:
+            return
+        message = self.algo.row_warning(row)
+        if message is not None:
+            self._row_warned = True
+            warnings.warn(f"{self.algo.name} at env step {self.env_steps}: {message}", stacklevel=2)
 
     def _log(self, kind: str, row: dict[str, float]) -> None:
         if self.logger is not None:

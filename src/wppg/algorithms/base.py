@@ -286,6 +286,10 @@ class OffPolicyAlgorithm(abc.ABC):
     def init_extra(self) -> Any:
         return {}
 
+    def row_warning(self, row: dict[str, float]) -> str | None:
+        """None: nothing in the shared skeleton's metrics calls for a warning."""
+        return None
+
     # --- shared machinery ------------------------------------------------------------------------
     def init(self, key: jax.Array) -> AgentState:
         """Fresh parameters and optimiser states."""

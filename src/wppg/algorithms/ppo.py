@@ -326,6 +326,10 @@ class PPOAlgorithm:
         anneals over `train.total_steps`."""
         return cls(config, obs_dim, bounds, n_envs=train.n_envs, total_steps=train.total_steps)
 
+    def row_warning(self, row: dict[str, float]) -> str | None:
+        """None: PPO has no learned temperature or other metric that calls for a warning."""
+        return None
+
     def init(self, key: jax.Array) -> PPOState:
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((1, self.obs_dim))

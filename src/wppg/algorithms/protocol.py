@@ -60,3 +60,8 @@ class Algorithm(Protocol):
     def act(self, params: Any, obs: Any, key: jax.Array, deterministic: bool = False) -> Any:
         """Env actions [B, d] for observations [B, D]; deterministic=True gives the mode."""
         ...
+
+    def row_warning(self, row: dict[str, float]) -> str | None:
+        """A warning about the run, read off one train.csv row (the means of the update metrics since
+        the last row), or None; the trainer shows the first one of a run."""
+        ...
