@@ -1,11 +1,14 @@
 """Trainer behaviour: truncation is not termination, determinism, random warm-up, predict."""
 
+import json
+
 import gymnasium as gym
 import jax
 import numpy as np
 import pytest
 
 import wppg
+from wppg import checkpoint as ckpt
 
 TINY = dict(hidden=(16, 16), batch_size=16, learning_starts=40, eval_every=10_000, eval_episodes=1, progress=False)
 TINY_WPPG = dict(K=2, entropy_M=2, entropy_L=2)
@@ -93,7 +96,7 @@ def test_vectorised_envs_count_steps():
     assert int(agent.trainer.state.step) == 17 * 3
 
 
-def test_the_first_row_warning_of_a_run_is_shown_once(monkeypatch):
+def test_the_first_row_warning_of_a_run_is_shown_once(monkeypatch, tmp_path):
     # The trainer's side: each train.csv row goes to the algorithm's `row_warning` until one warns;
     # that one is shown and no later row is checked (the criterion itself: tests/test_updates.py).
     seen = []
@@ -103,8 +106,13 @@ def test_the_first_row_warning_of_a_run_is_shown_once(monkeypatch):
         return "the learned temperature tau fell" if len(seen) >= 2 else None
 
     monkeypatch.setattr(wppg.algorithms.WPPGAlgorithm, "row_warning", row_warning)
-    agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=3, log_every=20, **TINY, **TINY_WPPG)
+    run_dir = tmp_path / "run"
+    agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=3, log_every=20, run_dir=run_dir, **TINY, **TINY_WPPG)
     with pytest.warns(UserWarning, match="wppg at env step 60: the learned temperature tau fell") as record:
         agent.learn(120)
     assert len(seen) == 2 and "tau" in seen[0], "rows at steps 40 (updates begin) and 60; none after the warning"
     assert len([w for w in record if "learned temperature" in str(w.message)]) == 1, "once per run, not per row"
+    # Kept for the record: in summary.json, and in the checkpoint, so a resumed run's summary keeps it.
+    expected = ["wppg at env step 60: the learned temperature tau fell"]
+    assert json.loads((run_dir / "summary.json").read_text())["warnings"] == expected
+    assert ckpt.load(run_dir)[0]["warnings"] == expected

@@ -152,7 +152,8 @@ class BaseTrainer(abc.ABC):
         self.log_metrics: dict[str, list[float]] = {}
         self.recent_returns: deque[float] = deque(maxlen=evaluation.TRAIN_RETURN_WINDOW)
         self._eval_cut_warned = False
-        self._row_warned = False
+        self.run_warnings: list[str] = []
+        """The warnings about training the run has given (`check_row`): checkpointed, listed in summary.json."""
         self._spread = make_policy_spread(algo.act, algo.bounds)
 
     # --- hooks -------------------------------------------------------------------------------
@@ -242,6 +243,8 @@ class BaseTrainer(abc.ABC):
             "peak_rss_mb": peak_rss_mb(),
             "final_eval": self.last_eval,
         }
+        if self.run_warnings:
+            summary["warnings"] = self.run_warnings
         metrics = self.task_metrics()
         if metrics is not None:
             summary["task_metrics"] = metrics
@@ -280,12 +283,12 @@ class BaseTrainer(abc.ABC):
 
     def check_row(self, row: dict[str, float]) -> None:
         """Show the algorithm's `row_warning` about a train.csv row, the first one of the run only."""
-        if self._row_warned:
+        if self.run_warnings:
             return
         message = self.algo.row_warning(row)
         if message is not None:
-            self._row_warned = True
-            warnings.warn(f"{self.algo.name} at env step {self.env_steps}: {message}", stacklevel=2)
+            self.run_warnings.append(f"{self.algo.name} at env step {self.env_steps}: {message}")
+            warnings.warn(self.run_warnings[-1], stacklevel=2)
 
     def _log(self, kind: str, row: dict[str, float]) -> None:
         if self.logger is not None:
@@ -345,6 +348,7 @@ class BaseTrainer(abc.ABC):
             "has_envs": pool is not None,
             "target_steps": self.target_steps,
             "log_window": {"metrics": self.log_metrics, "returns": list(self.recent_returns)},
+            "warnings": self.run_warnings,
         }
         tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self._save_extra()}
         if pool is not None:
@@ -389,6 +393,7 @@ class BaseTrainer(abc.ABC):
             self.n_evals = int(meta["n_evals"])
             self.last_eval = meta["last_eval"]
             self.target_steps = meta.get("target_steps")
+            self.run_warnings = [str(w) for w in meta.get("warnings") or []]
             window = meta.get("log_window") or {}
             self.log_metrics = {str(k): [float(x) for x in v] for k, v in window.get("metrics", {}).items()}
             returns = [float(x) for x in window.get("returns", [])]

@@ -78,6 +78,12 @@ def report(tmp_path_factory):
     (root / "EnvA-v0" / "x" / "seed7" / "machine.json").write_text(
         json.dumps({"cpu_model": "TestCPU 9000", "cpu_count": 2})
     )
+    # a warning a run gave during training (`BaseTrainer.check_row`)
+    summary_path = root / "EnvA-v0" / "x" / "seed1" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(
+        json.dumps({**summary, "warnings": ["wppg at env step 600: the learned temperature tau fell"]})
+    )
     # a `wppg train` run without bench.json: its label comes from config.json (sac with autotune off)
     plain = write_run(root / "plain", "EnvC-v0", "sac-fixed", 0, 1.0, bench=False)
     out = tmp_path_factory.mktemp("docs") / "bench.md"
@@ -157,6 +163,15 @@ def test_unfinished_runs_are_listed_apart(report):
     body, _, tail = md.partition("## Runs that did not finish")
     assert "1000000.0" not in body and "1000000.0" in tail
     assert "| EnvA-v0 | y | 8 | 700 / 1000 |" in tail
+
+
+def test_warnings_of_the_runs_are_listed(report):
+    result, md, _, _ = report
+    assert result["warnings"] == [
+        {"env": "EnvA-v0", "algo": "x", "seed": 1, "warning": "wppg at env step 600: the learned temperature tau fell"}
+    ]
+    section = md.partition("## Warnings the runs gave")[2].partition("\n## ")[0]
+    assert "| EnvA-v0 | x | 1 | wppg at env step 600: the learned temperature tau fell |" in section
 
 
 def test_costs_protocol_figures_and_plain_runs(report):

@@ -384,6 +384,7 @@ def build_report(
     lines += _spread_section(done, figures, out, result, colors)
     lines += _cost_section(done)
     lines += _protocol_section(records, done, [Path(p) for p in run_dirs], command)
+    lines += _warnings_section(records, result)
     lines += _unfinished_section(unfinished, result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines).rstrip() + "\n")
@@ -708,6 +709,27 @@ def _display_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def _warnings_section(records: list[RunRecord], result: dict[str, Any]) -> list[str]:
+    """The warnings about training that runs recorded in summary.json (`BaseTrainer.check_row`)."""
+    warned = [(r, str(w)) for r in records for w in r.summary.get("warnings") or []]
+    result["warnings"] = [{"env": r.env_id, "algo": r.algo, "seed": r.seed, "warning": w} for r, w in warned]
+    if not warned:
+        return []
+    lines = [
+        "## Warnings the runs gave",
+        "",
+        "Given during training and kept in the run's summary.json; the runs are in the tables above if they finished.",
+        "",
+        "| env | algorithm | seed | warning |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.env_id} | {r.algo} | {r.seed if r.seed is not None else '?'} | {w.replace('|', '/')} |"
+        for r, w in warned
+    ]
+    return [*lines, ""]
 
 
 def _unfinished_section(unfinished: list[RunRecord], result: dict[str, Any]) -> list[str]:
