@@ -9,8 +9,15 @@ reflection under jax 0.10.2, and 3.4e-5 with it (the projection onto the box and
 rounding difference on where a particle meets a wall). Parameters and evaluation returns are
 compared to 1e-4 relative to each array's largest magnitude. Adam's moments are averages of
 gradients, which are small differences of larger terms and carry more relative rounding, and the
-replay contents follow the drifting trajectories: those are compared to 1e-3. Any real mismatch
-(another key, minibatch or env seed) moves everything by 1e-2 or more; the keys and NumPy
+replay contents follow the drifting trajectories: those are compared to 1e-3. Adam's step
+m / sqrt(v) has a size near the learning rate whatever the gradient's, so a parameter whose gradient
+is near 0 can step by a share of the learning rate on a rounding difference: on an AMD EPYC CPU
+(no AVX-512), wppg-i seed 0 ended with one element of 32 of an actor bias off by 9.5e-5 (3.3e-3 of
+the array's largest magnitude), and the difference then spreads to a few more elements (up to 5e-4
+of the largest magnitude). So the median element is held to those tolerances, every element to
+1e-2. A real mismatch moves the median element by far more: a batch size of 31 instead of 32 moved
+the actor's arrays by a median of 2e-3 to 1.4e-1 of their largest magnitude and 0.75-1.0 of its
+biases' elements by more than 1e-2 (the matched runs: medians at most 3.4e-5). The keys and NumPy
 generator states, which must be the same streams, are compared exactly.
 """
 
@@ -37,12 +44,21 @@ RTOL_NOISY = 1e-3
 """Relative tolerance of optimiser moments and replay contents."""
 
 
+RTOL_OUTLIER = 1e-2
+"""Relative tolerance of single elements whose Adam step flipped (module docstring)."""
+
+
 def assert_close_trees(a, b, rtol):
-    """Every leaf of `a` equals that of `b` to `rtol` times the leaf's largest magnitude."""
+    """Each leaf of `b` equals that of `a`, relative to the leaf's largest magnitude: to `rtol` in the
+    median element, and to RTOL_OUTLIER in every element."""
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        scale = max(float(np.max(np.abs(x))), 1e-12) if x.size else 1.0
-        np.testing.assert_allclose(y, x, rtol=0, atol=rtol * scale)
+        if not x.size:
+            continue
+        scale = max(float(np.max(np.abs(x))), 1e-12)
+        np.testing.assert_allclose(y, x, rtol=0, atol=RTOL_OUTLIER * scale)
+        median = float(np.median(np.abs(y - x))) / scale
+        assert median <= rtol, f"median difference {median:.3g} of the array's largest magnitude {scale:.3g} > {rtol}"
 
 
 def assert_close_states(a, b):

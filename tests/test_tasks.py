@@ -305,6 +305,7 @@ def test_summary_of_other_envs_has_no_task_metrics(tmp_path):
         run_dir=tmp_path,
         state=SimpleNamespace(step=0),
         make_env=make_env,
+        run_warnings=[],
     )
     stub.task_metrics = lambda: BaseTrainer.task_metrics(stub)
     BaseTrainer._write_summary(stub, {})
