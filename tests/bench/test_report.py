@@ -199,6 +199,19 @@ def test_costs_protocol_figures_and_plain_runs(report):
     assert plain.exists()
 
 
+def test_costs_of_runs_on_different_cpus_are_kept_apart(tmp_path):
+    for seed, cpu in enumerate(["CPU-A", "CPU-B", "CPU-B"]):
+        d = write_run(tmp_path / "runs", "EnvA-v0", "x", seed, 10.0)
+        (d / "machine.json").write_text(json.dumps({"cpu_model": cpu, "cpu_count": 2}))
+    out = tmp_path / "bench.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "50"]) == 0
+    md = out.read_text()
+    assert "| env | algorithm | CPU | runs |" in md
+    assert f"| EnvA-v0 | x | CPU-A | 1 | {1000 / 200:.1f} |" in md
+    assert f"| EnvA-v0 | x | CPU-B | 2 | {np.mean([1000 / 201, 1000 / 202]):.1f} |" in md
+
+
 def test_report_of_nothing_fails_clearly(tmp_path):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

@@ -604,7 +604,14 @@ def _spread_section(
     return lines
 
 
+def _cpu_model(r: RunRecord) -> str:
+    """The CPU a run ran on, from its machine.json; '-' when it has none."""
+    return str((read_json(r.path / "machine.json") or {}).get("cpu_model") or "-")
+
+
 def _cost_section(done: list[RunRecord]) -> list[str]:
+    cpus = {r.path: _cpu_model(r) for r in done}
+    by_cpu = len(set(cpus.values())) > 1  # costs of different CPUs are not averaged together
     lines = [
         "## Cost",
         "",
@@ -612,17 +619,22 @@ def _cost_section(done: list[RunRecord]) -> list[str]:
             "Per algorithm and env, means over finished runs: wall-clock seconds per 1000 env steps, milliseconds per "
             "gradient step (update time / gradient steps, compilation included), the share of wall time spent in "
             "updates, and the largest peak resident memory. They cover the last `learn` call of each run (the part "
-            "after a resume) and depend on the machine and its load (see Protocol). `-`: not recorded."
+            "after a resume) and depend on the machine and its load (see Protocol)"
+            + ("; runs on different CPUs are kept apart" if by_cpu else "")
+            + ". `-`: not recorded."
         ),
         "",
-        "| env | algorithm | runs | s per 1k env steps | ms per gradient step | update share (%) | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|",
+        f"| env | algorithm |{' CPU |' if by_cpu else ''} runs | s per 1k env steps | ms per gradient step | "
+        "update share (%) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|" + ("---|" if by_cpu else ""),
     ]
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for r in done:
-        groups[(r.env_id, r.algo)].append(r)
-    for (env, algo), runs in sorted(groups.items()):
-        lines.append(f"| {env} | {algo} | {len(runs)} | " + " | ".join(_cost_row(runs)) + " |")
+        groups[(r.env_id, r.algo, cpus[r.path] if by_cpu else "")].append(r)
+    for (env, algo, cpu), runs in sorted(groups.items()):
+        lines.append(
+            f"| {env} | {algo} |{f' {cpu} |' if by_cpu else ''} {len(runs)} | " + " | ".join(_cost_row(runs)) + " |"
+        )
     return [*lines, ""]
 
 
