@@ -153,6 +153,7 @@ def _kwargs_id(kwargs: dict) -> str:
         (WPPGConfig, {"eta": float("inf")}, "eta"),
         (WPPGConfig, {"eta": "0.1"}, "eta"),
         (WPPGConfig, {"tau": float("nan")}, "tau"),
+        (WPPGConfig, {"tau_min": "1e-4"}, "tau_min"),
         (WPPGConfig, {"actor_lr": float("nan")}, "actor_lr"),
         (WPPGConfig, {"critic_lr": float("inf")}, "critic_lr"),
         (WPPGConfig, {"entropy_sigma": float("nan")}, "entropy_sigma"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
-from wppg.algorithms.base import Batch, grad_min_q, min_q, td_target
+from wppg.algorithms.base import Batch, ConfigError, grad_min_q, min_q, td_target
 from wppg.algorithms.wppg import entropy_regularised_value
 from wppg.bench.speed import random_batches
 from wppg.coupling import couple
@@ -163,8 +163,25 @@ def test_auto_tau_warns_only_when_it_has_lost_control_of_the_spread():
     assert algo.row_warning({"tau": 1e-9, "entropy": below}) is None, "a small tau that holds the target is fine"
     message = algo.row_warning({"tau": 1e-9, "entropy": above})
     assert message is not None and "tau fell to 1.0e-09" in message and "above its target" in message
+    assert f"about {np.log(1e-2 / 1e-9) / 3e-4:,.0f} gradient steps to climb back" in message  # ln(1e7) / tau_lr
     fixed = WPPGAlgorithm(WPPGConfig(hidden=(16,), K=2, entropy_M=2, entropy_L=2, tau=1e-9), 3, BOUNDS)
     assert fixed.row_warning({"tau": 1e-9, "entropy": above}) is None, "a fixed tau is the user's choice"
+
+
+def test_tau_min_floors_a_learned_tau():
+    # tau_lr = 1 moves log tau by about 1 per step, and the entropy estimate stays above a target of
+    # -50 nats: 10 steps would take tau from 0.2 to about 1e-5, the floor holds it at 1e-3.
+    config = WPPGConfig(hidden=(16,), K=2, entropy_M=2, entropy_L=2, tau="auto", tau_lr=1.0, target_entropy=-50.0,
+                        tau_min=1e-3)  # fmt: skip
+    algo = WPPGAlgorithm(config, 3, BOUNDS)
+    batches = random_batches(10, 16, 3, 2)
+    state, metrics = algo.update(algo.init(jax.random.PRNGKey(0)), batches, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(float(algo.temperature(state)), 1e-3, rtol=1e-5)
+    # Adam's bias-corrected step is exactly -tau_lr per step while the gap's sign holds: 0.2 e^-k, then the floor.
+    steps = np.maximum(0.2 * np.exp(-np.arange(10.0)), 1e-3)
+    np.testing.assert_allclose(float(metrics["tau"]), steps.mean(), rtol=1e-3)  # mean of the steps' tau
+    with pytest.raises(ConfigError, match="tau_min must be >= 0 and below tau_init"):
+        WPPGConfig(tau="auto", tau_min=0.5)
 
 
 CAMPAIGN = Path(__file__).resolve().parents[1] / "benchmarks" / "runs" / "mujoco-cpu"

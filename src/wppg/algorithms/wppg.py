@@ -10,6 +10,7 @@ paper's plug-in mixture with `preset="paper"`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -34,7 +35,10 @@ from wppg.policies import make_policy, sample_latents
 
 TAU_LOST = 1e-4
 """With tau='auto', a learned tau below TAU_LOST * tau_init while the entropy estimate is still above
-its target means the temperature has stopped controlling the policy's spread (`row_warning`)."""
+its target: the entropy constraint is slack and tau is on its way to 0 (`row_warning`)."""
+TAU_USEFUL = 1e-2
+"""A temperature whose entropy term matters (the learned tau on Walker2d, HalfCheetah, Ant: 0.002-0.2);
+`row_warning` says how many steps tau would need to climb back to it."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,13 @@ class WPPGConfig(OffPolicyConfig):
     """Initial temperature when tau='auto' (as SAC's initial alpha here)."""
     tau_lr: float = 3e-4
     """Adam learning rate of log tau when tau='auto' (as SAC's alpha_lr)."""
+    tau_min: float = 0.0
+    """Floor of a learned tau (tau='auto'; not in the paper; 0: none). While the policy's entropy stays above the
+    target, the update lowers log tau by about `tau_lr` per step without end (tau -> 0 is the right dual value of
+    a slack entropy constraint), and should the entropy then fall below the target, tau needs
+    ln(tau_wanted / tau) / tau_lr steps to climb back: from 1e-9 to 1e-2, 54k steps. A floor keeps it within
+    reach; 1e-4, the paper's fixed tau, makes the entropy term negligible against MuJoCo rewards. Ignored
+    for a fixed tau. docs/algorithms.md, "Automatic temperature"."""
     target_entropy: float | None = None
     """Target entropy for tau='auto', in nats of the policy on the unit box u = (a - bias) / scale (SAC's
     convention); None means -dim(A). Each estimator is biased for finite M, L (the plug-in one measures the
@@ -150,6 +161,10 @@ class WPPGConfig(OffPolicyConfig):
             require(self.tau >= 0, f"tau must be >= 0 or 'auto', got {self.tau}")
         require(self.tau_init > 0, f"tau_init must be > 0, got {self.tau_init}")
         require(self.tau_lr > 0, f"tau_lr must be > 0, got {self.tau_lr}")
+        require(
+            0 <= self.tau_min < self.tau_init,
+            f"tau_min must be >= 0 and below tau_init ({self.tau_init}), got {self.tau_min}",
+        )
         require(self.latent_dim is None or self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         require(self.entropy_sigma > 0, f"entropy_sigma must be > 0, got {self.entropy_sigma}")
         require(
@@ -237,21 +252,22 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
     def row_warning(self, row: dict[str, float]) -> str | None:
         """With tau='auto': a warning once tau has fallen below TAU_LOST * tau_init while the entropy
-        estimate stays above its target. Adam moves log tau by about tau_lr per step while the sign of
-        the gap holds, so tau then keeps falling towards 0 and the run goes on as WPPG without an
-        entropy term; measured on Hopper-v5 (docs/algorithms.md, "Automatic temperature")."""
+        estimate stays above its target. The constraint H >= target is then slack and Adam lowers log tau
+        by about tau_lr per step without end, so tau grows too small to answer if the entropy later falls
+        below the target; measured on Hopper-v5 (docs/algorithms.md, "Automatic temperature")."""
         if not self.config.auto_tau or "tau" not in row or "entropy" not in row:
             return None
         tau, entropy = row["tau"], row["entropy"]
         if tau >= TAU_LOST * self.config.tau_init or entropy <= self.entropy_target:
             return None
+        back = math.log(TAU_USEFUL / max(tau, 1e-30)) / self.config.tau_lr
         return (
-            f"the learned temperature tau fell to {tau:.1e} (tau_init {self.config.tau_init:g}) while the entropy "
-            f"estimate ({entropy:.2f} nats) stays above its target ({self.entropy_target:.2f}): the automatic "
-            "temperature no longer controls the policy's spread (the particle step keeps the policy broader than "
-            "the target on this task), so the run goes on with almost no entropy term. Its returns are still "
-            "valid; to keep an entropy term, set a fixed tau or a higher target_entropy "
-            '(docs/algorithms.md, "Automatic temperature")'
+            f"the learned temperature tau fell to {tau:.1e} (tau_init {self.config.tau_init:g}) because the entropy "
+            f"estimate ({entropy:.2f} nats) stays above its target ({self.entropy_target:.2f}): the policy keeps that "
+            "spread without an entropy term (the particle step's own), so tau keeps falling and the run has almost "
+            f"none. Should the entropy later fall below the target, tau needs about {back:,.0f} gradient steps to "
+            f"climb back to {TAU_USEFUL:g}, and more the longer this lasts. A floor keeps it within reach: "
+            'tau_min=1e-4 (docs/algorithms.md, "Automatic temperature")'
         )
 
     def sample_actions(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
@@ -331,4 +347,6 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             return state, info
         gap = jax.lax.stop_gradient(info["entropy"] - self.entropy_target)
         log_tau, tau_opt = adam_step(self.tau_tx, gap, state.extra["tau_opt"], state.extra["log_tau"])
+        if self.config.tau_min > 0:
+            log_tau = jnp.maximum(log_tau, jnp.log(jnp.float32(self.config.tau_min)))
         return state.replace(extra={"log_tau": log_tau, "tau_opt": tau_opt}), info
