@@ -60,6 +60,8 @@ class RunRecord:
     error: str | None = None
     train: dict[str, list[float]] = field(default_factory=dict)
     """train.csv's columns (empty when the run has none)."""
+    machine: dict[str, Any] = field(default_factory=dict)
+    """machine.json (empty when the run has none), read once here."""
 
 
 def _algo_label(summary: dict[str, Any], config: dict[str, Any]) -> str | None:
@@ -105,7 +107,8 @@ def load_run(path: Path) -> RunRecord | None:
         lines = (path / ERROR_FILE).read_text().splitlines()
         error = lines[0] if lines else "failed"
     return RunRecord(path, env_id, algo, None if seed is None else int(seed), None if budget is None else int(budget),
-                     env_steps, finished, final, curve, summary, config, bench, error, train_rows)  # fmt: skip
+                     env_steps, finished, final, curve, summary, config, bench, error, train_rows,
+                     read_json(path / "machine.json") or {})  # fmt: skip
 
 
 def discover(paths: list[str | Path]) -> list[RunRecord]:
@@ -270,16 +273,14 @@ def _cost_row(runs: list[RunRecord]) -> list[str]:
 
 def _machines(records: list[RunRecord], roots: list[Path]) -> list[str]:
     seen: dict[str, None] = {}
-    for p in [*(r.path / "machine.json" for r in records), *(Path(root) / "machine.json" for root in roots)]:
-        m = read_json(p)
+    for m in [*(r.machine for r in records), *(read_json(Path(root) / "machine.json") for root in roots)]:
         if m:
             seen.setdefault(machine_line(m), None)
     return list(seen)
 
 
 def _versions(records: list[RunRecord], roots: list[Path]) -> dict[str, str]:
-    for p in [*(Path(root) / "machine.json" for root in roots), *(r.path / "machine.json" for r in records)]:
-        m = read_json(p)
+    for m in [*(read_json(Path(root) / "machine.json") for root in roots), *(r.machine for r in records)]:
         if m and m.get("packages"):
             return m["packages"]
     return {}
@@ -606,7 +607,7 @@ def _spread_section(
 
 def _cpu_model(r: RunRecord) -> str:
     """The CPU a run ran on, from its machine.json; '-' when it has none."""
-    return str((read_json(r.path / "machine.json") or {}).get("cpu_model") or "-")
+    return str(r.machine.get("cpu_model") or "-")
 
 
 def _cost_section(done: list[RunRecord]) -> list[str]:
@@ -688,7 +689,7 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
     machines = _machines(done, roots)
     if machines:
         lines.append("- Hardware: " + " | ".join(machines))
-    runs_m = [m for m in (read_json(r.path / "machine.json") for r in done) if m]
+    runs_m = [r.machine for r in done if r.machine]
     usable = sorted({m["usable_cpus"] for m in runs_m if m.get("usable_cpus")})
     loads = [m["load_average_1min"] for m in runs_m if m.get("load_average_1min") is not None]
     if usable or loads:
