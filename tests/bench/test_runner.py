@@ -9,6 +9,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +224,37 @@ def test_cores_of_other_drivers_workers_are_avoided(tmp_path):
     usage = dict.fromkeys(range(4), 0)
     assert _pick_cores(usage, 2, others) == [0, 2] and usage == {0: 1, 1: 0, 2: 1, 3: 0}
     assert _other_workers_cores(set(), {0, 1}, proc=tmp_path / "missing") == {}
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two cores and Linux"
+)
+def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores():
+    """The second driver's pick sees the first driver's new worker as pinned at once (the driver pins
+    it, under a lock all drivers share), not only once the worker has pinned itself."""
+    from wppg.bench.runner import _spawn_pinned
+    from wppg.bench.worker import BOOT
+
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    # A worker stand-in: BOOT on its command line (as `_other_workers_cores` looks for), sleeping.
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", BOOT]
+    procs = []
+    try:
+        picks = []
+        for _ in range(2):  # two drivers, each with its own usage count
+            usage = dict.fromkeys(cores, 0)
+            proc, mine = _spawn_pinned(
+                argv, lambda c: dict(os.environ), subprocess.DEVNULL,
+                lambda usage=usage: _pick_cores(usage, 1, _other_workers_cores(set(), set(cores))),
+            )  # fmt: skip
+            procs.append(proc)
+            picks.append(mine)
+            assert os.sched_getaffinity(proc.pid) == set(mine)
+        assert picks[0] != picks[1] and sorted(picks[0] + picks[1]) == cores
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def test_export_keeps_finished_runs_without_checkpoints_and_they_stay_finished(tmp_path):

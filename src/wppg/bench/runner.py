@@ -9,12 +9,14 @@ failed, `error.txt`. A second invocation skips finished runs and resumes interru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,39 @@ def _parse_cpu_list(text: str) -> list[int]:
     return cores
 
 
+def _spawn_pinned(
+    argv: list[str], env_for: Callable[[list[int]], dict[str, str]], log: Any, pick: Callable[[], list[int]] | None
+) -> tuple[subprocess.Popen, list[int]]:
+    """Start a worker pinned to the cores `pick()` returns (unpinned where `pick` is None). Drivers
+    started side by side each see the others' workers in /proc (`_other_workers_cores`) only once
+    those are pinned: so the pick, the start and the pinning happen under one lock shared by every
+    driver on this machine, and the driver pins the new process itself before letting go of it
+    (the worker's own pinning in BOOT comes too late for the next driver's pick)."""
+    with _cores_lock() if pick is not None else contextlib.nullcontext():
+        mine = pick() if pick is not None else []
+        proc = subprocess.Popen(argv, env=env_for(mine), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if mine and hasattr(os, "sched_setaffinity"):
+            try:
+                os.sched_setaffinity(proc.pid, set(mine))
+            except OSError:  # it ended already; its own pinning (BOOT) stands otherwise
+                pass
+    return proc, mine
+
+
+@contextlib.contextmanager
+def _cores_lock() -> Iterator[None]:
+    """An exclusive lock on a file in the temporary directory, shared by all drivers on this machine
+    (none where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / "wppg-bench-cores.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def run_local(pending: list[Pending], workers: int, progress: Progress, pin: bool = True) -> list[Outcome]:
     """Run each pending run in its own `python -c BOOT` process, at most `workers` at a time, each
     pinned to `run.resources.cpus` cores of its own (shared only when workers exceed cores)."""
@@ -177,14 +212,19 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
         while queue or active:
             while queue and len(active) < workers:
                 p = queue.pop(0)
-                mine = []
-                if pin and usage:
-                    mine = _pick_cores(usage, p.run.resources.cpus, _other_workers_cores(set(active), set(usage)))
                 log = open(p.run_dir / LOG_FILE, "a")  # noqa: SIM115 -- closed when its process ends
-                proc = subprocess.Popen(
+                proc, mine = _spawn_pinned(
                     [sys.executable, "-c", BOOT, str(p.run_dir)],
-                    env=worker_environment(p.run, mine), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                )  # fmt: skip
+                    lambda cores, run=p.run: worker_environment(run, cores),
+                    log,
+                    (
+                        lambda n=p.run.resources.cpus: _pick_cores(
+                            usage, n, _other_workers_cores(set(active), set(usage))
+                        )
+                    )
+                    if pin and usage
+                    else None,
+                )
                 active[proc.pid] = (proc, p, time.perf_counter(), mine, log)
                 progress.started(
                     p, f" (pid {proc.pid}, cpu {','.join(map(str, mine))})" if mine else f" (pid {proc.pid})"
