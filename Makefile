@@ -21,9 +21,9 @@ demo: $(STAMP)
 	$(BIN)/wppg plot runs/demo --out runs/demo/curve.png
 	@cat runs/demo/summary.json
 
-## Unit tests, smoke runs and a short learning check (the quadratic bandit): CPU, about 11 minutes on 2 cores
+## Unit tests, smoke runs and a short learning check (the quadratic bandit): CPU, one test process per logical CPU (at most 4)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n logical --maxprocesses=4 --durations=15
 
 ## Lint (ruff) and format check (ruff format) of src, tests and benchmarks, and the type check of the public API (mypy): seconds
 lint: $(STAMP)

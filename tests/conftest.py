@@ -7,8 +7,19 @@ builds three agents of one config (train straight / train, save, load, train on)
 same program three times. A persistent compilation cache in a temporary directory, shared by
 the whole session and deleted at its end, makes the second and later compilations of an
 identical program a cache hit. It changes no numerics: a cached executable is the same binary.
-Set JAX_COMPILATION_CACHE_DIR yourself to use another directory, or
-WPPG_TEST_NO_COMPILATION_CACHE=1 to turn the cache off.
+Each process of a parallel run (`make test` runs `pytest -n`, pytest-xdist) has a cache of its own:
+one shared between them, tried with JAX's file lock (which only a size limit turns on), cost more
+CPU time than it saved and warned of half-written entries. Set JAX_COMPILATION_CACHE_DIR yourself to
+use another directory, or WPPG_TEST_NO_COMPILATION_CACHE=1 to turn the cache off.
+
+For the same reason the tests compile with XLA's backend optimisation level 0
+(`--xla_backend_optimization_level=0` in XLA_FLAGS, inherited by the benchmark workers the tests
+start): LLVM's code generation for the CPU takes most of a compilation and the tests' tiny programs
+run too briefly for its optimisations to pay. It changes code generation, not what is computed: XLA's
+graph-level passes (fusion, simplification) still run, and every comparison a test makes is between
+programs compiled alike. The speed figures of `wppg bench speed` and all training runs outside the
+tests use the full optimisation. WPPG_TEST_FULL_OPT=1 (or an optimisation level of your own in
+XLA_FLAGS) keeps it.
 """
 
 from __future__ import annotations
@@ -45,8 +56,14 @@ TINY_ALGO: dict[str, dict[str, Any]] = {
 }
 
 
+XLA_TEST_OPT = "--xla_backend_optimization_level=0"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _CACHE_DIR
+    flags = os.environ.get("XLA_FLAGS", "")
+    if not os.environ.get("WPPG_TEST_FULL_OPT") and "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_TEST_OPT}".strip()  # read when JAX first starts its backend
     if os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.environ.get("WPPG_TEST_NO_COMPILATION_CACHE"):
         return
     import jax
