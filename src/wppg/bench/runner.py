@@ -189,13 +189,15 @@ def _spawn_pinned(
 @contextlib.contextmanager
 def _cores_lock() -> Iterator[None]:
     """An exclusive lock on a file in the temporary directory, shared by all drivers on this machine
-    (none where fcntl is missing)."""
+    (none where fcntl is missing or the file cannot be opened, e.g. another user's)."""
     try:
         import fcntl
-    except ImportError:
+
+        f = open(Path(tempfile.gettempdir()) / "wppg-bench-cores.lock", "a")  # noqa: SIM115 -- closed below
+    except (ImportError, OSError):
         yield
         return
-    with open(Path(tempfile.gettempdir()) / "wppg-bench-cores.lock", "a") as f:
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 
