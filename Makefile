@@ -21,9 +21,12 @@ demo: $(STAMP)
 	$(BIN)/wppg plot runs/demo --out runs/demo/curve.png
 	@cat runs/demo/summary.json
 
-## Unit tests, smoke runs and a short learning check (the quadratic bandit): CPU, one test process per logical CPU (at most 4)
+# Test processes: the CPUs this process may run on (its affinity, not the host's count), at most 4.
+TEST_PROCS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))")
+
+## Unit tests, smoke runs and a short learning check (the quadratic bandit): CPU, TEST_PROCS test processes (pytest-xdist)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n logical --maxprocesses=4 --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --durations=15
 
 ## Lint (ruff) and format check (ruff format) of src, tests and benchmarks, and the type check of the public API (mypy): seconds
 lint: $(STAMP)
