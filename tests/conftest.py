@@ -7,10 +7,10 @@ builds three agents of one config (train straight / train, save, load, train on)
 same program three times. A persistent compilation cache in a temporary directory, shared by
 the whole session and deleted at its end, makes the second and later compilations of an
 identical program a cache hit. It changes no numerics: a cached executable is the same binary.
-Each process of a parallel run (`make test` runs `pytest -n`, pytest-xdist) has a cache of its own:
-one shared between them, tried with JAX's file lock (which only a size limit turns on), cost more
-CPU time than it saved and warned of half-written entries. Set JAX_COMPILATION_CACHE_DIR yourself to
-use another directory, or WPPG_TEST_NO_COMPILATION_CACHE=1 to turn the cache off.
+Each process of a parallel run (`make test` runs pytest-xdist) has a cache of its own: JAX guards a
+shared one only under a size limit, and that cost more CPU than the sharing saved. Set
+JAX_COMPILATION_CACHE_DIR yourself to use another directory, or WPPG_TEST_NO_COMPILATION_CACHE=1 to
+turn the cache off.
 
 For the same reason the tests compile with XLA's backend optimisation level 0
 (`--xla_backend_optimization_level=0` in XLA_FLAGS, inherited by the benchmark workers the tests

@@ -10,6 +10,7 @@ failed, `error.txt`. A second invocation skips finished runs and resumes interru
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -127,6 +128,11 @@ def _pick_cores(usage: dict[int, int], n: int, others: dict[int, int] | None = N
     return sorted(chosen)
 
 
+def _pick_free_cores(usage: dict[int, int], n: int, exclude: set[int]) -> list[int]:
+    """`_pick_cores` counting the cores the workers of other drivers hold now (not the pids in `exclude`)."""
+    return _pick_cores(usage, n, _other_workers_cores(exclude, set(usage)))
+
+
 def _other_workers_cores(exclude: set[int], cores: set[int], proc: Path = Path("/proc")) -> dict[int, int]:
     """How many benchmark workers of other drivers (`python -c BOOT` processes of any `wppg bench run` on
     this machine; not the pids in `exclude`) are pinned to each of `cores`, read from `proc` (Linux; {}
@@ -215,17 +221,12 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
             while queue and len(active) < workers:
                 p = queue.pop(0)
                 log = open(p.run_dir / LOG_FILE, "a")  # noqa: SIM115 -- closed when its process ends
+                pick = functools.partial(_pick_free_cores, usage, p.run.resources.cpus, set(active))
                 proc, mine = _spawn_pinned(
                     [sys.executable, "-c", BOOT, str(p.run_dir)],
-                    lambda cores, run=p.run: worker_environment(run, cores),
+                    functools.partial(worker_environment, p.run),
                     log,
-                    (
-                        lambda n=p.run.resources.cpus: _pick_cores(
-                            usage, n, _other_workers_cores(set(active), set(usage))
-                        )
-                    )
-                    if pin and usage
-                    else None,
+                    pick if pin and usage else None,
                 )
                 active[proc.pid] = (proc, p, time.perf_counter(), mine, log)
                 progress.started(
