@@ -229,7 +229,7 @@ def test_cores_of_other_drivers_workers_are_avoided(tmp_path):
 @pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs two cores and Linux"
 )
-def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores():
+def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores(tmp_path):
     """The second driver's pick sees the first driver's new worker as pinned at once (the driver pins
     it, under a lock all drivers share), not only once the worker has pinned itself."""
     from wppg.bench.runner import _spawn_pinned
@@ -239,13 +239,23 @@ def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores()
     # A worker stand-in: BOOT on its command line (as `_other_workers_cores` looks for), sleeping.
     argv = [sys.executable, "-c", "import time; time.sleep(30)", BOOT]
     procs = []
+
+    def own_workers_cores() -> dict[int, int]:
+        # /proc narrowed to this test's stand-ins: real workers of other drivers (a campaign on this
+        # machine, a test in another xdist process) would otherwise count too and could tie the cores.
+        view = tmp_path / f"proc{len(procs)}"
+        view.mkdir()
+        for proc in procs:
+            (view / str(proc.pid)).symlink_to(f"/proc/{proc.pid}")
+        return _other_workers_cores(set(), set(cores), proc=view)
+
     try:
         picks = []
         for _ in range(2):  # two drivers, each with its own usage count
             usage = dict.fromkeys(cores, 0)
             proc, mine = _spawn_pinned(
                 argv, lambda c: dict(os.environ), subprocess.DEVNULL,
-                lambda usage=usage: _pick_cores(usage, 1, _other_workers_cores(set(), set(cores))),
+                lambda usage=usage: _pick_cores(usage, 1, own_workers_cores()),
             )  # fmt: skip
             procs.append(proc)
             picks.append(mine)
