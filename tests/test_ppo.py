@@ -280,6 +280,7 @@ def test_smoke_run_writes_the_run_directory(trained):
         "env_steps",
         "gradient_steps",
         "wall_time_s",
+        "cpu_time_s",
         "steps_per_s",
         "update_time_s",
         "update_calls",

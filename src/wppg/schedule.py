@@ -142,7 +142,7 @@ def _run(
     for t in trainers:
         t._open()
     engine.begin()
-    start_steps, start_time = lead.env_steps, time.perf_counter()
+    start_steps, start_time, start_cpu = lead.env_steps, time.perf_counter(), time.process_time()
     update_time, update_calls, grad_steps_done = 0.0, 0, 0
 
     def sps() -> float:
@@ -209,6 +209,9 @@ def _run(
     elapsed = time.perf_counter() - start_time
     costs = {
         "wall_time_s": elapsed,
+        # The process's CPU time (all its threads) over the same span: unlike the wall time, it does not
+        # grow while the process is stopped or waits for a core it shares with other work.
+        "cpu_time_s": time.process_time() - start_cpu,
         # Per trainer: each advanced this many env steps per second of the shared wall time.
         "steps_per_s": (lead.env_steps - start_steps) / max(elapsed, 1e-9),
         # Cost figures of this learn call; the first update call includes compilation. One call

@@ -27,8 +27,9 @@ from wppg.logger import RunLogger
 EVAL_COLUMNS = ["step", "return_stochastic", "return_stochastic_std", "return_mode", "return_mode_std"]
 # The keys `Trainer.learn` writes into summary.json (besides its meta).
 SUMMARY_KEYS = {
-    "algo", "variant", "env_id", "env_steps", "gradient_steps", "wall_time_s", "steps_per_s", "update_time_s",
-    "update_calls", "ms_per_gradient_step", "peak_rss_mb", "final_eval", "reference_package", "reference_version",
+    "algo", "variant", "env_id", "env_steps", "gradient_steps", "wall_time_s", "cpu_time_s", "steps_per_s",
+    "update_time_s", "update_calls", "ms_per_gradient_step", "peak_rss_mb", "final_eval", "reference_package",
+    "reference_version",
 }  # fmt: skip
 
 

@@ -53,6 +53,7 @@ def write_run(root: Path, env: str, algo: str, seed: int, final: float, *, steps
             s.update(
                 steps_per_s=200.0 + seed,
                 wall_time_s=steps / (200.0 + seed),
+                cpu_time_s=0.5 * steps / (200.0 + seed),
                 update_time_s=2.0,
                 update_calls=400,
                 ms_per_gradient_step=5.0,
@@ -176,9 +177,11 @@ def test_warnings_of_the_runs_are_listed(report):
 
 def test_costs_protocol_figures_and_plain_runs(report):
     result, md, out, plain = report
-    # s per 1k env steps = mean of 1000 / steps_per_s over the seeds (200, 201, 202 env steps/s)
-    assert f"| EnvA-v0 | x | 3 | {np.mean([1000 / 200, 1000 / 201, 1000 / 202]):.1f} | 5.00 |" in md
-    assert "| EnvB-v0 | y | 3 | - | - | - | - |" in md  # no cost fields: tolerated
+    # s per 1k env steps = mean of 1000 / steps_per_s over the seeds (200, 201, 202 env steps/s); the
+    # runs' CPU time is half their wall time
+    per_1k = np.mean([1000 / 200, 1000 / 201, 1000 / 202])
+    assert f"| EnvA-v0 | x | 3 | {per_1k:.1f} | {per_1k / 2:.1f} | 5.00 |" in md
+    assert "| EnvB-v0 | y | 3 | - | - | - | - | - |" in md  # no cost fields: tolerated
     assert "evaluation every 500 steps on 4 episodes" in md
     assert (
         "`wppg bench run test.toml --out runs`" in md and "TestCPU 9000" not in md

@@ -259,12 +259,17 @@ def _cost_row(runs: list[RunRecord]) -> list[str]:
         ]
 
     per_1k = values("steps_per_s", lambda v: 1000.0 / v)
+    # CPU seconds over the same env steps (steps_per_s x wall_time_s of the learn call)
+    cpu_1k = [1000.0 * float(r.summary["cpu_time_s"]) / (float(r.summary["steps_per_s"]) * float(r.summary["wall_time_s"]))
+              for r in runs if all(isinstance(r.summary.get(k), int | float) and r.summary[k] > 0
+                                   for k in ("cpu_time_s", "steps_per_s", "wall_time_s"))]  # fmt: skip
     ms = values("ms_per_gradient_step")
     rss = values("peak_rss_mb")
     upd = [float(r.summary["update_time_s"]) / float(r.summary["wall_time_s"]) for r in runs
            if r.summary.get("update_time_s") is not None and r.summary.get("wall_time_s")]  # fmt: skip
     return [
         _f(np.mean(per_1k) if per_1k else None),
+        _f(np.mean(cpu_1k) if cpu_1k else None),
         _f(np.mean(ms) if ms else None, 2),
         _f(100 * np.mean(upd) if upd else None, 0),
         _f(max(rss) if rss else None, 0),
@@ -617,17 +622,18 @@ def _cost_section(done: list[RunRecord]) -> list[str]:
         "## Cost",
         "",
         (
-            "Per algorithm and env, means over finished runs: wall-clock seconds per 1000 env steps, milliseconds per "
-            "gradient step (update time / gradient steps, compilation included), the share of wall time spent in "
+            "Per algorithm and env, means over finished runs: wall-clock seconds per 1000 env steps, the process's CPU "
+            "seconds (all threads) over the same steps, which unlike the wall clock do not count time the run was "
+            "stopped or waited for a core it shared, milliseconds per gradient step (update time / gradient steps, compilation included), the share of wall time spent in "
             "updates, and the largest peak resident memory. They cover the last `learn` call of each run (the part "
             "after a resume) and depend on the machine and its load (see Protocol)"
             + ("; runs on different CPUs are kept apart" if by_cpu else "")
             + ". `-`: not recorded."
         ),
         "",
-        f"| env | algorithm |{' CPU |' if by_cpu else ''} runs | s per 1k env steps | ms per gradient step | "
-        "update share (%) | peak RSS (MiB) |",
-        "|---|---|---|---|---|---|---|" + ("---|" if by_cpu else ""),
+        f"| env | algorithm |{' CPU |' if by_cpu else ''} runs | s per 1k env steps | CPU s per 1k env steps | "
+        "ms per gradient step | update share (%) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if by_cpu else ""),
     ]
     groups: dict[tuple[str, str, str], list[RunRecord]] = defaultdict(list)
     for r in done:

@@ -84,7 +84,7 @@ class ProtocolRecorder:
         self.gradient_steps = gradient_steps
         self.next_eval = protocol.eval_every
         self.recent: deque[float] = deque(maxlen=evaluation.TRAIN_RETURN_WINDOW)
-        self.start_time = time.perf_counter()
+        self.start_time, self.start_cpu = time.perf_counter(), time.process_time()
 
     def on_env_step(self, step: int, finished_returns: Sequence[float]) -> None:
         """Count the training episodes that ended at this step and log a train.csv row; rows

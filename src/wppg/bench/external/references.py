@@ -240,6 +240,7 @@ def run_external(
         "env_steps": int(model.num_timesteps),
         "gradient_steps": timer.steps,
         "wall_time_s": elapsed,
+        "cpu_time_s": time.process_time() - recorder.start_cpu,
         "steps_per_s": model.num_timesteps / max(elapsed, 1e-9),
         # As in `Trainer.learn`: the first update call includes SBX's compilation.
         "update_time_s": timer.time,
