@@ -624,7 +624,7 @@ def _cost_section(done: list[RunRecord]) -> list[str]:
         (
             "Per algorithm and env, means over finished runs: wall-clock seconds per 1000 env steps, the process's CPU "
             "seconds (all threads) over the same steps, which unlike the wall clock do not count time the run was "
-            "stopped or waited for a core it shared, milliseconds per gradient step (update time / gradient steps, compilation included), the share of wall time spent in "
+            "stopped or waited for a core it shared (over the runs that record it), milliseconds per gradient step (update time / gradient steps, compilation included), the share of wall time spent in "
             "updates, and the largest peak resident memory. They cover the last `learn` call of each run (the part "
             "after a resume) and depend on the machine and its load (see Protocol)"
             + ("; runs on different CPUs are kept apart" if by_cpu else "")
