@@ -215,6 +215,33 @@ def test_costs_of_runs_on_different_cpus_are_kept_apart(tmp_path):
     assert f"| EnvA-v0 | x | CPU-B | 2 | {np.mean([1000 / 201, 1000 / 202]):.1f} |" in md
 
 
+def test_one_run_per_env_gets_no_aggregate_ci(tmp_path):
+    # A bootstrap over one run per env redraws that run: its interval would have no width. The report
+    # says so instead of printing [p, p], and flags a pair where only one side can be resampled.
+    finals = {
+        "EnvA-v0": {"a": [0.0, 10.0], "b": [4.0], "c": [6.0]},
+        "EnvB-v0": {"a": [5.0, 1.0], "b": [2.0], "c": [0.0]},
+    }
+    for env, by_algo in finals.items():
+        for algo, values in by_algo.items():
+            for seed, v in enumerate(values):
+                write_run(tmp_path / "runs", env, algo, seed, v)
+    out = tmp_path / "r.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "100"]) == 0
+    agg, md = json.loads(out.with_suffix(".json").read_text())["aggregate"], out.read_text()
+    assert agg["algos"]["a"]["iqm_ci"] is not None and agg["algos"]["a"]["runs_per_env"] == 2
+    assert agg["algos"]["b"]["iqm_ci"] is None and agg["algos"]["b"]["mean_ci"] is None
+    # b and c: one run each per env, P(b > c) = (1 + 0) / 2 on EnvA (4 < 6) and EnvB (2 > 0)
+    assert agg["improvement"]["b > c"] == {"p": pytest.approx(0.5), "ci": None, "one_side_single": False}
+    assert agg["improvement"]["a > b"]["ci"] is not None and agg["improvement"]["a > b"]["one_side_single"]
+    lo, hi = agg["improvement"]["a > b"]["ci"]
+    assert lo < hi  # a's two runs per env are resampled
+    b_iqm = agg["algos"]["b"]["iqm"]
+    assert f"| b | 1 | {b_iqm:.3f} (no CI) |" in md and "no CI: one run per env" in md
+    assert "| 0.50 (no CI) |" in md and "]* |" in md and "*: one of the two algorithms has one run per env" in md
+
+
 def test_report_of_nothing_fails_clearly(tmp_path):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):

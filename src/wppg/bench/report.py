@@ -35,6 +35,14 @@ NORMALISATION = (
     "that env in this report: (R - min) / (max - min), so 0 is the worst run and 1 the best. The "
     "normalisation depends on which runs are in the report; compare algorithms within one report only."
 )
+NO_CI = (
+    "no CI: one run per env, which a bootstrap over runs can only redraw (an interval of no width); the point "
+    "is one run's score and ranks nothing."
+)
+ONE_SIDE_SINGLE = (
+    "*: one of the two algorithms has one run per env, which the bootstrap cannot resample: the CI spans only "
+    "the other's spread and understates the uncertainty."
+)
 LAST = 5
 """Evaluations averaged by the end-of-training metric that complements the final return."""
 # The temperature columns of train.csv: SAC's alpha, WPPG's tau (fixed or learned).
@@ -211,12 +219,17 @@ def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> d
     with _rliable_seeded(seed):
         point, interval = rly.get_interval_estimates(mats, iqm_and_mean, reps=reps)
     out: dict[str, Any] = {"algos": {}, "improvement": {}}
+    # With one run per env a bootstrap over runs redraws that run every time: an interval of no width,
+    # which is no measure of uncertainty. Such CIs are None; a pair with one such side is flagged.
+    single = {a for a in mats if mats[a].shape[0] == 1}
     for a in mats:
         out["algos"][a] = {
             "runs_per_env": int(mats[a].shape[0]),
-            "iqm": float(point[a][0]), "iqm_ci": [float(interval[a][0, 0]), float(interval[a][1, 0])],
-            "mean": float(point[a][1]), "mean_ci": [float(interval[a][0, 1]), float(interval[a][1, 1])],
-        }  # fmt: skip
+            "iqm": float(point[a][0]),
+            "iqm_ci": None if a in single else [float(interval[a][0, 0]), float(interval[a][1, 0])],
+            "mean": float(point[a][1]),
+            "mean_ci": None if a in single else [float(interval[a][0, 1]), float(interval[a][1, 1])],
+        }
     names = sorted(mats)
     pairs = {f"{x},{y}": (mats[x], mats[y]) for i, x in enumerate(names) for y in names[i + 1 :]}
     if pairs:
@@ -229,9 +242,10 @@ def aggregate(mats: dict[str, np.ndarray], reps: int = 2000, seed: int = 0) -> d
         for key in pairs:
             x, y = key.split(",")
             p, lo, hi = float(p_point[key][0]), float(p_interval[key][0, 0]), float(p_interval[key][1, 0])
-            out["improvement"][f"{x} > {y}"] = {"p": p, "ci": [lo, hi]}
+            both, one_side = x in single and y in single, (x in single) != (y in single)
             # Mann-Whitney counts ties as one half, so P(Y > X) = 1 - P(X > Y) exactly.
-            out["improvement"][f"{y} > {x}"] = {"p": 1 - p, "ci": [1 - hi, 1 - lo]}
+            for name, value, ci in ((f"{x} > {y}", p, [lo, hi]), (f"{y} > {x}", 1 - p, [1 - hi, 1 - lo])):
+                out["improvement"][name] = {"p": value, "ci": None if both else ci, "one_side_single": one_side}
     return out
 
 
@@ -242,6 +256,11 @@ def _f(x: float | None, digits: int = 1) -> str:
 
 def _mci(m: float, lo: float, hi: float, digits: int = 1) -> str:
     return f"{_f(m, digits)} [{_f(lo, digits)}, {_f(hi, digits)}]" if np.isfinite(lo) else f"{_f(m, digits)}"
+
+
+def _aggregate_cell(m: float, ci: list[float] | None, digits: int = 3, mark: str = "") -> str:
+    """A point with its CI, or marked as having none (one run per env)."""
+    return f"{m:.{digits}f} (no CI)" if ci is None else _mci(m, *ci, digits=digits) + mark
 
 
 def _curves(records: list[RunRecord], metric: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -503,8 +522,10 @@ def _aggregate_section(
     lines += ["| algorithm | runs per env | IQM | mean |", "|---|---|---|---|"]
     for a, v in sorted(agg["algos"].items(), key=lambda kv: -kv[1]["iqm"]):
         lines.append(
-            f"| {a} | {v['runs_per_env']} | {_mci(v['iqm'], *v['iqm_ci'], digits=3)} | {_mci(v['mean'], *v['mean_ci'], digits=3)} |"
+            f"| {a} | {v['runs_per_env']} | {_aggregate_cell(v['iqm'], v['iqm_ci'])} | {_aggregate_cell(v['mean'], v['mean_ci'])} |"
         )
+    if any(v["iqm_ci"] is None for v in agg["algos"].values()):
+        lines += ["", NO_CI]
     names = sorted(agg["algos"])
     if len(names) > 1:
         poi = (
@@ -517,8 +538,12 @@ def _aggregate_section(
             cells = []
             for y in names:
                 v = agg["improvement"].get(f"{x} > {y}")
-                cells.append("-" if v is None else _mci(v["p"], *v["ci"], digits=2))
+                cells.append(
+                    "-" if v is None else _aggregate_cell(v["p"], v["ci"], 2, "*" if v["one_side_single"] else "")
+                )
             lines.append(f"| {x} | " + " | ".join(cells) + " |")
+        if any(v["one_side_single"] for v in agg["improvement"].values()):
+            lines += ["", ONE_SIDE_SINGLE]
     return [*lines, ""]
 
 
