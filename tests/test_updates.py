@@ -212,5 +212,6 @@ def test_the_tau_warning_on_the_campaign_runs():
                 "HalfCheetah-v5/wppg-i/seed1", "Ant-v5/wppg-i/seed0", "Hopper-v5/wppg-i-ot/seed0",
                 "Walker2d-v5/wppg/seed1", "Walker2d-v5/wppg/seed2", "Ant-v5/wppg/seed0",
                 "HalfCheetah-v5/wppg/seed0", "Walker2d-v5/wppg-i/seed1", "HalfCheetah-v5/wppg/seed1",
-                "Walker2d-v5/wppg-i/seed2", "Ant-v5/wppg-i/seed1", "HalfCheetah-v5/wppg/seed2"):  # fmt: skip
+                "Walker2d-v5/wppg-i/seed2", "Ant-v5/wppg-i/seed1", "HalfCheetah-v5/wppg/seed2",
+                "HalfCheetah-v5/wppg-i/seed2", "Ant-v5/wppg-i/seed2"):  # fmt: skip
         assert first_tau_warning(CAMPAIGN / run) is None, run
