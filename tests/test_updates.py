@@ -203,15 +203,15 @@ def first_tau_warning(run: Path) -> int | None:
 def test_the_tau_warning_on_the_campaign_runs():
     # Measured: on Hopper both energy variants' tau fell steadily (1e-4 near 40k steps, 4e-9 and
     # 3e-12 at 100k) with the entropy estimate above its target; elsewhere tau held (>= 1.4e-3 from 20k).
-    for run in ("Hopper-v5/wppg-i/seed0", "Hopper-v5/wppg-i/seed1", "Hopper-v5/wppg-i/seed2",
-                "Hopper-v5/wppg/seed0", "Hopper-v5/wppg/seed1", "Hopper-v5/wppg/seed2", "Hopper-v5/wppg/seed3",
-                "Hopper-v5/wppg/seed4"):  # fmt: skip
-        step = first_tau_warning(CAMPAIGN / run)
-        assert step is not None and 30_000 <= step <= 70_000, (run, step)
-    for run in ("Walker2d-v5/wppg-i/seed0", "Walker2d-v5/wppg/seed0", "HalfCheetah-v5/wppg-i/seed0",
-                "HalfCheetah-v5/wppg-i/seed1", "Ant-v5/wppg-i/seed0", "Hopper-v5/wppg-i-ot/seed0",
-                "Walker2d-v5/wppg/seed1", "Walker2d-v5/wppg/seed2", "Ant-v5/wppg/seed0",
-                "HalfCheetah-v5/wppg/seed0", "Walker2d-v5/wppg-i/seed1", "HalfCheetah-v5/wppg/seed1",
-                "Walker2d-v5/wppg-i/seed2", "Ant-v5/wppg-i/seed1", "HalfCheetah-v5/wppg/seed2",
-                "HalfCheetah-v5/wppg-i/seed2", "Ant-v5/wppg-i/seed2"):  # fmt: skip
-        assert first_tau_warning(CAMPAIGN / run) is None, run
+    # A rule over every committed WPPG run, so each run the campaign adds is checked without editing this test.
+    warned, quiet = [], []
+    for run in sorted(CAMPAIGN.glob("*/wppg*/seed*")):
+        coupling = json.loads((run / "config.json").read_text())["algo_config"]["coupling"]
+        step = first_tau_warning(run)
+        if run.parts[-3] == "Hopper-v5" and coupling == "energy":
+            assert step is not None and 30_000 <= step <= 70_000, (run, step)
+            warned.append(run)
+        else:
+            assert step is None, (run, step)
+            quiet.append(run)
+    assert len(warned) >= 8 and len(quiet) >= 25, (len(warned), len(quiet))  # the runs committed by 2026-12-03
