@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tempfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -239,8 +240,13 @@ TINY_PPO = {"n_steps": 64, "n_minibatches": 2, "n_epochs": 2, "hidden": (32, 32)
         ("sb3-ppo", "stable_baselines3", TINY_PPO, 256, 16, 4),  # 4 rollouts x 2 epochs x 2 minibatches
     ],
 )
-def test_reference_run_files_and_eval_isolation(tmp_path, algo, module, hp, env_steps, gradient_steps, update_calls):
+def test_reference_run_files_and_eval_isolation(
+    tmp_path, monkeypatch, algo, module, hp, env_steps, gradient_steps, update_calls
+):
     pytest.importorskip(module)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     summary = external.run_external(algo, "Pendulum-v1", 0, 200, tmp_path / "a", {**hp, "eval_every": 100})
     assert SUMMARY_KEYS <= set(summary)
     assert summary["env_steps"] == env_steps and summary["gradient_steps"] == gradient_steps
@@ -261,6 +267,7 @@ def test_reference_run_files_and_eval_isolation(tmp_path, algo, module, hp, env_
     assert quiet["final_eval"]["return_mode"] == summary["final_eval"]["return_mode"]
     _, rows = _rows(tmp_path / "b" / "eval.csv")
     assert [int(r["step"]) for r in rows] == [env_steps]
+    assert not list(system_tmp.glob("SB3-*")), "SB3's default logger left a folder in the system's temp dir"
 
 
 def test_rerun_starts_over(tmp_path):

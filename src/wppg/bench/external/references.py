@@ -76,6 +76,16 @@ class _UpdateTimer:
 
 def _build(setup: ReferenceSetup, env_id: str, seed: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray] | None]:
     """The reference model on a fresh training env; returns (model, evaluation obs transform)."""
+    from stable_baselines3.common.logger import Logger
+
+    model, transform = _construct(setup, env_id, seed)
+    # Without a logger of its own, every `learn` call leaves an empty SB3-<date> folder in the
+    # system's temp dir; our protocol writes the run's files itself.
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model, transform
+
+
+def _construct(setup: ReferenceSetup, env_id: str, seed: int) -> tuple[Any, Callable[[np.ndarray], np.ndarray] | None]:
     from wppg.envs import describe_env
 
     make_env = describe_env(env_id).make
