@@ -8,9 +8,15 @@ For each age group (env steps at which the states were stored) it draws `--sampl
 with the policy's stochastic `act` and prints, on the unit box u = (a - bias) / scale (the scale
 of the temperature's target): the nearest-neighbour entropy estimate (`wppg.entropy.knn_entropy`)
 on batches of the training estimator's sample count (M + L for WPPG, 16 otherwise) and on all the
-samples (less biased), the per-state standard deviation, and the square roots of the per-state
-covariance's eigenvalues, largest first (how the spread is shared among directions). The last row
-draws `groups` x `states` states uniformly from the whole buffer, as the temperature's update does.
+samples (less biased), the whitened one (`wppg.entropy.whitened_knn_entropy`) on batches of the
+training count, the max-entropy bound, the per-state standard deviation, and the square roots of the
+per-state covariance's eigenvalues, largest first (how the spread is shared among directions). The
+last row draws `groups` x `states` states uniformly from the whole buffer, as the temperature's
+update does.
+
+The max-entropy bound is, per state, 1/2 log det(2 pi e C), C the covariance of the samples (each
+eigenvalue at least KNN_FLOOR^2): no distribution with that covariance has more entropy than the
+Gaussian, so an estimate above the bound reads the policy too high by at least the difference.
 
 Works for every off-policy algorithm with a replay buffer (wppg, wppg-i, sac, wpo). The checkpoint
 must hold its buffer (the trainer's checkpoints do). It loads the file without executing code from it.
@@ -26,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import wppg
-from wppg.entropy import knn_entropy
+from wppg.entropy import KNN_FLOOR, knn_entropy, whitened_knn_entropy
 from wppg.replay import ReplayBuffer
 
 
@@ -34,6 +40,9 @@ class AgeRow(NamedTuple):
     label: str
     knn_small: float
     knn_all: float
+    knn_whitened_small: float
+    bound: float
+    """max-entropy bound: the entropy of the Gaussian with the samples' covariance, mean over states"""
     std: float
     spectrum: tuple[float, ...]
     """sqrt of the eigenvalues of the per-state covariance, largest first, mean over states"""
@@ -58,20 +67,26 @@ def policy_samples(agent: wppg.Agent, obs: np.ndarray, samples: int) -> tuple[np
     return a, (a - bounds.bias) / bounds.scale
 
 
-def spread_on(
-    agent: wppg.Agent, obs: np.ndarray, samples: int, small: int
-) -> tuple[float, float, float, tuple[float, ...]]:
-    """(knn on batches of `small` samples, knn on all `samples`, per-state std, covariance spectrum), means
-    over states obs [S, D]."""
+def spread_on(agent: wppg.Agent, obs: np.ndarray, samples: int, small: int) -> tuple:
+    """The fields of `AgeRow` after its label, means over states obs [S, D]: knn on batches of `small`
+    samples, knn on all `samples`, whitened knn on batches of `small`, the max-entropy bound, per-state
+    std, covariance spectrum."""
     _, u = policy_samples(agent, obs, samples)
     d = u.shape[-1]
     n = samples - samples % small
-    knn_small = knn_entropy(jnp.asarray(u[:, :n].reshape(len(obs), n // small, small, d)))
+    batches = jnp.asarray(u[:, :n].reshape(len(obs), n // small, small, d))
     centred = u - u.mean(axis=1, keepdims=True)
     eigenvalues = np.linalg.eigvalsh(np.einsum("snd,sne->sde", centred, centred) / (samples - 1))[:, ::-1]
     spectrum = tuple(float(v) for v in np.sqrt(np.maximum(eigenvalues, 0.0)).mean(axis=0))
-    knn_all = float(jnp.mean(knn_entropy(jnp.asarray(u))))
-    return float(jnp.mean(knn_small)), knn_all, float(u.std(axis=1).mean()), spectrum
+    bound = 0.5 * np.sum(np.log(2 * math.pi * math.e * np.maximum(eigenvalues, KNN_FLOOR**2)), axis=-1)
+    return (
+        float(jnp.mean(knn_entropy(batches))),
+        float(jnp.mean(knn_entropy(jnp.asarray(u)))),
+        float(jnp.mean(whitened_knn_entropy(batches))),
+        float(bound.mean()),
+        float(u.std(axis=1).mean()),
+        spectrum,
+    )
 
 
 def entropy_by_age(
@@ -122,12 +137,16 @@ def main() -> None:
     small = estimator_samples(agent)
     print(f"{agent.variant} after {agent.num_timesteps} env steps; entropy in nats on the unit box")
     print(
-        f"| states stored at | knn, N = {small} | knn, N = {args.samples} | std | sqrt eigenvalues of the covariance |"
+        f"| states stored at | knn, N = {small} | knn, N = {args.samples} | knn-whitened, N = {small} "
+        "| max-entropy bound | std | sqrt eigenvalues of the covariance |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         spectrum = " ".join(f"{v:.3f}" for v in r.spectrum)
-        print(f"| {r.label} | {r.knn_small:.2f} | {r.knn_all:.2f} | {r.std:.3f} | {spectrum} |")
+        print(
+            f"| {r.label} | {r.knn_small:.2f} | {r.knn_all:.2f} | {r.knn_whitened_small:.2f} | {r.bound:.2f} "
+            f"| {r.std:.3f} | {spectrum} |"
+        )
     target = temperature_target(agent)
     if target is not None and math.isfinite(target):
         print(f"the temperature holds its training estimate at {target:.2f} on states drawn from the whole buffer")

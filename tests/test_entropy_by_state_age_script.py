@@ -3,6 +3,8 @@ ring wrapped), and the table of a tiny saved agent, oldest states first."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,11 @@ def test_table_of_a_saved_agent_has_one_row_per_age_group_and_the_whole_buffer(s
     loaded = wppg.Agent.load(saved_tiny_agent("wppg-i"), progress=False)
     rows = script.entropy_by_age(loaded, groups=3, states=4, samples=32)
     assert [r.label for r in rows] == ["0-40", "40-80", "80-120", "whole buffer"]
-    assert all(np.isfinite([r.knn_small, r.knn_all, r.std]).all() for r in rows)
+    assert all(np.isfinite([r.knn_small, r.knn_all, r.knn_whitened_small, r.bound, r.std]).all() for r in rows)
+    # one state, one dimension: the bound is the Gaussian's entropy at the samples' variance
+    obs = loaded.trainer.buffer.data["obs"][:1]
+    *_, bound, _, spectrum = script.spread_on(loaded, obs, samples=32, small=16)
+    assert bound == pytest.approx(0.5 * math.log(2 * math.pi * math.e * spectrum[0] ** 2), rel=1e-5)
     assert all(r.std > 0 for r in rows)  # a stochastic policy, sampled per state
     # one action dimension: the covariance's one eigenvalue is the variance (ddof 1 against the std's 0)
     assert all(len(r.spectrum) == 1 and r.spectrum[0] == pytest.approx(r.std, rel=0.05) for r in rows)
