@@ -28,7 +28,7 @@ Distances are floored at `KNN_FLOOR` (on the unit box), so a collapsed policy re
 d log(KNN_FLOOR) + const instead of minus infinity. Its one blind spot at small N: a policy whose widths
 differ across dimensions reads too high, because nearest neighbours are then mostly far apart along
 the broad dimensions (a 6-D Gaussian with stds spanning a factor 10 reads 1.0 nats high at N = 16, a
-factor 30 2.3 nats; policies learned on MuJoCo by at least 0.2-2.3 nats, docs/algorithms.md).
+factor 30 2.3 nats; policies learned on MuJoCo by at least 0.6-2.9 nats, docs/algorithms.md).
 'knn-whitened' (not in the paper) divides each dimension by its sample std first and adds the log
 stds back: it moves with a dimension's scale exactly as the entropy does, so its bias is the same on
 every Gaussian with independent coordinates, and `calibrated_entropy_target` removes it.

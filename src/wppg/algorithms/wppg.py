@@ -86,7 +86,7 @@ class WPPGConfig(OffPolicyConfig):
     tau_lr: float = 3e-4
     """Adam learning rate of log tau when tau='auto' (as SAC's alpha_lr)."""
     tau_min: float = 0.0
-    """Floor of a learned tau (tau='auto'; not in the paper; 0: none). While the policy's entropy stays above the
+    """Floor of a learned tau (tau='auto'; not in the paper; 0: none). While the entropy estimate stays above the
     target, the update lowers log tau by about `tau_lr` per step without end (tau -> 0 is the right dual value of
     a slack entropy constraint), and should the entropy then fall below the target, tau needs
     ln(tau_wanted / tau) / tau_lr steps to climb back: from 1e-9 to 1e-2, 54k steps. A floor keeps it within
@@ -115,7 +115,7 @@ class WPPGConfig(OffPolicyConfig):
     """Entropy estimator of the critic's bonus and of tau='auto' (`wppg.entropy.ESTIMATORS`): 'knn' (default; not in
     the paper: the Kozachenko-Leonenko nearest-neighbour estimate on the M + L policy samples, no kernel; nearly
     unbiased on policies of equal widths, too high on policies whose widths differ across dimensions: by at least
-    0.3-2.8 nats on the policies learned on Hopper, Walker2d and HalfCheetah, docs/algorithms.md), 'knn-whitened'
+    0.6-2.9 nats on the policies learned on the four MuJoCo envs of the suite, docs/algorithms.md), 'knn-whitened'
     (not in the paper: the same with each dimension scaled to unit std first, whose calibrated target is exact on
     every Gaussian with independent coordinates; not yet measured on returns) or 'plug-in' (the paper's Gaussian
     mixture, `entropy_sigma`, `entropy_bandwidth`, M centres, L baselines; `preset='paper'`). The plug-in reads
@@ -255,7 +255,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
 
     def row_warning(self, row: dict[str, float]) -> str | None:
         """With tau='auto': a warning once tau has fallen below TAU_LOST * tau_init while the entropy
-        estimate stays above its target. The constraint H >= target is then slack and Adam lowers log tau
+        estimate stays above its target. The constraint H_hat >= target is then slack and Adam lowers log tau
         by about tau_lr per step without end, so tau grows too small to answer if the entropy later falls
         below the target; measured on Hopper-v5 (docs/algorithms.md, "Automatic temperature")."""
         if not self.config.auto_tau or "tau" not in row or "entropy" not in row:
@@ -265,11 +265,13 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             return None
         back = math.log(TAU_USEFUL / max(tau, 1e-30)) / self.config.tau_lr
         return (
-            f"the learned temperature tau fell to {tau:.1e} (tau_init {self.config.tau_init:g}) because the entropy "
-            f"estimate ({entropy:.2f} nats) stays above its target ({self.entropy_target:.2f}): the policy keeps that "
-            "spread without an entropy term (the particle step's own), so tau keeps falling and the run has almost "
-            f"none. Should the entropy later fall below the target, tau needs about {back:,.0f} gradient steps to "
-            f"climb back to {TAU_USEFUL:g}, and more the longer this lasts. A floor keeps it within reach: "
+            f"the learned temperature tau fell to {tau:.1e} (tau_init {self.config.tau_init:g}) because the "
+            f"entropy estimate ({entropy:.2f} nats) stays above its target ({self.entropy_target:.2f}): either the "
+            "policy keeps that spread without an entropy term (the particle step's own) or the estimator reads it "
+            "too high (the nearest-neighbour one does on policies of unequal widths; entropy_estimator='knn-whitened' "
+            "less so), and tau keeps falling, so the run has almost none. Should the estimate later fall below the "
+            f"target, tau needs about {back:,.0f} gradient steps to climb back to {TAU_USEFUL:g}, and more the "
+            "longer this lasts. A floor keeps it within reach: "
             'tau_min=1e-4 (docs/algorithms.md, "Automatic temperature")'
         )
 
