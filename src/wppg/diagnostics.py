@@ -12,7 +12,8 @@ u = (a - bias) / scale (so that envs and algorithms compare):
   dimension): a value at that floor means a collapsed policy. It reads broad policies too high
   (a policy uniform on the 2-D box, entropy 1.39, reads about 5.0 at 16 centres).
 - `policy_entropy_knn`: the nearest-neighbour estimate (`wppg.entropy.knn_entropy`, WPPG's default
-  estimator) on all the samples: nearly unbiased, with no floor but the distance floor's, so a
+  estimator) on all the samples: nearly unbiased where the policy's widths are alike across dimensions,
+  too high where they differ (docs/algorithms.md), with no floor but the distance floor's, so a
   collapsed policy reads far below zero; comparable with SAC's own -E log pi on the unit box.
 - `policy_on_walls`: the fraction of samples with a coordinate within `WALL` of the box's walls
   (|u| > 1 - WALL). A squashed policy driven into saturation shows it as a rise towards 1 (WPPG
