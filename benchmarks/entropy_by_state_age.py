@@ -67,7 +67,9 @@ def policy_samples(agent: wppg.Agent, obs: np.ndarray, samples: int) -> tuple[np
     return a, (a - bounds.bias) / bounds.scale
 
 
-def spread_on(agent: wppg.Agent, obs: np.ndarray, samples: int, small: int) -> tuple:
+def spread_on(
+    agent: wppg.Agent, obs: np.ndarray, samples: int, small: int
+) -> tuple[float, float, float, float, float, tuple[float, ...]]:
     """The fields of `AgeRow` after its label, means over states obs [S, D]: knn on batches of `small`
     samples, knn on all `samples`, whitened knn on batches of `small`, the max-entropy bound, per-state
     std, covariance spectrum."""

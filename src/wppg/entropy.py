@@ -130,7 +130,8 @@ def entropy_from_samples(
     convert back to env units by adding sum(log scale) (entropy of an affine map). 'plug-in': the
     mixture on the M centres, `sigma` in units of the half-width of the action box, `key` drawing the
     kernel noise of the baselines, `bandwidth` 'fixed' (sigma) or 'silverman' (see the module
-    docstring). 'knn': `knn_entropy` on all M + L samples; `key`, `sigma` and `bandwidth` unused.
+    docstring). 'knn': `knn_entropy` on all M + L samples, 'knn-whitened': `whitened_knn_entropy` on them;
+    for both, `key`, `sigma` and `bandwidth` are unused.
     """
     if estimator in ("knn", "knn-whitened"):
         knn = knn_entropy if estimator == "knn" else whitened_knn_entropy
