@@ -232,23 +232,26 @@ def test_cores_of_other_drivers_workers_are_avoided(tmp_path):
 def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores(tmp_path):
     """The second driver's pick sees the first driver's new worker as pinned at once (the driver pins
     it, under a lock all drivers share), not only once the worker has pinned itself."""
+    if Path("/proc/self").resolve().name != str(os.getpid()):
+        pytest.skip("/proc is not this process's PID namespace: no driver can see another's workers")
     cores = sorted(os.sched_getaffinity(0))[:2]
     # A stand-in that exits early is a zombie: its affinity still reads as pinned, but /proc shows no
     # command line, so no driver can count it (rightly: it holds no core). That is the stand-in
     # failing, not the pick; such an attempt is reported and repeated, a wrong pick is not.
     died = []
     for attempt in range(3):
-        picks, gone = _two_drivers_pick(tmp_path / f"attempt{attempt}", cores)
+        picks, gone, seen = _two_drivers_pick(tmp_path / f"attempt{attempt}", cores)
         if picks[0] != picks[1] or not gone:
-            assert picks[0] != picks[1] and sorted(picks[0] + picks[1]) == cores, picks
+            assert picks[0] != picks[1] and sorted(picks[0] + picks[1]) == cores, f"{picks}; {seen}"
             return
         died += gone
     pytest.fail("the worker stand-ins kept exiting before the second pick: " + "; ".join(died))
 
 
-def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], list[str]]:
-    """Two drivers start a worker stand-in each, back to back: their core picks, and a line for each
-    stand-in that had exited by the time the second driver picked (exit code and output)."""
+def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], list[str], list[str]]:
+    """Two drivers start a worker stand-in each, back to back: their core picks, a line for each
+    stand-in that had exited by the time the second driver picked (exit code and output), and what
+    the second driver's /proc view showed of the first stand-in."""
     from wppg.bench.runner import _spawn_pinned
     from wppg.bench.worker import BOOT
 
@@ -264,9 +267,10 @@ def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], 
         view.mkdir()
         for proc in procs:
             (view / str(proc.pid)).symlink_to(f"/proc/{proc.pid}")
+            seen.append(_proc_entry(view / str(proc.pid), BOOT))
         return _other_workers_cores(set(), set(cores), proc=view)
 
-    picks, gone, logs = [], [], []
+    picks, gone, logs, seen = [], [], [], []
     try:
         for i in range(2):  # two drivers, each with its own usage count
             usage = dict.fromkeys(cores, 0)
@@ -287,7 +291,18 @@ def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], 
             proc.wait()
         for log in logs:
             log.close()
-    return picks, gone
+    return picks, gone, seen
+
+
+def _proc_entry(entry: Path, marker: str) -> str:
+    """What `_other_workers_cores` reads of one process: whether its command line holds the marker,
+    and its State, Pid and Cpus_allowed_list lines."""
+    try:
+        held = marker.encode() in (entry / "cmdline").read_bytes()
+        lines = [x for x in (entry / "status").read_text().splitlines() if x.startswith(("State", "Pid", "Cpus_a"))]
+    except OSError as e:
+        return f"{entry.name}: unreadable ({e})"
+    return f"{entry.name}: marker {'found' if held else 'missing'}, {lines}"
 
 
 def test_export_keeps_finished_runs_without_checkpoints_and_they_stay_finished(tmp_path):
