@@ -215,6 +215,31 @@ def test_costs_of_runs_on_different_cpus_are_kept_apart(tmp_path):
     assert f"| EnvA-v0 | x | CPU-B | 2 | {np.mean([1000 / 201, 1000 / 202]):.1f} |" in md
 
 
+def test_cpus_of_one_name_are_told_apart_by_family_and_vector_extension(tmp_path):
+    """Clouds name several CPU generations alike ('AMD EPYC'): machine.json records the family/model
+    numbers and the widest vector extension, and the cost section keeps such runs apart."""
+    from wppg.bench.machine import _cpu_identity, cpu_label
+
+    info = (
+        "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\nflags\t\t: fpu {}\n\nprocessor\t: 1\n"
+    )
+    zen2 = _cpu_identity(info.format(23, 49, "sse2 avx avx2"))
+    zen5 = _cpu_identity(info.format(26, 2, "avx2 avx512f avx512_bf16"))
+    assert zen2 == {"cpu_model": "AMD EPYC", "cpu_family_model": "23/49", "cpu_simd": "AVX2"}
+    assert cpu_label(zen5) == "AMD EPYC (family/model 26/2, AVX-512)"
+    assert _cpu_identity(info.format(6, 143, "avx512f amx_tile"))["cpu_simd"] == "AMX"
+    assert cpu_label({"cpu_model": "AMD EPYC"}) == "AMD EPYC"  # a machine.json from before these fields
+    for seed, machine in enumerate([zen2, zen5, {"cpu_model": "AMD EPYC"}]):
+        d = write_run(tmp_path / "runs", "EnvA-v0", "x", seed, 10.0)
+        (d / "machine.json").write_text(json.dumps({**machine, "cpu_count": 2}))
+    out = tmp_path / "bench.md"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["report", str(tmp_path / "runs"), "--out", str(out), "--reps", "50"]) == 0
+    md = out.read_text()
+    for label in ("AMD EPYC (family/model 23/49, AVX2)", "AMD EPYC (family/model 26/2, AVX-512)", "AMD EPYC"):
+        assert f"| EnvA-v0 | x | {label} | 1 |" in md
+
+
 def test_one_run_per_env_gets_no_aggregate_ci(tmp_path):
     # A bootstrap over one run per env redraws that run: its interval would have no width. The report
     # says so instead of printing [p, p], and flags a pair where only one side can be resampled.

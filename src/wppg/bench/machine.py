@@ -1,4 +1,4 @@
-"""What a benchmark ran on: CPU model, cores, memory, OS, Python and package versions."""
+"""What a benchmark ran on: CPU (model, family/model, vector extension), cores, memory, OS, Python and package versions."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = (
@@ -19,15 +20,37 @@ PACKAGES = (
 THREAD_VARIABLES = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "JAX_PLATFORMS")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+# Widest vector extension first: what a CPU's matrix products can use (AMX: bf16 tiles on Intel).
+SIMD_LEVELS = (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def _cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
+    """The CPU's model name, its family/model numbers and its widest vector extension (SIMD_LEVELS),
+    from /proc/cpuinfo's first processor. The numbers and the extension tell apart CPUs that a cloud
+    names alike ('AMD EPYC' for several generations, whose speeds differ by 2x and more)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {"cpu_model": platform.processor() or platform.machine()}
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    out = {"cpu_model": fields.get("model name") or platform.processor() or platform.machine()}
+    if "cpu family" in fields and "model" in fields:
+        out["cpu_family_model"] = f"{fields['cpu family']}/{fields['model']}"
+    if "flags" in fields:
+        flags = set(fields["flags"].split())
+        out["cpu_simd"] = next((name for flag, name in SIMD_LEVELS if flag in flags), "SSE")
+    return out
+
+
+def cpu_label(m: dict[str, Any]) -> str:
+    """The CPU of a machine.json as reports name it: model name, with family/model and vector
+    extension where recorded (machine.json files written before 2026-12-03 have the name only)."""
+    extra = [x for x in (m.get("cpu_family_model") and f"family/model {m['cpu_family_model']}", m.get("cpu_simd")) if x]
+    return str(m.get("cpu_model") or "-") + (f" ({', '.join(extra)})" if extra else "")
 
 
 def _memory_gib() -> float | None:
@@ -62,7 +85,7 @@ def describe_machine() -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "hostname": platform.node(),
-        "cpu_model": _cpu_model(),
+        **_cpu_identity(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable,
         "memory_gib": _memory_gib(),
@@ -79,4 +102,6 @@ def machine_line(m: dict[str, Any]) -> str:
     """One line for a report: CPU model, cores, memory, GPUs, OS, Python."""
     gpus = f", GPUs: {'; '.join(m['gpus'])}" if m.get("gpus") else ", no GPU"
     mem = f", {m['memory_gib']} GiB RAM" if m.get("memory_gib") else ""
-    return f"{m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} CPUs{mem}{gpus}; {m.get('os', '?')}; Python {m.get('python', '?')}"
+    return (
+        f"{cpu_label(m)}, {m.get('cpu_count', '?')} CPUs{mem}{gpus}; {m.get('os', '?')}; Python {m.get('python', '?')}"
+    )

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from wppg.bench.machine import machine_line
+from wppg.bench.machine import cpu_label, machine_line
 from wppg.bench.spec import BenchError
 from wppg.bench.worker import ERROR_FILE, RUN_FILE, read_json
 from wppg.diagnostics import SIGMA as SPREAD_SIGMA
@@ -636,13 +636,8 @@ def _spread_section(
     return lines
 
 
-def _cpu_model(r: RunRecord) -> str:
-    """The CPU a run ran on, from its machine.json; '-' when it has none."""
-    return str(r.machine.get("cpu_model") or "-")
-
-
 def _cost_section(done: list[RunRecord]) -> list[str]:
-    cpus = {r.path: _cpu_model(r) for r in done}
+    cpus = {r.path: cpu_label(r.machine) for r in done}
     by_cpu = len(set(cpus.values())) > 1  # costs of different CPUs are not averaged together
     lines = [
         "## Cost",
