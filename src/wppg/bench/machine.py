@@ -49,7 +49,11 @@ def _cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
 def cpu_label(m: dict[str, Any]) -> str:
     """The CPU of a machine.json as reports name it: model name, with family/model and vector
     extension where recorded (machine.json files written before 2026-12-03 have the name only)."""
-    extra = [x for x in (m.get("cpu_family_model") and f"family/model {m['cpu_family_model']}", m.get("cpu_simd")) if x]
+    extra = []
+    if m.get("cpu_family_model"):
+        extra.append(f"family/model {m['cpu_family_model']}")
+    if m.get("cpu_simd"):
+        extra.append(str(m["cpu_simd"]))
     return str(m.get("cpu_model") or "-") + (f" ({', '.join(extra)})" if extra else "")
 
 
