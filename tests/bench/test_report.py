@@ -218,16 +218,16 @@ def test_costs_of_runs_on_different_cpus_are_kept_apart(tmp_path):
 def test_cpus_of_one_name_are_told_apart_by_family_and_vector_extension(tmp_path):
     """Clouds name several CPU generations alike ('AMD EPYC'): machine.json records the family/model
     numbers and the widest vector extension, and the cost section keeps such runs apart."""
-    from wppg.bench.machine import _cpu_identity, cpu_label
+    from wppg.bench.machine import cpu_identity, cpu_label
 
     info = (
         "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\nflags\t\t: fpu {}\n\nprocessor\t: 1\n"
     )
-    zen2 = _cpu_identity(info.format(23, 49, "sse2 avx avx2"))
-    zen5 = _cpu_identity(info.format(26, 2, "avx2 avx512f avx512_bf16"))
+    zen2 = cpu_identity(info.format(23, 49, "sse2 avx avx2"))
+    zen5 = cpu_identity(info.format(26, 2, "avx2 avx512f avx512_bf16"))
     assert zen2 == {"cpu_model": "AMD EPYC", "cpu_family_model": "23/49", "cpu_simd": "AVX2"}
     assert cpu_label(zen5) == "AMD EPYC (family/model 26/2, AVX-512)"
-    assert _cpu_identity(info.format(6, 143, "avx512f amx_tile"))["cpu_simd"] == "AMX"
+    assert cpu_identity(info.format(6, 143, "avx512f amx_tile"))["cpu_simd"] == "AMX"
     assert cpu_label({"cpu_model": "AMD EPYC"}) == "AMD EPYC"  # a machine.json from before these fields
     for seed, machine in enumerate([zen2, zen5, {"cpu_model": "AMD EPYC"}]):
         d = write_run(tmp_path / "runs", "EnvA-v0", "x", seed, 10.0)

@@ -241,17 +241,17 @@ def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores(t
     died = []
     for attempt in range(3):
         picks, gone, seen = _two_drivers_pick(tmp_path / f"attempt{attempt}", cores)
-        if picks[0] != picks[1] or not gone:
+        if picks[0] != picks[1] or gone is None:
             assert picks[0] != picks[1] and sorted(picks[0] + picks[1]) == cores, f"{picks}; {seen}"
             return
-        died += gone
+        died.append(gone)
     pytest.fail("the worker stand-ins kept exiting before the second pick: " + "; ".join(died))
 
 
-def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], list[str], list[str]]:
-    """Two drivers start a worker stand-in each, back to back: their core picks, a line for each
-    stand-in that had exited by the time the second driver picked (exit code and output), and what
-    the second driver's /proc view showed of the first stand-in."""
+def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], str | None, list[str]]:
+    """Two drivers start a worker stand-in each, back to back: their core picks, a line if the first
+    stand-in had exited by the time the check ran (exit code and output; None while it lives), and
+    what the second driver's /proc view showed of the first stand-in."""
     from wppg.bench.runner import _spawn_pinned
     from wppg.bench.worker import BOOT
 
@@ -270,27 +270,28 @@ def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], 
             seen.append(_proc_entry(view / str(proc.pid), BOOT))
         return _other_workers_cores(set(), set(cores), proc=view)
 
-    picks, gone, logs, seen = [], [], [], []
-    try:
-        for i in range(2):  # two drivers, each with its own usage count
-            usage = dict.fromkeys(cores, 0)
-            logs.append(open(folder / f"standin{i}.log", "wb"))  # noqa: SIM115 -- closed below
-            proc, mine = _spawn_pinned(
-                argv, lambda c: dict(os.environ), logs[-1],
-                lambda usage=usage: _pick_cores(usage, 1, own_workers_cores()),
-            )  # fmt: skip
-            procs.append(proc)
-            picks.append(mine)
-            assert os.sched_getaffinity(proc.pid) == set(mine)
-        first = procs[0].poll()
-        if first is not None:
-            gone.append(f"exit code {first}, output {(folder / 'standin0.log').read_bytes()[-500:]!r}")
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-        for log in logs:
-            log.close()
+    picks: list[list[int]] = []
+    seen: list[str] = []
+    gone: str | None = None
+    with contextlib.ExitStack() as logs:
+        try:
+            for i in range(2):  # two drivers, each with its own usage count
+                usage = dict.fromkeys(cores, 0)
+                log = logs.enter_context(open(folder / f"standin{i}.log", "wb"))
+                proc, mine = _spawn_pinned(
+                    argv, lambda c: dict(os.environ), log,
+                    lambda usage=usage: _pick_cores(usage, 1, own_workers_cores()),
+                )  # fmt: skip
+                procs.append(proc)
+                picks.append(mine)
+                assert os.sched_getaffinity(proc.pid) == set(mine)
+            first = procs[0].poll()
+            if first is not None:
+                gone = f"exit code {first}, output {(folder / 'standin0.log').read_bytes()[-500:]!r}"
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
     return picks, gone, seen
 
 

@@ -24,19 +24,26 @@ THREAD_VARIABLES = ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS
 SIMD_LEVELS = (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
 
 
-def _cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
-    """The CPU's model name, its family/model numbers and its widest vector extension (SIMD_LEVELS),
-    from /proc/cpuinfo's first processor. The numbers and the extension tell apart CPUs that a cloud
-    names alike ('AMD EPYC' for several generations, whose speeds differ by 2x and more)."""
+def cpuinfo_fields(cpuinfo: str | None = None) -> dict[str, str]:
+    """The fields of the first processor in /proc/cpuinfo (or in the text `cpuinfo`); {} where it
+    cannot be read. The one reader of that file: the machine record and the speed benchmark use it."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return {"cpu_model": platform.processor() or platform.machine()}
+            return {}
     fields: dict[str, str] = {}
     for line in cpuinfo.split("\n\n", 1)[0].splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
+    """The CPU's model name, its family/model numbers and its widest vector extension (SIMD_LEVELS),
+    from /proc/cpuinfo's first processor. The numbers and the extension tell apart CPUs that a cloud
+    names alike ('AMD EPYC' for several generations, whose speeds differ by 2x and more)."""
+    fields = cpuinfo_fields(cpuinfo)
     out = {"cpu_model": fields.get("model name") or platform.processor() or platform.machine()}
     if "cpu family" in fields and "model" in fields:
         out["cpu_family_model"] = f"{fields['cpu family']}/{fields['model']}"
@@ -89,7 +96,7 @@ def describe_machine() -> dict[str, Any]:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "hostname": platform.node(),
-        **_cpu_identity(),
+        **cpu_identity(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable,
         "memory_gib": _memory_gib(),

@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from wppg.bench.machine import cpu_identity, cpuinfo_fields
 from wppg.flops import Product, gradient_step_products, product_flops
 
 ROOFLINE_CASES = [("sac", 1), ("wppg", 1), ("wppg", 8), ("wppg", 32), ("wppg-i", 8), ("wppg-i", 32)]
@@ -189,11 +189,7 @@ PRECISION_CASES = [("sac", 1), ("wppg", 8), ("wppg-i", 8), ("wppg-i", 32)]
 def cpu_bf16_flags() -> list[str]:
     """The CPU flags that decide whether bf16 products are fast (amx_bf16, avx512_bf16: XLA:CPU then
     runs them on bf16 units; without them it converts to float32 around the product)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = cpuinfo_fields().get("flags", "").split()
     return sorted({f for f in flags if "bf16" in f or f.startswith("amx") or f == "avx512f"})
 
 
@@ -499,16 +495,8 @@ def vmap_section(env_id: str, n_seeds: int, steps: int, log=print) -> list[dict[
 def machine() -> dict[str, Any]:
     import jax
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.devices()[0].platform,
+        "cpu": cpu_identity()["cpu_model"], "cores": os.cpu_count(), "jax": jax.__version__, "backend": jax.devices()[0].platform,
         "device": str(jax.devices()[0]), "xla_flags": os.environ.get("XLA_FLAGS", ""), "load_average_1min": os.getloadavg()[0],
     }  # fmt: skip
 
