@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -246,6 +247,27 @@ def test_two_drivers_started_back_to_back_pin_their_workers_to_different_cores(t
             return
         died.append(gone)
     pytest.fail("the worker stand-ins kept exiting before the second pick: " + "; ".join(died))
+
+
+def test_a_spawned_worker_shows_its_command_line_before_the_lock_is_let_go():
+    """Popen returns while the kernel is still setting the new command line (it reads empty in /proc
+    for a moment, so another driver would not count the worker): `_await_command_line` waits it out."""
+    from wppg.bench.runner import _await_command_line
+
+    if not Path(f"/proc/{os.getpid()}/cmdline").exists() or shutil.which("sleep") is None:
+        pytest.skip("needs /proc and a sleep program")
+    argv = [shutil.which("sleep") or "sleep", "30"]
+    want = b"".join(a.encode() + b"\0" for a in argv)
+    seen = []
+    for _ in range(100):  # without the wait, about one start in five read empty on the machine it was found on
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        try:
+            _await_command_line(proc, argv)
+            seen.append((Path("/proc") / str(proc.pid) / "cmdline").read_bytes())
+        finally:
+            proc.kill()
+            proc.wait()
+    assert all(s == want for s in seen), [s for s in seen if s != want][:3]
 
 
 def _two_drivers_pick(folder: Path, cores: list[int]) -> tuple[list[list[int]], str | None, list[str]]:

@@ -180,7 +180,8 @@ def _spawn_pinned(
     started side by side each see the others' workers in /proc (`_other_workers_cores`) only once
     those are pinned: so the pick, the start and the pinning happen under one lock shared by every
     driver on this machine, and the driver pins the new process itself before letting go of it
-    (the worker's own pinning in BOOT comes too late for the next driver's pick)."""
+    (the worker's own pinning in BOOT comes too late for the next driver's pick), and it lets go only
+    once the new process's command line shows in /proc (`_await_command_line`)."""
     with _cores_lock() if pick is not None else contextlib.nullcontext():
         mine = pick() if pick is not None else []
         proc = subprocess.Popen(argv, env=env_for(mine), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -189,7 +190,25 @@ def _spawn_pinned(
                 os.sched_setaffinity(proc.pid, set(mine))
             except OSError:  # it ended already; its own pinning (BOOT) stands otherwise
                 pass
+            _await_command_line(proc, argv)
     return proc, mine
+
+
+def _await_command_line(proc: subprocess.Popen, argv: list[str], timeout: float = 2.0) -> None:
+    """Wait until /proc shows `argv` as `proc`'s command line (or it has ended, or `timeout` seconds).
+    Popen returns once the exec has begun, but the kernel sets the new command line a little later:
+    in that window /proc/<pid>/cmdline reads empty, and another driver's pick would not count this
+    worker (`_other_workers_cores` recognises workers by their command line)."""
+    entry = Path("/proc") / str(proc.pid) / "cmdline"
+    want = b"".join(os.fsencode(a) + b"\0" for a in argv)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if entry.read_bytes() == want:
+                return
+        except OSError:  # no /proc here, or the process ended meanwhile
+            return
+        time.sleep(0.001)
 
 
 @contextlib.contextmanager
