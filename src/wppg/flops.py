@@ -57,6 +57,18 @@ def state_sample_layers(
     return layers
 
 
+def late_sample_layers(
+    states: int, samples: int, state_dim: int, sample_dim: int, hidden: Sequence[int], out_dim: int
+) -> list[Layer]:
+    """Layers of a `LateSampleMLP`: all hidden layers but the last, and the last one's state block,
+    on `states` rows; the last one's sample block and the output layer on `samples` rows."""
+    widths = [state_dim, *hidden[:-1]]
+    layers = [Layer(states, widths[i], widths[i + 1], first=i == 0, state_block=True) for i in range(len(widths) - 1)]
+    layers.append(Layer(states, widths[-1], hidden[-1], first=len(widths) == 1, state_block=True))
+    layers += [Layer(samples, sample_dim, hidden[-1], first=True), Layer(samples, hidden[-1], out_dim)]
+    return layers
+
+
 Product = tuple[int, int, int]  # (m, k, n): an [m, k] @ [k, n] matrix product, 2 m k n FLOPs
 
 
@@ -86,11 +98,15 @@ def gradient_step_products(
     entropy_M: int = 0,
     entropy_L: int = 0,
     latent_dim: int | None = None,
+    target_samples: int | None = None,
+    latent_input: str = "first",
 ) -> dict[str, list[Product]]:
     """The matrix products of one gradient step, by part. algo: 'sac', 'wppg' (Gaussian) or 'wppg-i'.
 
     Parts: the soft target (policy samples, target critics), the critic regression (forward and
     backward of the online twins on the batch), the actor step. Twin-critic products appear twice.
+    `target_samples` (None: K) and `latent_input` as in `WPPGConfig`; an actor step every d-th
+    gradient step (`policy_delay`) is `mean_step_flops`'s, not part of one step's products.
     """
     from wppg.algorithms.base import sample_chunks
 
@@ -106,6 +122,8 @@ def gradient_step_products(
         return state_sample_layers(B, rows, D, d, h, 1)
 
     def policy(rows: int) -> list[Layer]:
+        if algo == "wppg-i" and latent_input == "last":
+            return late_sample_layers(B, rows, D, latent_dim, h, d)
         if algo == "wppg-i":
             return state_sample_layers(B, rows, D, latent_dim, h, d)
         return mlp_layers(B, D, h, 2 * d)  # the Gaussian's network runs once per state
@@ -115,8 +133,16 @@ def gradient_step_products(
 
     if algo == "sac":
         K = 1
-    n_soft = K + (entropy_M + max(0, entropy_L - K) if algo != "sac" else 0)
-    if algo == "wppg-i":  # the whole actor step runs chunk by chunk
+    T = K if target_samples is None or algo == "sac" else target_samples
+    n_soft = T + (entropy_M + max(0, entropy_L - T) if algo != "sac" else 0)
+    if algo == "wppg-i" and latent_input == "last":  # one pass over all samples: no chunks
+        actor = (
+            forward(policy(B * K))
+            + backward_to_params(policy(B * K))
+            + twin(per_chunk(K, critic, [forward, backward_to_action]))
+        )
+        soft_policy = forward(policy(B * n_soft))
+    elif algo == "wppg-i":  # the whole actor step runs chunk by chunk
         actor = per_chunk(K, lambda r: policy(r), [forward, backward_to_params]) + twin(
             per_chunk(K, critic, [forward, backward_to_action]))  # fmt: skip
         soft_policy = per_chunk(n_soft, policy, [forward])
@@ -128,10 +154,19 @@ def gradient_step_products(
         )
         soft_policy = forward(policy(B * n_soft))
     return {
-        "soft_target": soft_policy + twin(per_chunk(K, critic, [forward])),
+        "soft_target": soft_policy + twin(per_chunk(T, critic, [forward])),
         "critic_regression": twin(forward(critic(B)) + backward_to_params(critic(B))),
         "actor": actor,
     }
+
+
+def mean_step_flops(*args, policy_delay: int = 1, **kwargs) -> dict[str, float]:
+    """Matmul FLOPs per gradient step averaged over `policy_delay` steps, one of which has an actor
+    step (`WPPGConfig.policy_delay`); other arguments as `gradient_step_products`."""
+    parts: dict[str, float] = dict(gradient_step_flops(*args, **kwargs))
+    parts["actor"] /= policy_delay
+    parts["total"] = parts["soft_target"] + parts["critic_regression"] + parts["actor"]
+    return parts
 
 
 def product_flops(products: list[Product]) -> int:

@@ -103,6 +103,34 @@ class StateSampleMLP(nn.Module):
         return nn.Dense(self.out_dim)(x)
 
 
+class LateSampleMLP(nn.Module):
+    """An MLP of s whose last hidden layer also takes a sample y: x = phi(s) through all hidden layers
+    but the last, then relu(x W_x + y W_y + b) and a linear output. For K samples y [B, K, Dy] the
+    state part runs once per state and only y W_y, the last activation and the output layer run per
+    sample; with one hidden layer it is `StateSampleMLP`. Initialised as that layer's split is."""
+
+    hidden: Sequence[int]
+    out_dim: int
+    precision: str = "float32"
+
+    @nn.compact
+    def __call__(self, s: jnp.ndarray, y: jnp.ndarray) -> jnp.ndarray:
+        x = s
+        for i, width in enumerate(self.hidden[:-1]):
+            x = nn.relu(dense(width, self.precision if i else "float32")(x))
+        fan_in = x.shape[-1] + y.shape[-1]
+
+        def init(part: int):
+            return nn.initializers.variance_scaling(part / fan_in, "fan_in", "truncated_normal")
+
+        deep = self.precision if len(self.hidden) > 1 else "float32"  # hidden-to-hidden: `precision`
+        h_s = dense(self.hidden[-1], deep, kernel_init=init(x.shape[-1]), name="state_in")(x)
+        h_y = nn.Dense(self.hidden[-1], kernel_init=init(y.shape[-1]), use_bias=False, name="sample_in")(y)
+        if y.ndim == s.ndim + 1:
+            h_s = h_s[..., None, :]
+        return nn.Dense(self.out_dim)(nn.relu(h_s + h_y))
+
+
 class TwinQ(nn.Module):
     """Two independent Q(s, a) networks. obs [B, D] with action [B, d] or K actions [B, K, d];
     returns shape (2, B) or (2, B, K)."""

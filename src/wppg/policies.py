@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from wppg.networks import MLP, StateSampleMLP
+from wppg.networks import MLP, LateSampleMLP, StateSampleMLP
 from wppg.noise import standard_normal
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -59,8 +59,15 @@ class GaussianPolicy(nn.Module):
         return action, jnp.sum(log_normal - log_det, axis=-1)
 
 
+LATENT_INPUTS = ("first", "last")
+"""Where an implicit policy's latent z enters its network: 'first' (the paper's f([s, z]), z joined to
+the state at the input, `wppg.networks.StateSampleMLP`) or 'last' (z joined at the last hidden layer,
+the layers before it run once per state, `wppg.networks.LateSampleMLP`)."""
+
+
 class ImplicitPolicy(nn.Module):
-    """WPPG-I: a = scale * tanh(f([s, z])) + bias, z ~ N(0, I_m)."""
+    """WPPG-I: a = scale * tanh(f(s, z)) + bias, z ~ N(0, I_m); f is the paper's MLP of [s, z]
+    (latent_input='first') or the state's features with z entering the last hidden layer ('last')."""
 
     hidden: Sequence[int]
     act_dim: int
@@ -68,6 +75,7 @@ class ImplicitPolicy(nn.Module):
     bias: tuple[float, ...]
     latent: int
     precision: str = "float32"
+    latent_input: str = "first"
 
     @property
     def latent_dim(self) -> int:
@@ -75,7 +83,8 @@ class ImplicitPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jnp.ndarray, z: jnp.ndarray) -> jnp.ndarray:
-        f = StateSampleMLP(self.hidden, self.act_dim, self.precision)(obs, z)
+        net = StateSampleMLP if self.latent_input == "first" else LateSampleMLP
+        f = net(self.hidden, self.act_dim, self.precision)(obs, z)
         return jnp.asarray(self.scale) * jnp.tanh(f) + jnp.asarray(self.bias)
 
 
@@ -94,15 +103,18 @@ def make_policy(
     hidden: Sequence[int],
     latent_dim: int | None = None,
     precision: str = "float32",
+    latent_input: str = "first",
 ) -> GaussianPolicy | ImplicitPolicy:
     """Build a policy of class `kind` ('gaussian' or 'implicit'); `precision` of its matrix
-    products as in `wppg.networks.PRECISIONS`."""
+    products as in `wppg.networks.PRECISIONS`; `latent_input` (`LATENT_INPUTS`) of an implicit one."""
     scale, bias = tuple(float(x) for x in scale), tuple(float(x) for x in bias)
     if kind == "gaussian":
         return GaussianPolicy(tuple(hidden), act_dim, scale, bias, precision)
     if kind == "implicit":
         m = default_latent_dim(obs_dim, act_dim) if latent_dim is None else latent_dim
-        return ImplicitPolicy(tuple(hidden), act_dim, scale, bias, m, precision)
+        if latent_input not in LATENT_INPUTS:
+            raise ValueError(f"latent_input must be one of {LATENT_INPUTS}, got {latent_input!r}")
+        return ImplicitPolicy(tuple(hidden), act_dim, scale, bias, m, precision, latent_input)
     raise ValueError(f"unknown policy class {kind!r}: expected 'gaussian' or 'implicit'")
 
 

@@ -31,11 +31,13 @@ from wppg.algorithms.base import (
 from wppg.coupling import BOUNDARIES, COUPLINGS, STEP_RULES, couple, projection_loss, step_size, target_box
 from wppg.entropy import BANDWIDTHS, ESTIMATORS, calibrated_entropy_target, entropy_from_samples
 from wppg.envs import ActionBounds
-from wppg.policies import make_policy, sample_latents
+from wppg.policies import LATENT_INPUTS, make_policy, sample_latents
 
 TAU_LOST = 1e-4
 """With tau='auto', a learned tau below TAU_LOST * tau_init while the entropy estimate is still above
 its target: the entropy constraint is slack and tau is on its way to 0 (`row_warning`)."""
+ACTOR_METRICS = ("actor_loss", "grad_a_q_norm", "eta_step")
+"""The actor step's metrics (`WPPGAlgorithm.particle_step`)."""
 TAU_USEFUL = 1e-2
 """A temperature whose entropy term matters (the learned tau on Walker2d, HalfCheetah, Ant: 0.002-0.2);
 `row_warning` says how many steps tau would need to climb back to it."""
@@ -69,12 +71,25 @@ class WPPGConfig(OffPolicyConfig):
         "coupling": "shared-latent",
         "entropy_estimator": "plug-in",
         "boundary": "none",
+        "target_samples": None,
+        "policy_delay": 1,
+        "latent_input": "first",
     }
 
     policy: str = "gaussian"
     """Policy class: 'gaussian' (WPPG) or 'implicit' (WPPG-I)."""
-    K: int = 32
-    """Action samples per state, for the actor update and for the soft target (paper: 32)."""
+    K: int = 8
+    """Action samples per state of the actor step (and of the soft target when `target_samples` is None).
+    Default 8 (paper: 32, `preset='gpu'`); valid: >= 1."""
+    target_samples: int | None = 1
+    """Bootstrap actions per next state averaged in the soft target. Default 1 (as SAC); None: K, the
+    paper's (`preset='gpu'`); valid: >= 1 or None."""
+    policy_delay: int = 2
+    """One actor step every `policy_delay`-th gradient step, the critic's every step (as TD3). Default 2
+    (paper: 1, `preset='gpu'`); valid: >= 1."""
+    latent_input: str = "last"
+    """Where WPPG-I's latent z enters its network (`wppg.policies.LATENT_INPUTS`): 'first' (the paper's
+    f([s, z])) or 'last' (state features once per state, z at the last hidden layer). Ignored by 'gaussian'."""
     eta: float = 0.1
     """Wasserstein proximal step size eta (paper: 0.1)."""
     tau: float | str = 1e-4
@@ -121,10 +136,12 @@ class WPPGConfig(OffPolicyConfig):
     mixture, `entropy_sigma`, `entropy_bandwidth`, M centres, L baselines; `preset='paper'`). The plug-in reads
     policies broad against sigma several nats too high, and the critic pays that bias as a bonus on every step an
     episode lives: on MultiGoal at tau = 1 it kept WPPG-I from every goal (docs/algorithms.md)."""
-    entropy_M: int = 16
-    """Number of mixture centres M of the entropy estimator (not in the paper)."""
-    entropy_L: int = 16
-    """Number of baseline samples L of the entropy estimator (not in the paper)."""
+    entropy_M: int = 8
+    """Entropy estimator's centres M (plug-in) or first M samples (knn). Default 8 (`preset='gpu'`: 16;
+    not in the paper); valid: >= 1."""
+    entropy_L: int = 8
+    """Entropy estimator's baselines L (plug-in) or last L samples (knn). Default 8 (`preset='gpu'`: 16;
+    not in the paper); valid: >= 1."""
     coupling: str = "energy"
     """How the projection fits g_theta(s, .) to the K moved particles of a state (`wppg.coupling`): 'energy'
     (default; no pairing: the policy's law fitted to the moved particles', the mean by least squares and the
@@ -157,6 +174,15 @@ class WPPGConfig(OffPolicyConfig):
             self.policy in ("gaussian", "implicit"), f"policy must be 'gaussian' or 'implicit', got {self.policy!r}"
         )
         require(self.K >= 1, f"K must be >= 1, got {self.K}")
+        require(
+            self.target_samples is None or self.target_samples >= 1,
+            f"target_samples must be >= 1 or None (K), got {self.target_samples}",
+        )
+        require(self.policy_delay >= 1, f"policy_delay must be >= 1, got {self.policy_delay}")
+        require(
+            self.latent_input in LATENT_INPUTS,
+            f"latent_input must be one of {LATENT_INPUTS}, got {self.latent_input!r}",
+        )
         require(self.eta > 0, f"eta must be > 0, got {self.eta}")
         if isinstance(self.tau, str):
             require(self.tau == "auto", f"tau must be a number >= 0 or 'auto', got {self.tau!r}")
@@ -190,20 +216,44 @@ class WPPGConfig(OffPolicyConfig):
     def auto_tau(self) -> bool:
         return self.tau == "auto"
 
+    @property
+    def n_target(self) -> int:
+        """Bootstrap actions per next state: `target_samples`, or K when None."""
+        return self.K if self.target_samples is None else self.target_samples
+
+
+PAPER_COST: dict[str, Any] = {
+    "K": 32,
+    "target_samples": None,
+    "policy_delay": 1,
+    "latent_input": "first",
+    "entropy_M": 16,
+    "entropy_L": 16,
+}
+"""The paper's per-step cost: K = 32 samples for the actor step and the soft target, an actor step every
+gradient step, the latent at the input of the implicit network (and M = L = 16 entropy samples)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The library's defaults: the paper's hyperparameters with the 'energy' projection and the 'knn' estimator.
+    # The library's defaults: the cheap configuration for a CPU (docs/algorithms.md, "Cost").
     "default": {},
-    # The paper's algorithm exactly: shared-latent projection (the policy collapses, docs/algorithms.md)
-    # and the plug-in entropy estimator.
-    "paper": {"coupling": "shared-latent", "entropy_estimator": "plug-in", "boundary": "none"},
-    # K=8 and M=L=8 cut an update on two CPU cores by 3-5x against the paper's K=32, M=L=16
-    # (docs/results/update_time.md) while still averaging the soft target and the actor
-    # step over several samples per state. tau=1e-4 makes the entropy term small, so the noisier
-    # entropy estimate (M=L=8) matters little to learning. With the reflected box, K=8 still follows
-    # the critic's Gibbs policy on MultiGoal, modes of weight 0.1-0.2 included (docs/algorithms.md).
-    "cpu": {"K": 8, "entropy_M": 8, "entropy_L": 8},
+    # The paper's sample counts and network with the library's projection ('energy'), estimator ('knn')
+    # and box ('reflect'): the defaults before the cheap configuration; what `backend_preset` picks on
+    # a GPU or TPU.
+    "gpu": dict(PAPER_COST),
+    # The paper's algorithm exactly: its cost, shared-latent projection (the policy collapses,
+    # docs/algorithms.md) and the plug-in entropy estimator.
+    "paper": {**PAPER_COST, "coupling": "shared-latent", "entropy_estimator": "plug-in", "boundary": "none"},
+    # The earlier CPU preset, kept so that runs made with it (the mujoco-cpu suite) stay reproducible:
+    # the paper's cost at K = 8 and M = L = 8.
+    "cpu": {**PAPER_COST, "K": 8, "entropy_M": 8, "entropy_L": 8},
 }
+
+
+def backend_preset(backend: str | None = None) -> str:
+    """The preset for a JAX backend (default: `jax.default_backend()`): 'gpu' on a GPU or TPU, where
+    the paper's K = 32 costs little more than K = 8, else 'default' (the cheap configuration)."""
+    backend = jax.default_backend() if backend is None else backend
+    return "gpu" if backend in ("gpu", "cuda", "rocm", "tpu") else "default"
 
 
 def entropy_regularised_value(q: jnp.ndarray, entropy: jnp.ndarray, tau: float | jnp.ndarray) -> jnp.ndarray:
@@ -224,6 +274,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             config.hidden,
             config.latent_dim,
             config.precision,
+            config.latent_input,
         )
         self.box = target_box(bounds.scale, bounds.bias) if config.boundary == "reflect" else None
         self.tau_tx = optax.adam(config.tau_lr)
@@ -242,10 +293,13 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         super().__init__(config, obs_dim, bounds)
 
     def init_extra(self) -> dict:
-        if not self.config.auto_tau:
-            return {}
-        log_tau = jnp.log(jnp.asarray(self.config.tau_init, jnp.float32))
-        return {"log_tau": log_tau, "tau_opt": self.tau_tx.init(log_tau)}
+        extra: dict[str, Any] = {}
+        if self.config.auto_tau:
+            log_tau = jnp.log(jnp.asarray(self.config.tau_init, jnp.float32))
+            extra.update(log_tau=log_tau, tau_opt=self.tau_tx.init(log_tau))
+        if self.config.policy_delay > 1:  # the last actor step's metrics, reported on the steps without one
+            extra["actor_info"] = {k: jnp.zeros((), jnp.float32) for k in ACTOR_METRICS}
+        return extra
 
     def temperature(self, state: AgentState) -> jnp.ndarray:
         """tau: the configured value, or the learned one when tau='auto'."""
@@ -276,31 +330,33 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         )
 
     def sample_actions(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
-        """g_theta(s, eps) for latents [B, n, m]; an implicit policy's network runs per sample, so
-        it runs chunk by chunk (`map_samples`), a Gaussian's runs once per state."""
-        if self.config.policy == "implicit":
+        """g_theta(s, eps) for latents [B, n, m]; the paper's implicit network runs per sample, so it
+        runs chunk by chunk (`map_samples`); a Gaussian's runs once per state, and so do the layers of
+        an implicit one with latent_input='last' before the latent enters."""
+        if self.config.policy == "implicit" and self.config.latent_input == "first":
             return map_samples(lambda e: self.policy.apply(actor_params, obs, e), eps)
         return self.policy.apply(actor_params, obs, eps)
 
     def soft_value(self, state: AgentState, next_obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, dict]:
-        """(1/K) sum_k min_j Qbar_j(s', a'_k) + tau H_hat(s'), with a'_k = g(s', eps_k).
+        """(1/K') sum_k min_j Qbar_j(s', a'_k) + tau H_hat(s'), with a'_k = g(s', eps_k), K' =
+        `target_samples` (K when None).
 
-        One policy call draws the K bootstrap actions and the M entropy centres together. The
-        estimator's L baselines are the first L of the K bootstrap actions (plus fresh draws if
-        L > K): they are i.i.d. from pi(.|s') and independent of the centres, which is all the
+        One policy call draws the K' bootstrap actions and the M entropy centres together. The
+        estimator's L baselines are the first L of the K' bootstrap actions (plus fresh draws if
+        L > K'): they are i.i.d. from pi(.|s') and independent of the centres, which is all the
         estimator asks of them, so H_hat(s') has the same distribution as with separate draws
         (tests/test_perf_equivalence.py); only its correlation with the Q average is new, and
         that leaves the expected target unchanged.
         """
-        c = self.config
+        c, k = self.config, self.config.n_target
         k_actions, k_noise = jax.random.split(key)
-        n_reused = min(c.entropy_L, c.K)
-        n = c.K + c.entropy_M + (c.entropy_L - n_reused)
+        n_reused = min(c.entropy_L, k)
+        n = k + c.entropy_M + (c.entropy_L - n_reused)
         actions = self.sample_actions(
             state.actor_params, next_obs, sample_latents(self.policy, k_actions, next_obs.shape[0], n)
         )
-        next_actions, centres = actions[:, : c.K], actions[:, c.K : c.K + c.entropy_M]
-        baselines = jnp.concatenate([actions[:, :n_reused], actions[:, c.K + c.entropy_M :]], axis=1)
+        next_actions, centres = actions[:, :k], actions[:, k : k + c.entropy_M]
+        baselines = jnp.concatenate([actions[:, :n_reused], actions[:, k + c.entropy_M :]], axis=1)
         q = min_q(self.critic, state.target_critic_params, next_obs, next_actions)
         h = entropy_from_samples(
             c.entropy_estimator, centres, baselines, k_noise, self.scale, c.entropy_sigma, c.entropy_bandwidth
@@ -314,6 +370,20 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         return projection_loss(self.config.coupling, self.policy.apply(actor_params, obs, eps), target, self.scale)
 
     def actor_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
+        """`particle_step` on gradient steps 0, d, 2d, ... (d = `policy_delay`); on the others the
+        policy is left as it is (a `lax.cond`: the skipped step computes nothing) and the metrics are
+        the last actor step's."""
+        d = self.config.policy_delay
+        if d == 1:
+            return self.particle_step(state, obs, key)
+
+        def run(state: AgentState) -> tuple[AgentState, dict]:
+            state, info = self.particle_step(state, obs, key)
+            return state.replace(extra={**state.extra, "actor_info": info}), info
+
+        return jax.lax.cond(state.step % d == 0, run, lambda s: (s, s.extra["actor_info"]), state)
+
+    def particle_step(self, state: AgentState, obs: jnp.ndarray, key: jax.Array) -> tuple[AgentState, dict]:
         """Move K particles per state by transport + heat, pair them with the current samples
         (`coupling`), then project them back onto g_theta: least squares on the pairs, or ('energy') the
         mean by least squares and the centred law by the energy distance (`wppg.coupling.projection_loss`).
@@ -341,6 +411,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             "grad_a_q_norm": jnp.mean(jnp.linalg.norm(grad_q, axis=-1)),
             "eta_step": jnp.mean(eta),  # the mean particle step size (eta unless step_rule='implicit')
         }
+        info = {k: jnp.asarray(info[k], jnp.float32) for k in ACTOR_METRICS}
         return state.replace(actor_params=actor_params, actor_opt=actor_opt), info
 
     def gradient_step(self, state: AgentState, batch: Any, key: jax.Array) -> tuple[AgentState, dict]:
@@ -354,4 +425,4 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         log_tau, tau_opt = adam_step(self.tau_tx, gap, state.extra["tau_opt"], state.extra["log_tau"])
         if self.config.tau_min > 0:
             log_tau = jnp.maximum(log_tau, jnp.log(jnp.float32(self.config.tau_min)))
-        return state.replace(extra={"log_tau": log_tau, "tau_opt": tau_opt}), info
+        return state.replace(extra={**state.extra, "log_tau": log_tau, "tau_opt": tau_opt}), info
