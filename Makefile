@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Short WPPG-I run on Pendulum-v1: writes runs/demo/{eval.csv,summary.json,...} and runs/demo/curve.png
+## Short WPPG-I run on Pendulum-v1 (the library's defaults with (64, 64) networks, which Pendulum needs no more than;
+## 8 gradient steps per update call, UTD 1): writes runs/demo/{eval.csv,summary.json,...} and runs/demo/curve.png
 demo: $(STAMP)
-	$(BIN)/wppg train --algo wppg-i --env Pendulum-v1 --total-steps 8000 --learning-starts 1000 \
-		--preset cpu --eval-every 2000 --eval-episodes 5 --seed 0 --out runs/demo --overwrite
+	$(BIN)/wppg train --algo wppg-i --env Pendulum-v1 --total-steps 10000 --learning-starts 1000 \
+		--hidden 64 64 --train-freq 8 --eval-every 2500 --eval-episodes 10 --seed 0 --out runs/demo --overwrite
 	$(BIN)/wppg plot runs/demo --out runs/demo/curve.png
 	@cat runs/demo/summary.json
 

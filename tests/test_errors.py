@@ -238,7 +238,7 @@ def test_unknown_keyword(agent_cls, name):
 
 def test_unknown_preset():
     with pytest.raises(ValueError, match="preset.*'cpu'"):
-        wppg.WPPG("Pendulum-v1", preset="gpu", progress=False)
+        wppg.WPPG("Pendulum-v1", preset="tpu", progress=False)
 
 
 def test_learn_needs_positive_steps(tiny):

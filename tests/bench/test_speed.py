@@ -75,3 +75,18 @@ def test_precision_section_times_both_precisions():
         assert r["ms_per_step_float32"] > 0 and r["ms_per_step_bf16"] > 0
         assert r["speedup"] == pytest.approx(r["ms_per_step_float32"] / r["ms_per_step_bf16"])
     assert out["product"] == [64, 16, 16] and out["product_gflops_bf16"] > 0
+
+
+def test_cost_section_ratios_to_sac_per_round():
+    """Each case's ms per env step over the same round's SAC's, the median over rounds, and the FLOP
+    model's ratio; SBX is skipped here (external=False)."""
+    small = {"hidden": (16,), "batch_size": 16}
+    cases = [("sac", small), ("wppg-i", small), ("wppg-i", {**small, "preset": "cpu"})]
+    out = speed.cost_section("Pendulum-v1", 8, 32, rounds=2, cases=cases, external=False, log=lambda s: None)
+    assert [(r["round"], r["algo"]) for r in out["rows"]][:3] == [(1, speed.case_label(*c)) for c in cases]
+    sac = out["summary"][speed.case_label(*cases[0])]
+    assert sac["ratios"] == [1.0, 1.0] and sac["model_ratio"] == 1.0
+    cheap, cpu = (out["summary"][speed.case_label(*c)] for c in cases[1:])
+    assert cpu["model_ratio"] > cheap["model_ratio"] > 1.0
+    for r in out["rows"]:
+        assert r["ms_per_env_step"] == pytest.approx(1e3 / r["steps_per_s"])

@@ -45,25 +45,13 @@ TAU_USEFUL = 1e-2
 
 @dataclass(frozen=True)
 class WPPGConfig(OffPolicyConfig):
-    """WPPG hyperparameters; defaults are the paper's (K=32, eta=0.1, tau=1e-4, ...) except `coupling`,
-    `entropy_estimator`, `boundary` and the latent rule's floor.
+    """WPPG / WPPG-I hyperparameters. Defaults: the cheap configuration for a CPU; `preset='gpu'` gives
+    the paper's sample counts and network (K = 32), `preset='paper'` the paper's algorithm exactly.
 
-    Choices the paper leaves open, and deviations:
-    - the K bootstrap actions a'_k are drawn from the online policy (no target actor), as in SAC;
-    - sigma, M, L of the entropy estimator are not given in the paper (see `entropy_sigma`);
-    - `coupling` defaults to 'energy', not the paper's 'shared-latent': under the paper's projection the
-      heat-step noise is independent of eps and cancels in expectation, so the policy collapses to
-      a deterministic map whatever tau is (measured in docs/algorithms.md). The pairing rule 'ot' keeps
-      a share of the heat step that shrinks with dim(A), so an automatic tau runs several times too high
-      in 6-D; 'energy' fits the policy's law to the moved particles' without pairing (docs/algorithms.md,
-      "The spread a pairing passes on"). `preset='paper'` gives the paper's algorithm exactly;
-    - `entropy_estimator` defaults to 'knn', not the paper's plug-in mixture, whose upward bias on broad
-      policies the critic pays as a bonus for every step an episode lives (measured in docs/algorithms.md);
-    - the default latent dimension of WPPG-I is the paper's rule raised to at least dim(A), so that the
-      policy can have a density (the same on every MuJoCo task of the paper);
-    - `boundary` defaults to 'reflect': the particle step stays in the action box (transport projected,
-      heat noise reflected at the walls); the paper's particles are unbounded ('none');
-    - `tau='auto'` (not in the paper) learns the temperature towards a target entropy, as SAC does.
+    Deviations from the paper, each a field below (docs/algorithms.md): `K`, `target_samples`,
+    `policy_delay`, `latent_input`, `entropy_M`, `entropy_L` (cost; docs/algorithms.md, "Cost"),
+    `coupling`, `entropy_estimator`, `boundary`, the floor of `latent_dim`, and `tau='auto'`.
+    The bootstrap actions are drawn from the online policy (no target actor), as in SAC.
     """
 
     FIELDS_ADDED: ClassVar[dict[str, Any]] = {
@@ -77,96 +65,63 @@ class WPPGConfig(OffPolicyConfig):
     }
 
     policy: str = "gaussian"
-    """Policy class: 'gaussian' (WPPG) or 'implicit' (WPPG-I)."""
+    """Policy class: 'gaussian' (WPPG, a tanh-Gaussian) or 'implicit' (WPPG-I, a = tanh(f(s, z))).
+    Default 'gaussian'."""
     K: int = 8
-    """Action samples per state of the actor step (and of the soft target when `target_samples` is None).
-    Default 8 (paper: 32, `preset='gpu'`); valid: >= 1."""
+    """Action samples per state moved and projected by the actor step. Default 8 (paper: 32,
+    `preset='gpu'`); valid: >= 1 (at 1 no spread can be fitted)."""
     target_samples: int | None = 1
-    """Bootstrap actions per next state averaged in the soft target. Default 1 (as SAC); None: K, the
-    paper's (`preset='gpu'`); valid: >= 1 or None."""
+    """Bootstrap actions per next state averaged in the soft target. Default 1 (as SAC); None: K (the
+    paper's, `preset='gpu'`); valid: >= 1 or None."""
     policy_delay: int = 2
-    """One actor step every `policy_delay`-th gradient step, the critic's every step (as TD3). Default 2
+    """An actor step every `policy_delay`-th gradient step, a critic step every step (as TD3). Default 2
     (paper: 1, `preset='gpu'`); valid: >= 1."""
     latent_input: str = "last"
-    """Where WPPG-I's latent z enters its network (`wppg.policies.LATENT_INPUTS`): 'first' (the paper's
-    f([s, z])) or 'last' (state features once per state, z at the last hidden layer). Ignored by 'gaussian'."""
+    """Where WPPG-I's latent z enters its network (`wppg.policies.LATENT_INPUTS`): 'last' (default; state
+    features once per state, z at the last hidden layer) or 'first' (the paper's f([s, z]), `preset='gpu'`)."""
     eta: float = 0.1
-    """Wasserstein proximal step size eta (paper: 0.1)."""
+    """Wasserstein proximal step size eta of the particle step. Default 0.1 (paper); valid: > 0."""
     tau: float | str = 1e-4
-    """Entropy temperature tau: heat-step variance 2 tau eta and critic entropy bonus (paper: 1e-4), or
-    'auto': learn log tau so that the entropy estimate (`entropy_estimator`) tracks `target_entropy` (starts at
-    `tau_init`)."""
+    """Entropy temperature: heat-step variance 2 tau eta and the critic's entropy bonus. Default 1e-4 (paper);
+    valid: >= 0, or 'auto' (learned towards `target_entropy` from `tau_init`; not in the paper)."""
     tau_init: float = 0.2
-    """Initial temperature when tau='auto' (as SAC's initial alpha here)."""
+    """Initial temperature when tau='auto'. Default 0.2 (as SAC's initial alpha); valid: > 0."""
     tau_lr: float = 3e-4
-    """Adam learning rate of log tau when tau='auto' (as SAC's alpha_lr)."""
+    """Adam learning rate of log tau when tau='auto'. Default 3e-4 (as SAC's alpha_lr); valid: > 0."""
     tau_min: float = 0.0
-    """Floor of a learned tau (tau='auto'; not in the paper; 0: none). While the entropy estimate stays above the
-    target, the update lowers log tau by about `tau_lr` per step without end (tau -> 0 is the right dual value of
-    a slack entropy constraint), and should the entropy then fall below the target, tau needs
-    ln(tau_wanted / tau) / tau_lr steps to climb back: from 1e-9 to 1e-2, 54k steps. A floor keeps it within
-    reach; 1e-4, the paper's fixed tau, makes the entropy term negligible against MuJoCo rewards. Ignored
-    for a fixed tau. docs/algorithms.md, "Automatic temperature"."""
+    """Floor of a learned tau, so that it can climb back within reach (docs/algorithms.md, "Automatic
+    temperature"). Default 0 (none); valid: [0, tau_init); ignored for a fixed tau."""
     target_entropy: float | None = None
-    """Target entropy for tau='auto', in nats of the policy on the unit box u = (a - bias) / scale (SAC's
-    convention); None means -dim(A). Each estimator is biased for finite M, L (the plug-in one measures the
-    kernel-smoothed policy): the target it is compared with is the configured estimator's mean on an isotropic
-    Gaussian of this entropy (`wppg.entropy.calibrated_entropy_target`)."""
+    """Target entropy for tau='auto', in nats on the unit box (SAC's convention), compared through the
+    configured estimator's calibration (`wppg.entropy.calibrated_entropy_target`). Default None: -dim(A)."""
     latent_dim: int | None = None
-    """WPPG-I latent dimension m; None means max(dim(A), round(obs_dim / 3)): the paper's rule (about a third of
-    the state dimension), raised to dim(A) because a latent of lower dimension maps onto a lower-dimensional set of
-    actions, which has no density and no finite entropy (it changes only tasks with obs_dim < 3 dim(A), none of the
-    paper's). Ignored by 'gaussian'."""
+    """WPPG-I latent dimension m. Default None: max(dim(A), round(obs_dim / 3)), the paper's rule raised to
+    dim(A) so the policy has a density; valid: >= 1. Ignored by 'gaussian'."""
     entropy_sigma: float = 0.1
-    """Kernel width of the plug-in entropy estimator, in half-widths of the action box (not in the paper).
-    0.1 keeps the smoothing small against the spread of a policy over [-1, 1] while M = L = 16
-    kernels still overlap (the estimator's bias is measured in tests/test_entropy.py)."""
+    """Kernel width of the plug-in entropy estimator, in half-widths of the action box. Default 0.1 (not
+    in the paper); valid: > 0."""
     entropy_bandwidth: str = "fixed"
-    """Kernel width rule of the entropy estimator (`wppg.entropy.BANDWIDTHS`): 'fixed' (`entropy_sigma` for
-    every state) or 'silverman' (per state and dimension, the larger of `entropy_sigma` and Silverman's rule
-    on the M centres: far less bias on policies broader than about 1.4 sigma, the same below; not in the
-    paper, docs/algorithms.md)."""
+    """Kernel width rule of the plug-in estimator (`wppg.entropy.BANDWIDTHS`): 'fixed' (default,
+    `entropy_sigma`) or 'silverman' (per state, at least `entropy_sigma`; not in the paper)."""
     entropy_estimator: str = "knn"
-    """Entropy estimator of the critic's bonus and of tau='auto' (`wppg.entropy.ESTIMATORS`): 'knn' (default; not in
-    the paper: the Kozachenko-Leonenko nearest-neighbour estimate on the M + L policy samples, no kernel; nearly
-    unbiased on policies of equal widths, too high on policies whose widths differ across dimensions: by at least
-    0.6-2.9 nats on the policies learned on the four MuJoCo envs of the suite, docs/algorithms.md), 'knn-whitened'
-    (not in the paper: the same with each dimension scaled to unit std first, whose calibrated target is exact on
-    every Gaussian with independent coordinates; not yet measured on returns) or 'plug-in' (the paper's Gaussian
-    mixture, `entropy_sigma`, `entropy_bandwidth`, M centres, L baselines; `preset='paper'`). The plug-in reads
-    policies broad against sigma several nats too high, and the critic pays that bias as a bonus on every step an
-    episode lives: on MultiGoal at tau = 1 it kept WPPG-I from every goal (docs/algorithms.md)."""
+    """Entropy estimator of the critic's bonus and of tau='auto' (`wppg.entropy.ESTIMATORS`): 'knn' (default;
+    not in the paper), 'knn-whitened' or 'plug-in' (the paper's, `preset='paper'`); docs/algorithms.md."""
     entropy_M: int = 8
-    """Entropy estimator's centres M (plug-in) or first M samples (knn). Default 8 (`preset='gpu'`: 16;
-    not in the paper); valid: >= 1."""
+    """Entropy estimator's samples: M centres (plug-in) or M of its M + L samples (knn). Default 8
+    (`preset='gpu'`: 16; not in the paper); valid: >= 1."""
     entropy_L: int = 8
-    """Entropy estimator's baselines L (plug-in) or last L samples (knn). Default 8 (`preset='gpu'`: 16;
-    not in the paper); valid: >= 1."""
+    """Entropy estimator's L baselines (plug-in) or the other L samples (knn), shared with the bootstrap
+    actions. Default 8 (`preset='gpu'`: 16; not in the paper); valid: >= 1."""
     coupling: str = "energy"
-    """How the projection fits g_theta(s, .) to the K moved particles of a state (`wppg.coupling`): 'energy'
-    (default; no pairing: the policy's law fitted to the moved particles', the mean by least squares and the
-    centred law by the energy distance; not in the paper), or least squares on pairs of
-    samples and targets: 'ot' (optimal assignment of samples to moved particles, heat noise included; the
-    default before 2026-12-02), 'score' (deterministic heat step from the kernel score of the K samples) or
-    'shared-latent' (the paper's: each latent keeps its own particle; the heat noise cancels and the policy
-    collapses). 'ot' passes on a share of the heat step's spread that shrinks as dim(A) grows (a third of
-    the Gibbs std at K = 8 in 6-D), 'energy' nearly all of it (0.92 of the Gibbs std there); on Walker2d an
-    automatic tau held the same entropy with 0.01 ('energy') against 0.15 ('ot') (docs/algorithms.md, "The
-    spread a pairing passes on"). At K = 1 every rule is least squares on the one pair: no spread can be
-    fitted from one sample."""
-
+    """How the projection fits g_theta(s, .) to the K moved particles (`wppg.coupling.COUPLINGS`): 'energy'
+    (default; not in the paper), 'ot', 'score' or 'shared-latent' (the paper's, under which the policy
+    collapses); docs/algorithms.md, "The spread a pairing passes on"."""
     boundary: str = "reflect"
-    """What the particle step does at the walls of the action box (`wppg.coupling`): 'reflect'
-    (default; the transport step is projected onto the box and the heat noise reflected into it, the
-    heat flow on the box, whose invariant law is the Gibbs policy restricted to the box) or 'none'
-    (the paper's, which works through tanh on R^d: targets beyond the walls drive the policy into
-    saturation, and with tau='auto' the entropy estimate then falls as tau rises, so tau runs away;
-    measured on Hopper-v5 in docs/algorithms.md). Not in the paper."""
+    """The particle step at the walls of the action box (`wppg.coupling.BOUNDARIES`): 'reflect' (default;
+    transport projected, heat noise reflected; not in the paper) or 'none' (the paper's)."""
     step_rule: str = "explicit"
-    """Step size of the particle step (`wppg.coupling.step_size`): 'explicit' (the paper's: eta everywhere)
-    or 'implicit' (eta / (1 + eta kappa) per state, kappa the curvature of -Q in a measured on the state's
-    K particles: the proximal step of the local quadratic model, stable where eta kappa > 2, for instance
-    at large reward scales; not in the paper)."""
+    """Step size of the particle step (`wppg.coupling.STEP_RULES`): 'explicit' (default, the paper's: eta)
+    or 'implicit' (eta / (1 + eta kappa) per state, kappa the measured curvature of -Q; not in the paper)."""
 
     def validate(self) -> None:
         super().validate()

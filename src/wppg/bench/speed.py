@@ -1,6 +1,6 @@
 """`wppg bench speed`: how fast the updates and the training loop are on this machine, in one run.
 
-Five sections, each printing measured figures and ratios as it goes:
+Six sections, each printing measured figures and ratios as it goes:
 - roofline: this machine's matmul rate (a large square product, and each matrix shape of the
   update alone), then each update's FLOPs (`wppg.flops`), its measured time per gradient step,
   its achieved FLOP/s, and the fraction of the time that its matrix products alone would take at
@@ -9,6 +9,10 @@ Five sections, each printing measured figures and ratios as it goes:
   for sac and wppg (K = 1, 8, 32) and wppg-i, and, when installed, SBX SAC and SB3 SAC with the
   same settings; SBX runs right before and right after ours, `--rounds R` times over, and each
   round's ratios are taken against that round's faster SBX figure (their median is printed);
+- cost: cost per env step relative to SAC, training loop on one env (Hopper-v5 by default) at
+  train_freq 1, SAC and every WPPG variant at its defaults and presets (and SBX SAC, if installed),
+  each round's ratio to that round's SAC and the median over `--cost-rounds` rounds, beside the
+  FLOP model's ratio;
 - coupling: ms per gradient step of wppg and wppg-i with each projection coupling (`wppg.coupling`)
   and for the paper's algorithm (shared-latent, plug-in entropy estimator), timed in alternation, and
   the ratio to the paper's;
@@ -43,6 +47,20 @@ TRAINING_CASES = [
     ("wppg", {"K": 32}),
     ("wppg-i", {"preset": "cpu"}),
 ]
+# The roofline, coupling and precision sections time one gradient step at a given K with the paper's
+# other costs (a soft target over the K actions, an actor step every step, the latent at the input).
+PAPER_STEP = {"target_samples": None, "policy_delay": 1, "latent_input": "first"}
+COST_CASES = [
+    ("sac", {}),
+    ("wppg", {}),
+    ("wppg", {"preset": "cpu"}),
+    ("wppg", {"preset": "gpu"}),
+    ("wppg-i", {}),
+    ("wppg-i", {"preset": "cpu"}),
+    ("wppg-i", {"preset": "gpu"}),
+]
+"""The cost section's cases: SAC and each WPPG variant at its defaults and at each preset but 'paper'
+(which costs what 'gpu' costs)."""
 
 
 def _variants() -> list[str]:
@@ -111,7 +129,7 @@ def _algorithm(
     bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
     entry = registry.get(name)
     # Each config takes those of the case's settings that it has (SAC has no K or coupling).
-    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, **settings}
+    case = {"K": K, "hidden": hidden, "entropy_M": M, "entropy_L": L, **PAPER_STEP, **settings}
     cfg = entry.make_config(**{k: v for k, v in case.items() if k in entry.config_fields()})
     return entry.algorithm_cls.build(cfg, obs_dim, bounds, TrainConfig())
 
@@ -473,6 +491,99 @@ def ratio_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def case_label(variant: str, hp: dict[str, Any]) -> str:
+    """'wppg-i preset=gpu', 'sac', 'wppg K=8'."""
+    return variant + "".join(f" {k}={v}" for k, v in hp.items())
+
+
+def case_config(variant: str, hp: dict[str, Any]) -> Any:
+    """The algorithm config of a case: its preset (if any), then those of its settings that are the
+    config's fields (the rest, `TrainConfig`'s, go to the training run only)."""
+    from wppg import registry
+
+    entry = registry.get(variant)
+    fields = entry.config_fields()
+    return entry.make_config(hp.get("preset", "default"), **{k: v for k, v in hp.items() if k in fields})
+
+
+def case_flops(variant: str, hp: dict[str, Any], obs_dim: int, act_dim: int) -> float:
+    """Model FLOPs of one gradient step of a case, averaged over its `policy_delay` (`wppg.flops`)."""
+    from wppg import registry
+    from wppg.flops import mean_step_flops
+    from wppg.policies import default_latent_dim
+
+    entry = registry.get(variant)
+    cfg, batch = case_config(variant, hp), hp.get("batch_size", 256)
+    if entry.flops == "sac":
+        return mean_step_flops("sac", obs_dim, act_dim, cfg.hidden, batch)["total"]
+    latent = cfg.latent_dim or default_latent_dim(obs_dim, act_dim)
+    return mean_step_flops(entry.flops, obs_dim, act_dim, cfg.hidden, batch, K=cfg.K, entropy_M=cfg.entropy_M,
+                           entropy_L=cfg.entropy_L, latent_dim=latent, target_samples=cfg.target_samples,
+                           latent_input=cfg.latent_input, policy_delay=cfg.policy_delay)["total"]  # fmt: skip
+
+
+def cost_section(
+    env_id: str,
+    steps: int,
+    learning_starts: int,
+    rounds: int = 3,
+    cases=COST_CASES,
+    external: bool = True,
+    seed: int = 0,
+    log=print,
+) -> dict[str, Any]:
+    """Cost per env step relative to SAC (the first case): whole training runs at train_freq = 1 (env,
+    buffer, updates; no evaluation), every case once per round in turn, `rounds` rounds; each case's ms per env step
+    over that round's SAC's, and the median over the rounds. Cases with K >= 32 run `steps` // 4 env
+    steps. SBX SAC joins each round when installed (skipped otherwise). The FLOP model's ratio per
+    gradient step (`case_flops`) is printed beside it."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    env.close()
+    labels = [case_label(v, hp) for v, hp in cases]
+    model = {lab: case_flops(v, hp, obs_dim, act_dim) for lab, (v, hp) in zip(labels, cases)}
+    rows: list[dict[str, Any]] = []
+    have_sbx = external
+    for rnd in range(1, rounds + 1):
+        round_rows = []
+        for label, (variant, hp) in zip(labels, cases):
+            n = max(steps // (4 if getattr(case_config(variant, hp), "K", 1) >= 32 else 1), 2)
+            r = _ours_steps_per_s(variant, hp, env_id, n, learning_starts, 1, seed)
+            round_rows.append({"impl": "wppg", "algo": label, "env_steps": n, **r})
+        if have_sbx:
+            ref = _reference_row("sbx-sac", env_id, steps, learning_starts, 1, seed, f"round {rnd}", lambda s: log(s))
+            have_sbx = ref is not None
+            if ref is not None:
+                round_rows.append(ref)
+        sac = round_rows[0]["steps_per_s"]  # the first case, SAC
+        for r in round_rows:
+            r["round"] = rnd
+            r["ms_per_env_step"] = 1e3 / r["steps_per_s"]
+            r["ratio_to_sac"] = sac / r["steps_per_s"]
+            log(f"  round {rnd}: {r['impl'] + ' ' + r['algo']:28s} {r['ms_per_env_step']:8.2f} ms/env step   "
+                f"{r['ratio_to_sac']:5.2f}x SAC's")  # fmt: skip
+        rows += round_rows
+    summary: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        name = r["algo"] if r["impl"] == "wppg" else r["impl"]
+        summary.setdefault(name, {"ratios": [], "ms": []})
+        summary[name]["ratios"].append(r["ratio_to_sac"])
+        summary[name]["ms"].append(r["ms_per_env_step"])
+    log(f"cost per env step relative to SAC ({env_id}, train_freq 1, median of {rounds} rounds; model: FLOPs per "
+        "gradient step over SAC's):")  # fmt: skip
+    for name, v in summary.items():
+        v["median_ratio"] = float(np.median(v["ratios"]))
+        v["median_ms_per_env_step"] = float(np.median(v["ms"]))
+        if name in model:
+            v["model_ratio"] = model[name] / model[labels[0]]
+        flops = f"   model {v['model_ratio']:5.2f}x" if "model_ratio" in v else ""
+        log(f"  {name:28s} {v['median_ms_per_env_step']:8.2f} ms/env step   {v['median_ratio']:5.2f}x SAC's "
+            f"(rounds: {' '.join(f'{x:.2f}' for x in v['ratios'])}){flops}")  # fmt: skip
+    return {"env_id": env_id, "obs_dim": obs_dim, "act_dim": act_dim, "rows": rows, "summary": summary}
+
+
 def train_freq_multiple(n: int, tf: int) -> int:
     return (n // tf) * tf
 
@@ -506,9 +617,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sections",
         nargs="+",
-        choices=("roofline", "coupling", "training", "vmap", "precision"),
-        default=["roofline", "coupling", "training", "vmap", "precision"],
+        choices=("roofline", "coupling", "training", "cost", "vmap", "precision"),
+        default=["roofline", "coupling", "training", "cost", "vmap", "precision"],
     )
+    p.add_argument("--cost-steps", type=int, default=1000, help="timed env steps per run of the cost section")
+    p.add_argument("--cost-rounds", type=int, default=3, help="rounds of the cost section (median)")
     p.add_argument("--coupling-K", type=int, nargs="+", default=[8, 32], help="K of the coupling section")
     p.add_argument("--env", default="Hopper-v5", help="env of the training and vmap sections (default Hopper-v5)")
     p.add_argument(
@@ -596,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {name:30s} " + " ".join(f"{x:.2f}x" for x in v["ratios"]) + f"   median {v['median']:.2f}x",
                     flush=True,
                 )
+    if "cost" in args.sections:
+        print(f"cost per env step relative to SAC on {args.env}: {args.cost_steps} timed env steps per run "
+              f"(a quarter for K >= 32) after {args.learning_starts} random ones, {args.cost_rounds} rounds", flush=True)  # fmt: skip
+        cases = [c for c in COST_CASES if c[0] in args.variants or c[0] == "sac"]
+        result["cost"] = cost_section(args.env, args.cost_steps, args.learning_starts, args.cost_rounds, cases,
+                                      external=not args.no_external, log=lambda s: print(s, flush=True))  # fmt: skip
     if "vmap" in args.sections:
         print(f"vmapped seeds on {args.env}: N = {args.seeds}", flush=True)
         result["vmap"] = vmap_section(args.env, args.seeds, args.steps, log=lambda s: print(s, flush=True))
