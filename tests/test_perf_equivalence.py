@@ -96,9 +96,8 @@ def test_entropy_with_reused_bootstrap_samples_has_the_same_distribution(K, L, e
     """H_hat(s') inside soft_value (baselines = bootstrap actions) against the estimator with its
     own independent draws, over 400 keys at one state: a two-sample KS test cannot tell them apart,
     while it does tell apart an estimator with a different number of centres."""
-    cfg = WPPGConfig(
-        policy="implicit", hidden=(32, 32), K=K, entropy_M=4, entropy_L=L, tau=1.0, entropy_estimator=estimator
-    )
+    cfg = WPPGConfig(policy="implicit", hidden=(32, 32), K=K, target_samples=K, entropy_M=4, entropy_L=L, tau=1.0,
+                     entropy_estimator=estimator)  # fmt: skip
     algo = WPPGAlgorithm(cfg, 3, BOUNDS)
     state = algo.init(jax.random.PRNGKey(0))
     obs = jnp.array([[0.3, -0.2, 0.5]])
@@ -163,7 +162,8 @@ def test_chunked_implicit_actor_step_equals_one_pass():
     gradients: the same step as the unchunked projection gradient."""
     from wppg.algorithms.base import sample_chunks
 
-    algo = WPPGAlgorithm(WPPGConfig(policy="implicit", hidden=(16,), K=8, tau=0.05, coupling="ot"), 3, BOUNDS)
+    config = WPPGConfig(policy="implicit", hidden=(16,), K=8, tau=0.05, coupling="ot", latent_input="first")
+    algo = WPPGAlgorithm(config, 3, BOUNDS)  # the paper's network runs per sample, chunk by chunk
     state = algo.init(jax.random.PRNGKey(0))
     obs = jax.random.normal(jax.random.PRNGKey(1), (512, 3))
     assert sample_chunks(512, 8) == 4

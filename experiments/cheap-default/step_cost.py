@@ -1,7 +1,6 @@
 """ms per gradient step of candidate WPPG / WPPG-I configurations against SAC, Hopper-v5 shapes,
-timed in alternation (median over rounds), with the FLOP model's GFLOP per step."""
+timed in alternation (median over rounds)."""
 
-import sys
 import time
 
 import jax
@@ -10,7 +9,6 @@ import numpy as np
 from wppg import registry
 from wppg.bench.speed import random_batches
 from wppg.envs import ActionBounds
-from wppg.flops import gradient_step_flops
 from wppg.trainer import TrainConfig
 
 D, d, B = 11, 3, 256
@@ -44,9 +42,7 @@ def run(cases, rounds=5, n=8):
             jax.block_until_ready(a.update(states[k], batches, key))
             times[k].append((time.perf_counter() - t) / n * 1e3)
     sac = np.median(times["sac"])
-    for k, (a, cfg) in algos.items():
-        name = cases[k][0]
-        fl = None
+    for k in algos:
         ms = np.median(times[k])
         print(f"{k:45s} {ms:7.2f} ms/step  {ms / sac:5.2f}x sac", flush=True)
 
