@@ -622,6 +622,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cost-steps", type=int, default=1000, help="timed env steps per run of the cost section")
     p.add_argument("--cost-rounds", type=int, default=3, help="rounds of the cost section (median)")
+    p.add_argument(
+        "--cost-presets", nargs="+", default=["default", "cpu", "gpu"], help="WPPG presets of the cost section"
+    )
     p.add_argument("--coupling-K", type=int, nargs="+", default=[8, 32], help="K of the coupling section")
     p.add_argument("--env", default="Hopper-v5", help="env of the training and vmap sections (default Hopper-v5)")
     p.add_argument(
@@ -712,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     if "cost" in args.sections:
         print(f"cost per env step relative to SAC on {args.env}: {args.cost_steps} timed env steps per run "
               f"(a quarter for K >= 32) after {args.learning_starts} random ones, {args.cost_rounds} rounds", flush=True)  # fmt: skip
-        cases = [c for c in COST_CASES if c[0] in args.variants or c[0] == "sac"]
+        cases = [c for c in COST_CASES if c[0] == "sac"
+                 or (c[0] in args.variants and c[1].get("preset", "default") in args.cost_presets)]  # fmt: skip
         result["cost"] = cost_section(args.env, args.cost_steps, args.learning_starts, args.cost_rounds, cases,
                                       external=not args.no_external, log=lambda s: print(s, flush=True))  # fmt: skip
     if "vmap" in args.sections:
