@@ -225,14 +225,15 @@ for t in range(trials):
 
 
 def test_taking_over_a_stale_lock_gives_one_holder(tmp_path):
-    """Several processes at once find a lock of a dead process: exactly one may hold the run."""
+    """Several processes at once find a lock of a dead process: exactly one may hold the run. (A
+    race: a lock taken over by read-unlink-create gave two holders in a few percent of trials.)"""
     run, shared = tmp_path / "run", tmp_path / "shared"
     run.mkdir()
     shared.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = json.dumps({"pid": dead.pid, "host": os.uname().nodename, "time": 0})
-    n, trials = 4, 25
+    n, trials = 6, 80
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER.format(src=SRC), str(run), str(shared), str(trials)],
@@ -268,7 +269,8 @@ def test_lock_of_a_live_process_is_respected_and_released_by_its_death(tmp_path)
     try:
         assert holder.stdout.readline().strip() == "locked"
         # 12. whatever the lock file holds, a refused writer gets a named error
-        for content in ["5", "[1, 2]", '{"pid": 7, "host": "h", "time": "x"}', '{"pid": 7, "host": "h", "time": 1e300}']:
+        bad = ["5", "[1, 2]", '{"pid": 7, "host": "h", "time": "x"}', '{"pid": 7, "host": "h", "time": 1e300}']
+        for content in bad:
             (tmp_path / LOCK_NAME).write_text(content)  # in place: the holder's flock stays
             with pytest.raises(RunLockedError, match="in use by"):
                 RunLock(tmp_path).acquire()
@@ -318,7 +320,7 @@ CRAFTED = {
     "string-target": (lambda h: h.update(target_steps="100"), "'target_steps'"),
     "last-eval-dict": (lambda h: h.update(last_eval={"foo": 1.0}), "'last_eval'"),
     "last-eval-list": (lambda h: h.update(last_eval=[1]), "'last_eval'"),
-    "meta-missing": (lambda h: h.pop("np_rng"), "'np_rng' is missing"),
+    "meta-missing": (lambda h: h.pop("np_rng") and None, "'np_rng' is missing"),
     "np-rng-bad": (lambda h: h.update(np_rng={"bit_generator": "PCG64", "state": 5}), "'np_rng'"),
     "warnings-dict": (lambda h: h.update(warnings={"a": 1}), "'warnings'"),
     "window-strings": (lambda h: h.update(log_window={"metrics": {"q": ["x"]}, "returns": []}), "'log_window'"),
