@@ -554,3 +554,74 @@ def test_disk_full_while_logging_names_the_file(saved_run, tmp_path, monkeypatch
     monkeypatch.setattr(wppg.logger, "open_append", full)
     with pytest.raises(OSError, match=r"could not write .*eval\.csv: No space left"):
         agent.learn(SAVED_STEPS + 2)
+
+
+# --- also noted: bench drivers --------------------------------------------------------------------------
+def hold_lock(run_dir: Path) -> subprocess.Popen:
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('rundir', {SRC + '/wppg/rundir.py'!r})\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        f"m.RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_run_of_another_driver_is_skipped_untouched(tmp_path):
+    """Two drivers on one --out: the second one's worker finds the run locked, writes nothing
+    into it and is reported as skipped, not failed."""
+    from wppg.bench.outcomes import Pending, finish
+    from wppg.bench.runner import prepare
+    from wppg.bench.spec import Run
+    from wppg.bench.worker import ERROR_FILE, main
+
+    run = Run("Pendulum-v1", "sac", 0, 20)
+    _, run_dir = prepare(run, tmp_path, "test")
+    holder = hold_lock(run_dir)
+    try:
+        before = sorted(p.name for p in run_dir.iterdir())
+        code = main([str(run_dir)])
+        assert sorted(p.name for p in run_dir.iterdir()) == before, "the second driver's worker wrote into the run"
+        outcome = finish(Pending(run, run_dir, "new"), code, 0.0)
+        assert outcome.status == "skipped" and not (run_dir / ERROR_FILE).exists(), outcome
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_workers_die_with_their_driver(tmp_path):
+    """A driver killed with SIGKILL leaves no orphan worker (Linux: the worker's parent-death signal)."""
+    from wppg.bench.worker import BOOT
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signals are Linux's")
+    head = BOOT.split("from wppg.bench.worker import main")[0]
+    worker = head + "import time\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    driver = (
+        "import os, subprocess, sys\n"
+        "env = dict(os.environ, WPPG_BENCH_DRIVER=str(os.getpid()))\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {worker!r}], env=env, stdout=subprocess.PIPE, text=True)\n"
+        "assert p.stdout.readline().strip() == 'ready'\n"
+        "print(p.pid, flush=True)\n"
+        "import time; time.sleep(60)\n"
+    )
+    d = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
+    child = int(d.stdout.readline())
+    d.kill()
+    d.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        try:
+            if Path(f"/proc/{child}/stat").read_text().split(") ", 1)[1][:1] == "Z":
+                return  # exited, awaiting its (new) parent's reaping
+        except OSError:
+            return
+        time.sleep(0.05)
+    os.kill(child, 9)
+    pytest.fail("the worker outlived its killed driver")

@@ -174,8 +174,8 @@ def cmd_resume(argv: list[str]) -> int:
         progress: bool = True
         trust_checkpoint: bool = False
         """Allow unpickling a pickled env snapshot in the checkpoint (envs whose state is not plain
-        data): unpickling can execute code, so only for files you trust. Without it such envs start
-        new episodes (a warning)."""
+        data) and an env id with a module part (`module:Env-v1`, imported by gym.make): both can
+        execute code, so only for files you wrote. Without it such envs start new episodes (a warning)."""
 
     args = tyro.cli(ResumeArgs, args=argv, prog="wppg resume")
     if args.total_steps is not None and args.total_steps < 1:
