@@ -34,8 +34,9 @@ MAX_DEPTH = 16
 """Cap on the nesting depth of the JSON header."""
 MAX_BLOB_BYTES = 256 * 2**20
 """Cap on an array the model does not size (env snapshots, pickles)."""
-MAX_PARAMS_PER_NETWORK = 2**27
-"""Cap on the parameters a list of layer widths in the header implies (0.5 GiB of float32)."""
+BYTES_PER_PARAMETER = 32
+"""Memory counted per network parameter when a header's layer widths are checked against this
+machine's memory: float32 parameters, target copies, Adam's two moments, gradients."""
 _INT_CAP = 2**53
 
 
@@ -290,10 +291,10 @@ def validate_header(meta: Any, where: str = "checkpoint") -> dict[str, Any]:
         if isinstance(widths, list) and widths and all(_is_int(w) for w in widths):
             sizes = [obs_dim + act_dim, *widths, 2 * act_dim]
             params = sum(a * b for a, b in zip(sizes, sizes[1:]))
-            if min(widths) < 0 or params > MAX_PARAMS_PER_NETWORK:
+            if min(widths) < 0 or params * BYTES_PER_PARAMETER > _physical_memory():
                 raise CheckpointError(
                     f"{where} has a bad header: 'algo_config.{k}' {_short(widths)} implies {params} parameters per "
-                    f"network (at most {MAX_PARAMS_PER_NETWORK})"
+                    "network, more than this machine's memory holds"
                 )
     return meta
 

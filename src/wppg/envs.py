@@ -419,8 +419,8 @@ class EnvPool:
     @classmethod
     def from_state(cls, state: dict[str, Any], make_env: Callable[[], gym.Env], trust: bool = False) -> EnvPool:
         """Rebuild the pool from `state`: fresh envs from `make_env` with the data-only snapshots
-        written in. A pickled snapshot (an env whose state is not plain data, or a checkpoint of an
-        older version) is unpickled only with `trust=True`; otherwise `EnvStateError` is raised and
+        written in. A pickled snapshot (an env whose state is not plain data) is unpickled only with
+        `trust=True`; otherwise `EnvStateError` is raised and
         the caller starts new episodes."""
         pool = cls.__new__(cls)
         n = len(state["obs"])
