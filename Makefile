@@ -28,10 +28,10 @@ TEST_PROCS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --durations=15
 
-## Lint (ruff) and format check (ruff format) of src, tests and benchmarks, and the type check of the public API (mypy): seconds
+## Lint (ruff) and format check (ruff format) of src, tests and experiments, and the type check of the public API (mypy): seconds
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests experiments
+	$(BIN)/ruff format --check src tests experiments
 	$(BIN)/mypy
 
 ## Longer learning checks and the Ray backend end-to-end test (tens of minutes on CPU)

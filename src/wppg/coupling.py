@@ -5,7 +5,7 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
 
 - `shared-latent` (the paper): y_k = a_k + eta grad_a Q(s, a_k) + xi_k with a_k = g(s, eps_k). The
   heat noise xi_k is independent of eps_k, so it cancels in expectation in the least-squares fit:
-  the policy only follows grad_a Q and collapses to a deterministic map (docs/algorithms.md).
+  the policy only follows grad_a Q and collapses to a deterministic map (experiments/findings.md).
 - `ot`: the same moved particles y_j, paired with the current samples a_k by an optimal assignment
   (minimal sum of squared distances over permutations). The pairing is the empirical W2-optimal
   coupling of the two point clouds, so the fit moves the policy towards the pushforward the
@@ -23,7 +23,7 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
   by the K-sample means leaves a small bias in the spread (std 0.205 where the particle step's fixed
   point is 0.236, in 6-D at K = 8), far below the pairing rules', which pass the heat step on only
   through re-pairings, and those grow rare as dim(A) grows at fixed K (0.089 for 'ot' there;
-  `benchmarks/projection_model.py`). Not in the paper.
+  `experiments/projection/projection_model.py`). Not in the paper.
 
 Every rule sees all K samples of a state at once ([B, K, d] arrays). `projection_loss` is the fit's
 loss for every rule.

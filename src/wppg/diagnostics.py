@@ -13,11 +13,11 @@ u = (a - bias) / scale (so that envs and algorithms compare):
   (a policy uniform on the 2-D box, entropy 1.39, reads about 5.0 at 16 centres).
 - `policy_entropy_knn`: the nearest-neighbour estimate (`wppg.entropy.knn_entropy`, WPPG's default
   estimator) on all the samples: nearly unbiased where the policy's widths are alike across dimensions,
-  too high where they differ (docs/algorithms.md), with no floor but the distance floor's, so a
+  too high where they differ (experiments/findings.md), with no floor but the distance floor's, so a
   collapsed policy reads far below zero; comparable with SAC's own -E log pi on the unit box.
 - `policy_on_walls`: the fraction of samples with a coordinate within `WALL` of the box's walls
   (|u| > 1 - WALL). A squashed policy driven into saturation shows it as a rise towards 1 (WPPG
-  without the `boundary` rule, docs/algorithms.md "The action box"); so does a policy that rightly
+  without the `boundary` rule, experiments/findings.md "The action box"); so does a policy that rightly
   acts at the bounds (bang-bang control), so read it with the returns.
 
 The draws use a key of their own (the run seed and the env step), never the training streams, so

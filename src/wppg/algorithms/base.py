@@ -156,7 +156,7 @@ class OffPolicyConfig:
     a network with one hidden layer has none; parameters, optimiser and all other arithmetic stay
     float32). Not in the papers: a speed option for hardware with bf16 units (Intel AMX or
     AVX512-BF16, a GPU's tensor cores), where it made a WPPG / WPPG-I update 1.6-1.7x and a SAC
-    update 1.1x faster on a 2-core Xeon with AMX (docs/performance.md); elsewhere it is slower.
+    update 1.1x faster on a 2-core Xeon with AMX (experiments/performance/notes.md); elsewhere it is slower.
     Each product then carries a relative error of about 1e-2, so runs in the two precisions are
     different runs: compare algorithms in one."""
 
@@ -210,7 +210,7 @@ CHUNK_ROWS = 1024
 """Rows (states x samples) per chunk when a network runs on K samples per state. With (256, 256)
 MLPs a chunk's activations (1024 x 256 floats, 1 MiB) stay in cache between the matrix products
 and the elementwise passes; one pass over all B K rows at once made the K = 32 critic passes
-1.5-3x slower on a 2-core Xeon (docs/performance.md). The arithmetic is the same."""
+1.5-3x slower on a 2-core Xeon (experiments/performance/notes.md). The arithmetic is the same."""
 
 
 def sample_chunks(batch: int, n_samples: int, rows: int = CHUNK_ROWS) -> int:
