@@ -22,7 +22,7 @@ commands:
   run     run a suite:      wppg bench run SUITE_OR_SPEC --out runs/bench --workers 2 [--backend ray]
   list    the suites:       wppg bench list
   speed   speed benchmark:  wppg bench speed --help
-  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench experiments/NAME/runs"""
+  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench exported/bench"""
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -121,7 +121,7 @@ def cmd_export(argv: list[str]) -> int:
         prog="wppg bench export",
         description="Copy the finished runs of a benchmark folder without their checkpoints and TensorBoard events "
         "(small enough to commit). `wppg report` reads the copies, and `wppg bench run --out DEST` skips them as "
-        "finished, so a campaign can go on from them in a later session.",
+        "finished, so a benchmark can be resumed or extended from them.",
     )
     p.add_argument("src", type=Path, help="the folder a `wppg bench run` wrote (its --out)")
     p.add_argument("dest", type=Path, help="where the copies go (same layout)")

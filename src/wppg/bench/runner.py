@@ -356,7 +356,7 @@ def export_finished(src: str | Path, dest: str | Path) -> list[Path]:
     to the same relative paths under `dest`, without `EXPORT_SKIP`, plus `src`'s bench_spec.json and
     machine.json; returns the runs copied. The copies are small enough to commit, `wppg report` reads them,
     and a `wppg bench run` into `dest` (or into a folder they are copied back to) skips them as finished,
-    so a long campaign can go on from them in a later session. Unfinished runs are left out."""
+    so a benchmark can be resumed or extended from them. Unfinished runs are left out."""
     import shutil
 
     from wppg.bench.spec import Run
