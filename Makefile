@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-learning lint install clean
+.PHONY: demo test test-learning lint docs install clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,ray,bench]"
+	$(BIN)/pip install -q -e ".[test,ray,bench,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,9 +34,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests experiments
 	$(BIN)/mypy
 
+## The documentation site, built strictly (a broken link or reference fails): site/index.html
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 ## Longer learning checks and the Ray backend end-to-end test (tens of minutes on CPU)
 test-learning: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site
