@@ -347,7 +347,7 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> str:
 
 # --- export ---------------------------------------------------------------------------------------
 # What a finished run keeps when exported: everything but its checkpoints, TensorBoard events, the
-# worker's console log and the lock (sizes of a 100k-step MuJoCo run: 14 MB, 60 kB, up to 100 kB).
+# worker's console log and the lock (the bulk of a finished run's size).
 EXPORT_SKIP = ("checkpoints", "tb", LOG_FILE, ".lock")
 
 
