@@ -74,3 +74,10 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
 def test_pending_files_meet_the_same_contract():
     pending = [SRC / p for p in sorted(PENDING)]
     assert not _forbidden_lines(pending) and not _long_field_docs(pending)
+
+
+def test_every_campaign_folder_is_in_the_experiments_index():
+    index = (ROOT / "experiments" / "README.md").read_text()
+    folders = [p.name for p in (ROOT / "experiments").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    missing = [f for f in folders if f"{f}/" not in index and f"`{f}/`" not in index]
+    assert folders and not missing, f"experiments/README.md does not list {missing}"
