@@ -50,6 +50,19 @@ def _long_field_docs(paths: list[Path]) -> list[str]:
     return found
 
 
+DOC_LINK = re.compile(r"\bdocs/[\w/.-]+?\.md")
+
+
+def _dead_doc_links(paths: list[Path]) -> list[str]:
+    """`docs/....md` paths named in the files that do not exist."""
+    return [
+        f"{_show(p)}: {link}"
+        for p in paths
+        for link in sorted(set(DOC_LINK.findall(p.read_text())))
+        if not (ROOT / link).exists()
+    ]
+
+
 def _mine() -> list[Path]:
     return [p for p in _src_files() if str(p.relative_to(SRC)) not in PENDING]
 
@@ -62,18 +75,25 @@ def test_config_field_docstrings_are_at_most_three_lines():
     assert not _long_field_docs(_mine()), "\n".join(_long_field_docs(_mine()))
 
 
+def test_docs_pages_named_in_src_exist():
+    assert not _dead_doc_links(_mine()), "\n".join(_dead_doc_links(_mine()))
+
+
 def test_the_checks_catch_what_they_look_for(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text('class C:\n    x: int = 1\n    """a\n    b\n    c\n    d (measured 2026-12-02)"""\n')
     assert len(_forbidden_lines([bad])) == 1
     (long,) = _long_field_docs([bad])
     assert long.endswith("x (4 lines)")
+    bad.write_text('"""See docs/nowhere.md and docs/algorithm.md#projection."""\n')
+    (dead,) = _dead_doc_links([bad])
+    assert dead.endswith("docs/nowhere.md")
 
 
 @pytest.mark.xfail(reason="pending merge: src/wppg/algorithms/wppg.py is rewritten on the WPPG cost branch")
 def test_pending_files_meet_the_same_contract():
     pending = [SRC / p for p in sorted(PENDING)]
-    assert not _forbidden_lines(pending) and not _long_field_docs(pending)
+    assert not _forbidden_lines(pending) and not _long_field_docs(pending) and not _dead_doc_links(pending)
 
 
 def test_every_campaign_folder_is_in_the_experiments_index():
