@@ -1,5 +1,5 @@
 """Paired by seed: the cheap default's WPPG-I runs (experiments/cheap-default/runs, or their export)
-against the mujoco-cpu suite's WPPG-I and SAC (benchmarks/runs/mujoco-cpu), Hopper-v5: evaluation
+against the mujoco-cpu suite's WPPG-I and SAC (experiments/mujoco-cpu/runs), Hopper-v5: evaluation
 returns (stochastic policy, as the suite's report) at each step both have, the final return and the
 mean of the last 5 evaluations of finished runs, and the wall time per env step.
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 NEW = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/cheap-default/runs") / "Hopper-v5" / "wppg-i"
-BASE = Path("benchmarks/runs/mujoco-cpu/Hopper-v5")
+BASE = Path("experiments/mujoco-cpu/runs/Hopper-v5")
 
 
 def returns(run: Path) -> dict[int, float]:

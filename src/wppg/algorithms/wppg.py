@@ -48,8 +48,8 @@ class WPPGConfig(OffPolicyConfig):
     """WPPG / WPPG-I hyperparameters. Defaults: the cheap configuration for a CPU; `preset='gpu'` gives
     the paper's sample counts and network (K = 32), `preset='paper'` the paper's algorithm exactly.
 
-    Deviations from the paper, each a field below (docs/algorithms.md): `K`, `target_samples`,
-    `policy_delay`, `latent_input`, `entropy_M`, `entropy_L` (cost; docs/algorithms.md, "Cost"),
+    Deviations from the paper, each a field below (experiments/findings.md): `K`, `target_samples`,
+    `policy_delay`, `latent_input`, `entropy_M`, `entropy_L` (cost; experiments/cheap-default/notes.md),
     `coupling`, `entropy_estimator`, `boundary`, the floor of `latent_dim`, and `tau='auto'`.
     The bootstrap actions are drawn from the online policy (no target actor), as in SAC.
     """
@@ -89,7 +89,7 @@ class WPPGConfig(OffPolicyConfig):
     tau_lr: float = 3e-4
     """Adam learning rate of log tau when tau='auto'. Default 3e-4 (as SAC's alpha_lr); valid: > 0."""
     tau_min: float = 0.0
-    """Floor of a learned tau, so that it can climb back within reach (docs/algorithms.md, "Automatic
+    """Floor of a learned tau, so that it can climb back within reach (experiments/findings.md, "Automatic
     temperature"). Default 0 (none); valid: [0, tau_init); ignored for a fixed tau."""
     target_entropy: float | None = None
     """Target entropy for tau='auto', in nats on the unit box (SAC's convention), compared through the
@@ -105,7 +105,7 @@ class WPPGConfig(OffPolicyConfig):
     `entropy_sigma`) or 'silverman' (per state, at least `entropy_sigma`; not in the paper)."""
     entropy_estimator: str = "knn"
     """Entropy estimator of the critic's bonus and of tau='auto' (`wppg.entropy.ESTIMATORS`): 'knn' (default;
-    not in the paper), 'knn-whitened' or 'plug-in' (the paper's, `preset='paper'`); docs/algorithms.md."""
+    not in the paper), 'knn-whitened' or 'plug-in' (the paper's, `preset='paper'`); experiments/findings.md."""
     entropy_M: int = 8
     """Entropy estimator's samples: M centres (plug-in) or M of its M + L samples (knn). Default 8
     (`preset='gpu'`: 16; not in the paper); valid: >= 1."""
@@ -115,7 +115,7 @@ class WPPGConfig(OffPolicyConfig):
     coupling: str = "energy"
     """How the projection fits g_theta(s, .) to the K moved particles (`wppg.coupling.COUPLINGS`): 'energy'
     (default; not in the paper), 'ot', 'score' or 'shared-latent' (the paper's, under which the policy
-    collapses); docs/algorithms.md, "The spread a pairing passes on"."""
+    collapses); experiments/findings.md, "The spread a pairing passes on"."""
     boundary: str = "reflect"
     """The particle step at the walls of the action box (`wppg.coupling.BOUNDARIES`): 'reflect' (default;
     transport projected, heat noise reflected; not in the paper) or 'none' (the paper's)."""
@@ -189,14 +189,14 @@ PAPER_COST: dict[str, Any] = {
 gradient step, the latent at the input of the implicit network (and M = L = 16 entropy samples)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The library's defaults: the cheap configuration for a CPU (docs/algorithms.md, "Cost").
+    # The library's defaults: the cheap configuration for a CPU (experiments/findings.md, "Cost").
     "default": {},
     # The paper's sample counts and network with the library's projection ('energy'), estimator ('knn')
     # and box ('reflect'): the defaults before the cheap configuration; what `backend_preset` picks on
     # a GPU or TPU.
     "gpu": dict(PAPER_COST),
     # The paper's algorithm exactly: its cost, shared-latent projection (the policy collapses,
-    # docs/algorithms.md) and the plug-in entropy estimator.
+    # experiments/findings.md) and the plug-in entropy estimator.
     "paper": {**PAPER_COST, "coupling": "shared-latent", "entropy_estimator": "plug-in", "boundary": "none"},
     # The earlier CPU preset, kept so that runs made with it (the mujoco-cpu suite) stay reproducible:
     # the paper's cost at K = 8 and M = L = 8.
@@ -266,7 +266,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
         """With tau='auto': a warning once tau has fallen below TAU_LOST * tau_init while the entropy
         estimate stays above its target. The constraint H_hat >= target is then slack and Adam lowers log tau
         by about tau_lr per step without end, so tau grows too small to answer if the entropy later falls
-        below the target; measured on Hopper-v5 (docs/algorithms.md, "Automatic temperature")."""
+        below the target; measured on Hopper-v5 (experiments/findings.md, "Automatic temperature")."""
         if not self.config.auto_tau or "tau" not in row or "entropy" not in row:
             return None
         tau, entropy = row["tau"], row["entropy"]
@@ -281,7 +281,7 @@ class WPPGAlgorithm(OffPolicyAlgorithm):
             "less so), and tau keeps falling, so the run has almost none. Should the estimate later fall below the "
             f"target, tau needs about {back:,.0f} gradient steps to climb back to {TAU_USEFUL:g}, and more the "
             "longer this lasts. A floor keeps it within reach: "
-            'tau_min=1e-4 (docs/algorithms.md, "Automatic temperature")'
+            'tau_min=1e-4 (experiments/findings.md, "Automatic temperature")'
         )
 
     def sample_actions(self, actor_params: Any, obs: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
