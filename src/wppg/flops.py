@@ -10,7 +10,9 @@ Network passes, for a layer with R rows, fan-in I and fan-out O (2 R I O each):
 - backward to the parameters: dW of every layer, dX of every layer but the first (inputs are data);
 - backward to the action input: dX of every layer down to the action block, no dW.
 The critics and the implicit policy split their first layer into a state block (B rows) and a
-sample block (B K rows), see `wppg.networks.StateSampleMLP`; the twin critics count twice.
+sample block (B K rows), see `wppg.networks.StateSampleMLP`; the twin critics count twice. An
+implicit policy with latent_input='last' runs all its layers but the sample block of the last hidden
+layer and the output layer on B rows (`wppg.networks.LateSampleMLP`).
 Passes over K samples per state run in chunks of about `CHUNK_ROWS` rows
 (`wppg.algorithms.base.sample_chunks`), each chunk recomputing the small state block.
 """
