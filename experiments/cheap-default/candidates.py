@@ -5,7 +5,8 @@ import sys
 sys.path.insert(0, "experiments/cheap-default")
 from step_cost import run  # noqa: E402
 
-base = {"K": 8, "entropy_M": 8, "entropy_L": 8}
+# The paper's per-step cost at K = 8 (the cpu preset); each row changes some of it.
+base = {"K": 8, "entropy_M": 8, "entropy_L": 8, "target_samples": None, "policy_delay": 1, "latent_input": "first"}
 C = {
     "sac": ("sac", {}),
     "wppg-i cpu": ("wppg-i", {**base}),
