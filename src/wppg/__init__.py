@@ -2,7 +2,7 @@
 
 agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, K=8)
 agent.learn(20_000)
-action = agent.predict(obs, deterministic=True)
+action, _ = agent.predict(obs, deterministic=True)
 agent.save("pendulum.npz"); agent = wppg.WPPG.load("pendulum.npz")
 """
 

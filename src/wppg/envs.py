@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import os
 import pickle
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,31 +75,70 @@ class EnvInfo:
     env_id: str | None
     obs_dim: int
     bounds: ActionBounds
+    n_envs: int | None = None
+    """The number of sub-envs of a vector env given as the env (then `n_envs` of the run), else None."""
+
+
+DMC_PREFIX = "dm_control/"
+"""Gymnasium ids of the DeepMind Control Suite (through shimmy), e.g. dm_control/cheetah-run-v0."""
+
+
+def make_env(env_id: str) -> gym.Env:
+    """`gym.make(env_id)`; a DeepMind Control Suite id (`DMC_PREFIX`) is made through shimmy with
+    its dict of state observations flattened into one Box (`pip install 'wppg[dmc]'`)."""
+    if not env_id.startswith(DMC_PREFIX):
+        return gym.make(env_id)
+    try:
+        import shimmy  # noqa: F401  (registers the dm_control/ ids)
+    except ImportError as e:
+        raise ValueError(f"{env_id} needs dm-control and shimmy: pip install 'wppg[dmc]'") from e
+    env = gym.make(env_id)
+    return gym.wrappers.FlattenObservation(env) if isinstance(env.observation_space, gym.spaces.Dict) else env
+
+
+def _copies(envs: list[gym.Env]) -> Callable[[], gym.Env]:
+    """A factory that hands out `envs` themselves first, then deep copies of the first one taken
+    now, before training touches it."""
+    template = copy.deepcopy(envs[0])
+    first = list(reversed(envs))
+
+    def make() -> gym.Env:
+        return first.pop() if first else copy.deepcopy(template)
+
+    return make
 
 
 def describe_env(env: EnvSpec) -> EnvInfo:
-    """Check an env id, instance or factory and return a factory of fresh copies with its spaces.
+    """Check an env id, instance, factory or vector env and return a factory of fresh copies with its spaces.
 
     A user's instance is used as is for training (the first copy); later copies (the evaluation
-    env) are deep copies of it taken before training touches it.
+    env) are deep copies of it taken before training touches it. A `gymnasium.vector.SyncVectorEnv`
+    (`gym.make_vec(id, n, vectorization_mode="sync")`) gives its n sub-envs, stepped one by one as
+    `n_envs` envs are (its own autoreset and vector wrappers are not used).
     """
     if isinstance(env, str):
         try:
-            probe = gym.make(env)
+            probe = make_env(env)
         except gym.error.Error as e:
             raise ValueError(f"cannot make env {env!r}: {e}") from e
         obs_dim, bounds = check_spaces(probe)
+        # A "module:Id" string is stored as Id: loading a run never imports a module it names.
+        env_id = probe.spec.id if probe.spec is not None and ":" in env else env
         probe.close()
-        return EnvInfo(lambda: gym.make(env), env, obs_dim, bounds)
+        return EnvInfo(lambda: make_env(env), env_id, obs_dim, bounds)
+    if isinstance(env, gym.vector.VectorEnv):
+        subs = getattr(env, "envs", None)
+        if not isinstance(env, gym.vector.SyncVectorEnv) or not subs:
+            raise TypeError(
+                f"a {type(env).__name__} is not supported: pass gym.make_vec(id, n, vectorization_mode='sync'), "
+                "or the env id with n_envs=n"
+            )
+        obs_dim, bounds = check_spaces(subs[0])
+        spec = getattr(subs[0], "spec", None)
+        return EnvInfo(_copies(list(subs)), spec.id if spec is not None else None, obs_dim, bounds, len(subs))
     if isinstance(env, gym.Env):
         obs_dim, bounds = check_spaces(env)
-        template = copy.deepcopy(env)
-        first = [env]
-
-        def make() -> gym.Env:
-            return first.pop() if first else copy.deepcopy(template)
-
-        return EnvInfo(make, env.spec.id if env.spec is not None else None, obs_dim, bounds)
+        return EnvInfo(_copies([env]), env.spec.id if env.spec is not None else None, obs_dim, bounds)
     if callable(env):
         probe = env()
         obs_dim, bounds = check_spaces(probe)
@@ -104,8 +146,36 @@ def describe_env(env: EnvSpec) -> EnvInfo:
         probe.close()
         return EnvInfo(env, env_id, obs_dim, bounds)
     raise TypeError(
-        f"env must be an env id string, a gymnasium.Env or a zero-argument factory; got {type(env).__name__}"
+        "env must be an env id string, a gymnasium.Env, a SyncVectorEnv or a zero-argument factory; "
+        f"got {type(env).__name__}"
     )
+
+
+def import_env(spec: str) -> EnvSpec:
+    """The env of a command line's `--env`: an id as it is, or for `module:Id` / `module:Class` /
+    `module:factory`, the module imported (the working directory first on sys.path) and then the
+    id it registers, or the class or zero-argument factory. Only for a name the user typed: a run
+    file's env id is never imported (`describe_env` stores `module:Id` as Id)."""
+    if ":" not in spec:
+        return spec
+    module_name, name = spec.split(":", 1)
+    if not module_name or not name:
+        raise ValueError(f"--env {spec!r}: expected an env id, module:Id or module:Class")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise ValueError(
+            f"--env {spec!r}: cannot import {module_name!r} ({e}); run from the folder that holds it, or set PYTHONPATH"
+        ) from e
+    obj = getattr(module, name, None)
+    if obj is not None and callable(obj):
+        return obj
+    if name in gym.registry:
+        return name
+    raise ValueError(f"--env {spec!r}: {module_name} has no env class or factory {name!r} and registers no such id")
 
 
 def _mujoco_env(env: gym.Env) -> Any | None:
