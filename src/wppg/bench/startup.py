@@ -77,12 +77,11 @@ def startup_section(env: str, variants: list[str], log=print) -> list[dict[str, 
                 row.update(import_s=built["import_s"], construct_s=built["construct_s"], load_s=loaded["load_s"])
                 row.update(first_predict_s=loaded["first_predict_s"], first_update_s=loaded.get("first_update_s"))
                 rows.append(row)
-                upd = row["first_update_s"]
-                log(
-                    f"  {variant:8s} cache {label:4s}: import {row['import_s']:.2f} s, construct {row['construct_s']:.2f} s, "
-                    f"load {row['load_s']:.2f} s, first predict {row['first_predict_s']:.2f} s, first update "
-                    + ("-" if upd is None else f"{upd:.2f} s")
+                times = ", ".join(
+                    f"{k[:-2].replace('_', ' ')} " + ("-" if row[k] is None else f"{row[k]:.2f} s")
+                    for k in ("import_s", "construct_s", "load_s", "first_predict_s", "first_update_s")
                 )
+                log(f"  {variant:8s} cache {label:4s}: {times}")
     return rows
 
 
