@@ -268,6 +268,21 @@ def _harmless(name: str, value: Any, is_mujoco: bool) -> bool:
     return is_mujoco and name in _MUJOCO_HANDLED
 
 
+def _rng_state(rng: Any) -> dict[str, Any]:
+    """The state of an env's RNG: a `np.random.Generator` (Gymnasium's), or the legacy
+    `np.random.RandomState` some envs use (shimmy's DeepMind Control Suite envs)."""
+    if isinstance(rng, np.random.RandomState):
+        return rng.get_state(legacy=False)  # type: ignore[return-value]
+    return rng.bit_generator.state
+
+
+def _set_rng_state(rng: Any, state: dict[str, Any]) -> None:
+    if isinstance(rng, np.random.RandomState):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state
+
+
 def env_state(env: gym.Env) -> dict[str, Any]:
     """A data-only snapshot of an env mid-episode (JSON-serialisable, see `restore_env_state`).
 
@@ -289,7 +304,7 @@ def env_state(env: gym.Env) -> dict[str, Any]:
         layers.append({"class": f"{type(layer).__module__}.{type(layer).__qualname__}", "attrs": attrs})
     state: dict[str, Any] = {
         "layers": layers,
-        "np_random": _encode(env.unwrapped.np_random.bit_generator.state),
+        "np_random": _encode(_rng_state(env.unwrapped.np_random)),
         "complete": not opaque,
         "opaque": opaque,
     }
@@ -318,8 +333,7 @@ def restore_env_state(env: gym.Env, state: dict[str, Any]) -> gym.Env:
                 if isinstance(getattr(type(layer), name, None), property):
                     continue
                 vars(layer)[name] = _decode(value)
-        rng = env.unwrapped.np_random  # materialise the generator before overwriting its state
-        rng.bit_generator.state = _decode(state["np_random"])
+        _set_rng_state(env.unwrapped.np_random, _decode(state["np_random"]))
         if "mujoco" in state:
             import mujoco
 
@@ -340,7 +354,7 @@ def restore_env_state(env: gym.Env, state: dict[str, Any]) -> gym.Env:
 def snapshot(env: gym.Env) -> bytes:
     """Pickle an env mid-episode (a trusted fallback to `env_state` for envs whose state is not
     plain data). Unpickling runs code named by the data: only `restore` files you trust."""
-    extra: dict[str, Any] = {"np_random": env.unwrapped.np_random.bit_generator.state}
+    extra: dict[str, Any] = {"np_random": _rng_state(env.unwrapped.np_random)}
     mj = _mujoco_env(env)
     if mj is not None:
         d = mj.data
@@ -351,8 +365,7 @@ def snapshot(env: gym.Env) -> bytes:
 def restore(blob: bytes) -> gym.Env:
     """Inverse of `snapshot`. Executes code from `blob`: call it on trusted data only."""
     env, extra = pickle.loads(blob)  # the caller has checked that the data are trusted
-    _ = env.unwrapped.np_random  # materialise the generator before overwriting its state
-    env.unwrapped.np_random.bit_generator.state = extra["np_random"]
+    _set_rng_state(env.unwrapped.np_random, extra["np_random"])
     if "mujoco" in extra:
         import mujoco
 
@@ -449,9 +462,16 @@ class EnvPool:
     def state(self) -> dict[str, Any]:
         """Data-only env snapshots (`env_state`), plus pickles of the envs whose state is not plain data."""
         states = [env_state(e) for e in self.envs]
+        pickles = {}
+        for i, (e, s) in enumerate(zip(self.envs, states)):
+            if not s["complete"]:
+                try:
+                    pickles[i] = snapshot(e)
+                except (pickle.PicklingError, AttributeError, TypeError):
+                    pass  # not picklable either (a lambda in a wrapper): a resumed run starts new episodes
         return {
             "env_states": states,
-            "pickles": {i: snapshot(e) for i, (e, s) in enumerate(zip(self.envs, states)) if not s["complete"]},
+            "pickles": pickles,
             "obs": self.obs.copy(),
             "ep_return": self.ep_return.copy(),
             "ep_length": self.ep_length.copy(),
