@@ -240,6 +240,7 @@ def cmd_train(argv: list[str]) -> int:
         hyper.pop(k)
     seed = hyper.pop("seed")
     command = "wppg train " + " ".join(argv)
+    _header("train", args.algo, args.env, args.out, args.preset if entry.presets else None)
     # Everything is validated (env, spaces, configs) before the directory is touched, so that a
     # bad flag never costs an --overwrite'd run.
     if seeds:
@@ -247,7 +248,6 @@ def cmd_train(argv: list[str]) -> int:
         agents = make_seed_agents(args.algo, env, seeds, args.out, total_steps=total, **hyper)
     else:
         agents = [make_agent(args.algo, env, seed=seed, run_dir=args.out, progress=args.progress, **hyper)]
-    _header("train", args.algo, args.env, args.out, args.preset if entry.presets else None)
     locks = [RunLock(check_writable(out)) for out in outs]
     try:
         for lock in locks:
