@@ -3,7 +3,13 @@ networks and updates reads their compiled code from disk instead of compiling it
 
 Where: `$WPPG_COMPILE_CACHE_DIR`, else `$XDG_CACHE_HOME/wppg/jax` (default `~/.cache/wppg/jax`).
 Off: `WPPG_NO_COMPILE_CACHE=1`. A cache directory the user set for JAX (`JAX_COMPILATION_CACHE_DIR`
-or `jax.config`) is left as it is.
+or `jax.config`) is left as it is. The folder grows with each new program (a new shape, config or JAX
+version) and is never pruned: delete it at any time to reclaim the space.
+
+Processes share it without locking (JAX's default): entries are compressed, so an entry read while
+another process writes it fails to decompress, and JAX then compiles the program again (a warning).
+JAX's size-limited mode locks the folder, but there one entry without its access-time file (left by a
+process stopped mid-write, or by one not in that mode) makes every later write fail: it is not used.
 """
 
 from __future__ import annotations
@@ -13,10 +19,6 @@ from pathlib import Path
 
 OFF_ENV = "WPPG_NO_COMPILE_CACHE"
 DIR_ENV = "WPPG_COMPILE_CACHE_DIR"
-MAX_BYTES = 2**31
-"""Size limit of the cache (least recently used entries go first). A limit also makes JAX lock the
-directory for each read and write, so that processes running side by side (parallel tests,
-benchmark workers) never read an entry while another writes it."""
 
 
 def default_dir() -> Path:
@@ -44,5 +46,4 @@ def enable() -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     # Every compilation is cached: start-up is many sub-second compilations.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     return path
