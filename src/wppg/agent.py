@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,8 +97,8 @@ class Agent:
 
     def learn(self, total_steps: int, progress: bool | None = None) -> Agent:
         """Train for `total_steps` more env steps (SB3's `learn`); returns self."""
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral) or total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1 and an integer, got {total_steps!r}")
         if progress is not None:
             self.trainer.progress = progress
         self.trainer.learn(self.trainer.env_steps + int(total_steps))
@@ -118,12 +119,18 @@ class Agent:
         (`action, _ = agent.predict(obs)`): the second item is the recurrent state, always None here;
         `state` and `episode_start` are accepted for SB3 compatibility and ignored. deterministic=True
         gives the mode (the latent at 0), False samples it."""
-        obs = np.asarray(observation, np.float32)
+        obs = observation
+        shape = f"({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim})"
+        try:
+            obs = np.asarray(obs, np.float32) if obs is not None else None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"obs must be a numeric array of shape {shape}; got {type(obs).__name__} ({e})") from None
+        if obs is None or obs.ndim not in (1, 2) or obs.shape[-1] != self.env_info.obs_dim:
+            raise ValueError(f"obs must have shape {shape}; got {'None' if obs is None else obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            bad = np.argwhere(~np.isfinite(obs))[:8].tolist()
+            raise ValueError(f"obs holds NaN or infinite values (at {bad}): check the env or its wrappers")
         single = obs.ndim == 1
-        if obs.shape[-1:] != (self.env_info.obs_dim,) or obs.ndim not in (1, 2):
-            raise ValueError(
-                f"obs must have shape ({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim}); got {obs.shape}"
-            )
         self._predict_key, k = jax.random.split(self._predict_key)
         a = np.asarray(
             self.algorithm.act(self.policy_params(), obs[None] if single else obs, k, deterministic=deterministic)
@@ -180,6 +187,8 @@ class Agent:
 
     def save(self, path: str | Path) -> Path:
         """Save everything needed to resume exactly: parameters, optimisers, buffer, RNGs, envs."""
+        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+            raise TypeError(f"path must be a file path (str or os.PathLike), got {path!r}")
         return self.trainer.save(path)
 
     @classmethod
@@ -198,13 +207,14 @@ class Agent:
         the checkpoint, or `CheckpointError`); the saved mid-episode state is written into copies
         of `env` when it is of the saved env's class, otherwise new episodes start (a warning).
 
-        Loading runs no code from the file. `trust=True` allows unpickling a pickled env snapshot
-        (written for envs whose state is not plain data, and by earlier versions): pass it only for
-        files you trust, as unpickling can execute arbitrary code; without it such envs start new
-        episodes, with a warning.
+        Loading runs no code from the file and imports no module it names: an env id with a module
+        part (`module:Env-v1`) needs `env=` or `trust=True`. `trust=True` also allows unpickling a
+        pickled env snapshot (written for envs whose state is not plain data): pass it only for files
+        you trust, as unpickling can execute arbitrary code; without it such envs start new
+        episodes, with a warning. See docs/guide/security.md.
         """
-        meta, tree = ckpt.load(path)
-        variant = meta.get("variant")
+        meta = ckpt.read_header(path)
+        variant = meta["variant"]
         if variant not in registry.REGISTRY:
             raise ckpt.CheckpointError(f"checkpoint {path} holds an unknown agent {variant!r}")
         agent_cls = agent_class(variant)
@@ -214,34 +224,67 @@ class Agent:
                 f"wppg.{agent_cls.__name__}.load"
             )
         if env is None:
-            env = meta.get("env_id")
-            if env is None:
-                raise ckpt.CheckpointError(
-                    f"checkpoint {path} was trained on an env without a registered id: pass env= "
-                    "(on the command line --env module:Id or module:Class) to load it"
-                )
-            if not isinstance(env, str) or ":" in env:
-                # gym.make("module:Id") would import a module named by the file.
-                raise ckpt.CheckpointError(f"checkpoint {path} names the env {env!r}: pass env= (or --env) to load it")
-            if not env.startswith(DMC_PREFIX) and env not in gym.registry:
-                raise ckpt.CheckpointError(
-                    f"checkpoint {path} was trained on {env!r}, which is not registered: import the module that "
-                    "registers it and pass env= (on the command line --env module:Id)"
-                )
-        try:
-            train = dict(meta["train_config"])
-            seed = train.pop("seed")
-            algo_cfg = dict(meta["algo_config"])
-        except (KeyError, TypeError) as e:
-            raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing {e})") from e
+            env = _saved_env_id(meta.get("env_id"), path, trust)
+        train = dict(meta["train_config"])
+        if "seed" not in train:
+            raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing 'train_config.seed')")
+        seed = train.pop("seed")
+        algo_cfg = dict(meta["algo_config"])
         for k in registry.get(variant).fixed:
             algo_cfg.pop(k, None)
         try:
             agent = make_agent(variant, env, seed=seed, run_dir=run_dir, progress=progress, **train, **algo_cfg)
         except TypeError as e:
             raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
+        except ConfigError as e:
+            raise ckpt.CheckpointError(f"checkpoint {path} has a bad header: {e}") from e
+        _, tree = ckpt.load(path, expect=_expected_arrays(agent.trainer, meta))
         agent.trainer.load_state(meta, tree, trust=trust)
         return agent
+
+
+def _saved_env_id(env_id: str | None, path: str | Path, trust: bool) -> str:
+    """The env id of a checkpoint's header, if it names an env registered in this process: an id
+    with a module part (`module:Env-v1`) would import that module, so it needs `trust`."""
+    import gymnasium as gym
+
+    if env_id is None:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} was trained on an env without a registered id: pass env= to load it "
+            "(on the command line --env module:Class)"
+        )
+    if ":" in env_id and not trust:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} names the env {env_id!r}, whose module part loading would import: pass env= "
+            "(or trust=True / --trust-checkpoint for a file you wrote). See docs/guide/security.md"
+        )
+    if ":" not in env_id and not env_id.startswith(DMC_PREFIX) and env_id not in gym.registry:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} names the env {env_id!r}, which is not registered: import the package that "
+            "registers it, or pass env= (on the command line --env module:Id)"
+        )
+    return env_id
+
+
+def _expected_arrays(trainer: BaseTrainer, meta: dict[str, Any]) -> dict[str, ckpt.Expect]:
+    """The arrays a checkpoint of `trainer` may hold, with their shapes (`checkpoint.Expect`): the
+    agent state and key exactly; a buffer's filled part up to its capacity; the env pool's arrays
+    for the trainer's number of envs."""
+    expect = ckpt.expect_tree({"agent": trainer.state, "key": np.asarray(trainer.key)})
+    for prefix, saved in trainer._save_extra().items():
+        full = getattr(getattr(trainer, prefix, None), "data", {})
+        for k, e in ckpt.expect_tree(saved, f"{prefix}/").items():
+            name = k.split("/", 1)[1]
+            if name in full:
+                e = ckpt.Expect(full[name].shape, full[name].dtype, leading_max=full[name].shape[0])
+            expect[k] = e
+    n, blob = trainer.config.n_envs, ckpt.Expect((ckpt.MAX_BLOB_BYTES,), np.dtype(np.uint8), ckpt.MAX_BLOB_BYTES)
+    expect["pool/obs"] = ckpt.Expect((n, trainer.algo.obs_dim), np.dtype(np.float32))
+    expect["pool/ep_return"] = ckpt.Expect((n,), np.dtype(np.float64))
+    expect["pool/ep_length"] = ckpt.Expect((n,), np.dtype(np.int64))
+    expect["pool/env_states"] = blob
+    expect |= {f"pool/pickles/{i}": blob for i in range(n)}
+    return expect
 
 
 class WPPG(Agent):

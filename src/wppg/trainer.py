@@ -35,6 +35,7 @@ from wppg.algorithms.protocol import Algorithm
 from wppg.diagnostics import STATES, make_policy_spread
 from wppg.envs import EnvOutputError, EnvPool
 from wppg.replay import ReplayBuffer
+from wppg.rundir import write_json
 from wppg.schedule import TrainingInterrupted, stop_on_signals  # noqa: F401 -- public here since before the schedule module
 
 # The protocol's cap on evaluation episodes (`wppg.evaluation`), read from this module at each
@@ -248,7 +249,7 @@ class BaseTrainer(abc.ABC):
         metrics = self.task_metrics()
         if metrics is not None:
             summary["task_metrics"] = metrics
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json(self.run_dir / "summary.json", summary)
 
     def task_metrics(self) -> dict[str, float] | None:
         """`wppg.tasks.policy_metrics` of the current policy on a fresh env, from its own stream of
@@ -372,7 +373,7 @@ class BaseTrainer(abc.ABC):
 
         Runs no code from the checkpoint: the envs are fresh envs of this trainer's `make_env`
         with the saved data-only state written in. A pickled env snapshot (an env whose state is
-        not plain data, or a file of an older version) is unpickled only with `trust=True`;
+        not plain data) is unpickled only with `trust=True`;
         otherwise, or if the snapshot does not fit the env, the envs start new episodes with a
         warning (the resume is then not exact at that point)."""
         saved_spaces = meta.get("spaces")
@@ -407,8 +408,7 @@ class BaseTrainer(abc.ABC):
         if meta.get("has_envs"):
             try:
                 states = json.loads(pool["env_states"].tobytes().decode()) if "env_states" in pool else None
-                # Files of earlier versions hold pickles only, under "envs".
-                pickles = {int(i): b.tobytes() for i, b in (pool.get("pickles") or pool.get("envs") or {}).items()}
+                pickles = {int(i): b.tobytes() for i, b in (pool.get("pickles") or {}).items()}
                 state = {"env_states": states, "pickles": pickles, "obs": obs}
                 state |= {"ep_return": ep_return, "ep_length": ep_length}
                 self.pool = EnvPool.from_state(state, self.make_env, trust=trust)

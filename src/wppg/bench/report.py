@@ -43,6 +43,8 @@ ONE_SIDE_SINGLE = (
     "*: one of the two algorithms has one run per env, which the bootstrap cannot resample: the CI spans only "
     "the other's spread and understates the uncertainty."
 )
+GUIDE = 'docs/guide/benchmarking.md, "Reading a report"'
+"""Where the report's columns are explained."""
 LAST = 5
 """Evaluations averaged by the end-of-training metric that complements the final return."""
 # The temperature columns of train.csv: SAC's alpha, WPPG's tau (fixed or learned).
@@ -84,26 +86,69 @@ def _algo_label(summary: dict[str, Any], config: dict[str, Any]) -> str | None:
     return variant
 
 
+def _object(d: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
+    """`d[key]` when it is a JSON object ({} when absent), else a `BenchError` naming the file."""
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise BenchError(f"{where}: {key!r} must be a JSON object, got {type(v).__name__}")
+    return v
+
+
+def _count_field(v: Any, key: str, where: Path) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**53:
+        raise BenchError(f"{where}: {key!r} must be a non-negative integer, got {str(v)[:40]}")
+    return v
+
+
+def _text_field(v: Any, key: str, where: Path) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    raise BenchError(f"{where}: {key!r} must be a string, got {type(v).__name__}")
+
+
 def load_run(path: Path) -> RunRecord | None:
-    """Read a run directory; None when it holds nothing that says which env and algorithm it is."""
-    bench = read_json(path / RUN_FILE) or {}
-    run = bench.get("run", {})
-    summary = read_json(path / "summary.json") or {}
-    config = read_json(path / "config.json") or {}
-    train = config.get("train_config") or {}
+    """Read a run directory; None when it holds nothing that says which env and algorithm it is. A
+    file of the wrong shape (a list for an object, a string for a count) is a `BenchError` naming it."""
+    bench_path, summary_path, config_path = path / RUN_FILE, path / "summary.json", path / "config.json"
+    bench = read_json(bench_path) or {}
+    run = _object(bench, "run", bench_path)
+    summary = read_json(summary_path) or {}
+    config = read_json(config_path) or {}
+    train = _object(config, "train_config", config_path)
+    _object(summary, "final_eval", summary_path)
+    for key in ("env_id", "algo"):
+        _text_field(run.get(key), key, bench_path)
+    for key in ("env_id", "bench_algo", "variant", "algo"):
+        _text_field(summary.get(key), key, summary_path)
+        _text_field(config.get(key), key, config_path)
+    _object(summary, "algo_config", summary_path)
+    _object(config, "algo_config", config_path)
+    _count_field(summary.get("env_steps"), "env_steps", summary_path)
+    _count_field(summary.get("bench_budget"), "bench_budget", summary_path)
+    for key in ("seed", "steps"):
+        _count_field(run.get(key), key, bench_path)
+    for key in ("seed", "total_steps"):
+        _count_field(train.get(key), f"train_config.{key}", config_path)
     env_id = run.get("env_id") or summary.get("env_id") or config.get("env_id")
     algo = run.get("algo") or _algo_label(summary, config)
     if env_id is None or algo is None:
         return None
     seed = run.get("seed", train.get("seed"))
     budget = run.get("steps") or summary.get("bench_budget") or train.get("total_steps")
-    curve = read_csv(path / "eval.csv") if (path / "eval.csv").exists() else {}
+    try:
+        curve = read_csv(path / "eval.csv") if (path / "eval.csv").exists() else {}
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path / 'eval.csv'}: not a readable eval.csv ({e})") from None
     try:
         train_rows = read_csv(path / "train.csv") if (path / "train.csv").exists() else {}
     except (OSError, ValueError):  # a file cut mid-row by a killed run: its curves are left out
         train_rows = {}
     if summary:
-        env_steps = int(summary.get("env_steps", 0))
+        env_steps = int(summary.get("env_steps") or 0)
     else:
         env_steps = int(curve["step"][-1]) if curve.get("step") else 0
     finished = bool(summary) and (budget is None or env_steps >= int(budget)) and summary.get("final_eval") is not None
@@ -112,7 +157,7 @@ def load_run(path: Path) -> RunRecord | None:
         final = {k: v[-1] for k, v in curve.items()}
     error = None
     if (path / ERROR_FILE).exists():
-        lines = (path / ERROR_FILE).read_text().splitlines()
+        lines = (path / ERROR_FILE).read_text(errors="replace").splitlines()
         error = lines[0] if lines else "failed"
     return RunRecord(path, env_id, algo, None if seed is None else int(seed), None if budget is None else int(budget),
                      env_steps, finished, final, curve, summary, config, bench, error, train_rows,
@@ -360,7 +405,7 @@ def build_report(
             "Mean over seeds of each run's final evaluation, with its 95% percentile-bootstrap CI (2000 resamples); "
             f"`mode` acts with the policy's mode, `stochastic` samples actions. `last {last}`: the same for the mean of "
             f"each run's last {last} evaluations (the final one included), an end-of-training figure less at the mercy "
-            "of one evaluation: a single end point can move by hundreds within a few evaluations (Hopper)."
+            "of one evaluation."
         ),
         "",
     ]
@@ -434,15 +479,9 @@ def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str, color
 
 
 TASK_REFERENCE = (
-    "The `wppg/` tasks have a known soft-optimal policy: on a one-step bandit, the Gibbs policy "
-    "exp(r(a) / tau) / Z at the env's reference temperature (tau = 0.1 unless the env was made with another). "
-    "Its values: `w2_to_gibbs` 0 (W2 distance from 2000 policy samples to it), `mass_left` 0.5 (double well: "
-    "fraction of actions a < 0), `mode_min_mass` 0.25 (four modes: smallest fraction of actions in a quadrant), "
-    "and `policy_std`, `policy_mean`, `mean_reward` as in the `reference` row; on MultiGoal, `goals_reached` 4 "
-    "(distinct goals reached by 20 stochastic episodes from the env's random start), with `success_rate` the "
-    "fraction of those episodes that reach a goal, `goals_from_origin` 4 (the same from the exact origin, where "
-    "only the policy's spread can pick more than one goal) and `origin_directions` 4 (goal directions holding "
-    "at least 10% of the first actions at the origin). Sample metrics carry sampling noise: exact Gibbs samples give a W2 of a few hundredths."
+    "The `wppg/` tasks have a known soft-optimal policy (the Gibbs policy exp(r(a) / tau) / Z at the env's "
+    "reference temperature); the `reference` row gives its metrics. Sample metrics carry sampling noise. "
+    f"What each metric measures: {GUIDE}."
 )
 
 
@@ -581,19 +620,11 @@ def _spread_section(
         "## Policy spread",
         "",
         (
-            "From train.csv (a row every `log_every` env steps; `wppg.diagnostics`): `policy_entropy`, the plug-in "
-            "mixture estimate of the policy's entropy on the unit box u = (a - bias)/scale, kernel width "
-            f"{SPREAD_SIGMA}, "
-            f"whose floor, {floor:.2f} nats per action dimension, is that of a collapsed (deterministic) policy, and "
-            "which reads broad policies too high; `policy_entropy_knn` (runs made since it was added), the "
-            "nearest-neighbour estimate, nearly unbiased where the policy's widths are alike across dimensions "
-            "and too high where they differ (docs/algorithms.md), which reads a collapsed policy far below zero; "
-            "`policy_std`, the per-state standard deviation of the actions on the unit box; `policy_on_walls` (runs "
-            "made since it was added), the fraction of actions within 0.01 of the box's walls, which a policy driven "
-            "into saturation raises towards 1; the temperature (SAC's "
-            "alpha, WPPG's tau, learned or fixed). The table gives each run's last row (mean and 95% bootstrap CI over "
-            "seeds), the figure the mean over seeds with its 95% bootstrap band. Runs without these columns (the "
-            "external references) are left out."
+            "From train.csv (a row every `log_every` env steps), on the unit box: the policy's entropy, plug-in "
+            f"(floor {floor:.2f} nats per action dimension: a collapsed policy) and nearest-neighbour estimates; the "
+            "per-state action std; the fraction of actions on the box's walls; the temperature. Table: each run's "
+            "last row, mean and 95% bootstrap CI over seeds; figure: the mean over seeds and its band. What each "
+            f"column measures: {GUIDE}."
         ),
         "",
     ]
@@ -703,9 +734,7 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
         if run_hp is not None:
             hps[r.algo].add(json.dumps(run_hp, sort_keys=True))
     if hps:
-        lines.append(
-            "- Hyperparameters given to each algorithm (the rest are the defaults of its config, see docs/algorithms.md):"
-        )
+        lines.append("- Hyperparameters given to each algorithm (the rest are the defaults of its config):")
         for algo, sets in sorted(hps.items()):
             lines.append(f"  - {algo}: " + " or ".join(f"`{s}`" for s in sorted(sets)))
     versions = _versions(records, roots)
