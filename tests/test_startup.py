@@ -72,3 +72,14 @@ def test_the_warm_up_warning_names_what_exceeds_the_run():
     agent = wppg.SAC("Pendulum-v1", hidden=(8,), batch_size=256, learning_starts=0, eval_episodes=1, progress=False)
     with pytest.warns(UserWarning, match=r"^batch_size \(256\) exceeds the 100 env steps"):
         agent.learn(100)
+
+
+@pytest.mark.slow
+def test_the_startup_benchmark_times_each_phase_in_a_fresh_process(tmp_path):
+    from wppg.bench.startup import startup_section
+
+    rows = startup_section("Pendulum-v1", ["sac"], log=lambda s: None)
+    assert [r["cache"] for r in rows] == ["off", "cold", "warm"]
+    for r in rows:
+        for k in ("import_s", "construct_s", "load_s", "first_predict_s", "first_update_s"):
+            assert r[k] > 0, (r["cache"], k)
