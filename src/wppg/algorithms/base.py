@@ -260,6 +260,7 @@ class OffPolicyAlgorithm(abc.ABC):
         self.keyed_update = jax.jit(with_key_split(self._update))
         self.act = jax.jit(self._act, static_argnames="deterministic")
         self._explore_jit = jax.jit(self._explore)
+        self._init_jit = jax.jit(self.fresh_state)
 
     @classmethod
     def build(cls, config: Any, obs_dim: int, bounds: ActionBounds, train: Any) -> OffPolicyAlgorithm:
@@ -285,7 +286,12 @@ class OffPolicyAlgorithm(abc.ABC):
 
     # --- shared machinery ------------------------------------------------------------------------
     def init(self, key: jax.Array) -> AgentState:
-        """Fresh parameters and optimiser states."""
+        """Fresh parameters and optimiser states, built in one compiled call (`fresh_state`): one
+        XLA compilation (or a read of JAX's persistent cache) instead of one per initialiser."""
+        return self._init_jit(key)
+
+    def fresh_state(self, key: jax.Array) -> AgentState:
+        """Fresh parameters and optimiser states (traced by `init`; a subclass extends this)."""
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((1, self.obs_dim))
         actor_params = self.policy.init(k_actor, obs, jnp.zeros((1, 1, self.policy.latent_dim)))
