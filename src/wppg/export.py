@@ -87,8 +87,8 @@ def _dense_index(name: str) -> int:
 def policy_weights(agent: Agent) -> dict[str, np.ndarray]:
     """The policy's weights in the flat layout of the NumPy forward pass (docs/guide/export.md):
     `kind` ('gaussian' or 'implicit'), `scale`, `bias`, `n_layers`, and W{i}, b{i} for the dense
-    layers in order, W0 being the state part of the first layer; an implicit policy adds Wz, the
-    latent part of its first layer (no bias)."""
+    layers in order; an implicit policy adds `z_layer`, the hidden layer the latent enters, and Wz,
+    the latent's part of that layer (no bias)."""
     net = getattr(agent.algorithm, "policy", None)
     kind = {"GaussianPolicy": "gaussian", "ImplicitPolicy": "implicit"}.get(type(net).__name__)
     tree = agent.policy_params().get("params", {})
@@ -99,7 +99,9 @@ def policy_weights(agent: Agent) -> dict[str, np.ndarray]:
     if kind == "implicit":
         if set(layers) - set(dense) != {"state_in", "sample_in"}:
             raise ExportError(f"unknown layout of the implicit policy's layers {sorted(layers)}")
-        dense = ["state_in", *dense]
+        # The latent enters the first hidden layer ([s, z]) or the last (latent_input='last').
+        z_layer = 0 if getattr(net, "latent_input", "first") == "first" else len(dense) - 1
+        dense.insert(z_layer, "state_in")
     elif set(layers) != set(dense):
         raise ExportError(f"unknown layout of the Gaussian policy's layers {sorted(layers)}")
     out: dict[str, np.ndarray] = {
@@ -113,6 +115,7 @@ def policy_weights(agent: Agent) -> dict[str, np.ndarray]:
         out[f"b{i}"] = np.asarray(layers[name]["bias"], np.float32)
     if kind == "implicit":
         out["Wz"] = np.asarray(layers["sample_in"]["kernel"], np.float32)
+        out["z_layer"] = np.asarray(z_layer)
     return out
 
 
@@ -127,14 +130,14 @@ def export_weights(agent: Agent, path: str | Path) -> Path:
 def numpy_policy(w: Any, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
     """The NumPy-only forward pass of docs/guide/export.md, on the weights of `policy_weights`:
     the mode (noise=None) or the action of a given standard-normal latent, for obs [B, obs_dim]."""
-    obs = np.atleast_2d(np.asarray(obs, np.float32))
+    x = np.atleast_2d(np.asarray(obs, np.float32))
     n = int(w["n_layers"])
-    x = obs @ w["W0"] + w["b0"]
-    if str(w["kind"]) == "implicit" and noise is not None:
-        x = x + np.atleast_2d(noise) @ w["Wz"]  # z = 0 (the mode) adds nothing
-    x = np.maximum(x, 0.0)  # ReLU
-    for i in range(1, n - 1):
-        x = np.maximum(x @ w[f"W{i}"] + w[f"b{i}"], 0.0)
+    z_layer = int(w["z_layer"]) if str(w["kind"]) == "implicit" else -1
+    for i in range(n - 1):  # the hidden layers, ReLU
+        h = x @ w[f"W{i}"] + w[f"b{i}"]
+        if i == z_layer and noise is not None:
+            h = h + np.atleast_2d(noise) @ w["Wz"]  # z = 0 (the mode) adds nothing
+        x = np.maximum(h, 0.0)
     pre = x @ w[f"W{n - 1}"] + w[f"b{n - 1}"]
     if str(w["kind"]) == "gaussian":
         mu, log_std = np.split(pre, 2, axis=-1)
