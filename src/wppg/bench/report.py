@@ -4,7 +4,8 @@ Per env: the final evaluation return (mode and stochastic) of the finished runs 
 each run's last 5 evaluations, mean and 95% percentile-bootstrap CI over seeds. Across envs, for
 both: min-max normalised scores, their interquartile mean (IQM) with 95% stratified-bootstrap CIs
 and the probability of improvement of each algorithm over each other (rliable). Learning curves
-per env (mean and 95% bootstrap band); the policy's spread (train.csv's `policy_entropy`,
+per env (mean and 95% bootstrap band), also against CPU and wall-clock seconds with each algorithm's
+return at SAC's budget (equal compute); the policy's spread (train.csv's `policy_entropy`,
 `policy_std` and the temperature) per env, as curves and at the end of training; the cost per
 algorithm, the protocol, and the runs that did not finish, listed apart. Runs on the `wppg/` tasks
 add their task metrics (distance to the soft-optimal policy, mode masses, goals).
