@@ -66,7 +66,7 @@ def label_colors(labels: Iterable[str]) -> dict[str, str]:
     return {label: cycle[i % len(cycle)] for i, label in enumerate(sorted(set(labels)))}
 
 
-def _draw_curves(ax: object, curves: Curves, colors: dict[str, str]) -> None:
+def _draw_curves(ax: object, curves: Curves, colors: dict[str, str], xlabel: str = "env steps") -> None:
     """On `ax`, one line per label in its colour: the mean over its runs at the steps they all have,
     with a 95% bootstrap CI band when there are several runs."""
     for label, runs in sorted(curves.items()):
@@ -79,20 +79,32 @@ def _draw_curves(ax: object, curves: Curves, colors: dict[str, str]) -> None:
         if len(runs) > 1:
             lo, hi = bootstrap_ci(y)
             ax.fill_between(steps, lo, hi, color=color, alpha=0.2)
-    ax.set_xlabel("env steps")
+    ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
 
 
 def plot_curves(
-    curves: Curves, out: str | Path, *, title: str, ylabel: str, colors: dict[str, str] | None = None
+    curves: Curves,
+    out: str | Path,
+    *,
+    title: str,
+    ylabel: str,
+    colors: dict[str, str] | None = None,
+    xlabel: str = "env steps",
 ) -> Path:
     """One line per label: the mean over its runs' (steps, values) curves at the steps they all
-    have, with a 95% bootstrap CI band when there are several runs. `colors`: see `plot_panels`."""
-    return plot_panels([(curves, ylabel, False)], out, title=title, colors=colors)
+    have, with a 95% bootstrap CI band when there are several runs. `colors`: see `plot_panels`;
+    `xlabel`: what the curves' first coordinate is."""
+    return plot_panels([(curves, ylabel, False)], out, title=title, colors=colors, xlabel=xlabel)
 
 
 def plot_panels(
-    panels: list[tuple[Curves, str, bool]], out: str | Path, *, title: str, colors: dict[str, str] | None = None
+    panels: list[tuple[Curves, str, bool]],
+    out: str | Path,
+    *,
+    title: str,
+    colors: dict[str, str] | None = None,
+    xlabel: str = "env steps",
 ) -> Path:
     """`plot_curves` for several quantities side by side: panels of (curves, ylabel, log y-axis).
     A label has one colour in every panel: `colors`, else `label_colors` of all the panels' labels."""
@@ -106,7 +118,7 @@ def plot_panels(
     if colors is None:
         colors = label_colors(label for curves, _, _ in panels for label in curves)
     for ax, (curves, ylabel, log) in zip(axes[0], panels, strict=True):
-        _draw_curves(ax, curves, colors)
+        _draw_curves(ax, curves, colors, xlabel)
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")

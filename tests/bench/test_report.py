@@ -417,3 +417,100 @@ def test_an_algorithm_keeps_its_colour_in_panels_that_lack_others():
     drawn = [{line.get_label().split()[0]: line.get_color() for line in ax.lines} for ax in (full, partial)]
     plt.close(fig)
     assert drawn[0] == colors and drawn[1] == {"sac": colors["sac"], "wppg-i": colors["wppg-i"]}
+
+
+# --- equal compute: eval curves against CPU and wall seconds, rebuilt from train.csv's rates ------------------------
+def write_timed_run(root: Path, env: str, algo: str, seed: int, times: dict[int, float], evals: dict[int, float], *,
+                    cpu_share: float | None = 0.5, train: bool = True) -> Path:  # fmt: skip
+    """A finished run whose train.csv rows at `times`' steps log the mean rate since the start (what the trainer
+    writes: step / elapsed wall seconds), with eval.csv at `evals`' steps, wall_time_s the last row's time and
+    cpu_time_s `cpu_share` of it."""
+    d = write_run(root, env, algo, seed, evals[max(evals)])
+    lines = ["step,return_stochastic,return_stochastic_std,return_mode,return_mode_std"]
+    (d / "eval.csv").write_text("\n".join([*lines, *(f"{s},{v - 1},0.0,{v},0.0" for s, v in evals.items())]) + "\n")
+    if train:
+        rows = ["step,critic_loss,steps_per_s", *(f"{s},1.0,{s / t}" for s, t in times.items())]
+        (d / "train.csv").write_text("\n".join(rows) + "\n")
+    summary = json.loads((d / "summary.json").read_text())
+    wall = times[max(times)]
+    summary.update(wall_time_s=wall, steps_per_s=BUDGET / wall)
+    summary.pop("cpu_time_s")
+    if cpu_share is not None:
+        summary["cpu_time_s"] = cpu_share * wall
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+def test_time_curve_places_evaluations_at_the_seconds_the_rates_imply(tmp_path):
+    from wppg.bench.report import load_run, time_curve
+
+    # 10 s to step 500, then 2 s to 1000: the rates 50 and 83.3 steps/s are means since the start, so step
+    # 1000 is at 12 s (integrating them as rates of each interval would give 16 s)
+    d = write_timed_run(
+        tmp_path, "EnvA-v0", "sac", 0, {500: 10.0, 1000: 12.0}, {250: 1.0, 500: 2.0, 750: 3.0, 1000: 4.0}
+    )
+    wall, _ = time_curve(load_run(d), clock="wall")
+    np.testing.assert_allclose(wall.seconds, [5.0, 10.0, 11.0, 12.0])  # step 250: between the start and step 500
+    np.testing.assert_allclose(wall.values, [1.0, 2.0, 3.0, 4.0])
+    assert wall.total == pytest.approx(12.0)
+    cpu, why = time_curve(load_run(d), clock="cpu")
+    assert why == "" and cpu.total == pytest.approx(6.0)
+    np.testing.assert_allclose(cpu.seconds, [2.5, 5.0, 5.5, 6.0])  # scaled by cpu_time_s / wall_time_s = 0.5
+
+
+def test_runs_lacking_what_a_clock_needs_are_left_out_and_counted(tmp_path):
+    from wppg.bench.report import load_run, time_curve
+
+    times, evals = {500: 5.0, 1000: 10.0}, {500: 1.0, 1000: 2.0}
+    no_train = write_timed_run(tmp_path, "EnvA-v0", "sac", 0, times, evals, train=False)
+    no_cpu = write_timed_run(tmp_path, "EnvA-v0", "sac", 1, times, evals, cpu_share=None)
+    resumed = write_timed_run(tmp_path, "EnvA-v0", "sac", 2, times, evals)
+    summary = json.loads((resumed / "summary.json").read_text())  # the summary times only the part after a resume
+    (resumed / "summary.json").write_text(json.dumps({**summary, "wall_time_s": 4.0, "cpu_time_s": 2.0}))
+    assert time_curve(load_run(no_train))[1] == "no train.csv with steps_per_s"
+    assert time_curve(load_run(no_cpu), clock="cpu")[1] == "no cpu_time_s in summary.json"
+    assert time_curve(load_run(no_cpu), clock="wall")[0] is not None
+    assert time_curve(load_run(resumed), clock="wall")[1].startswith("resumed")
+    with pytest.raises(Exception, match="clock must be one of"):
+        time_curve(load_run(no_cpu), clock="gpu")
+
+
+def test_at_budget_interpolates_and_marks_runs_that_ended_before():
+    from wppg.bench.report import TimeCurve, at_budget
+
+    c = TimeCurve(np.array([2.0, 4.0, 6.0]), np.array([200, 400, 600]), np.array([0.0, 10.0, 30.0]), total=8.0)
+    assert at_budget(c, 5.0) == (20.0, 500.0, False)
+    assert at_budget(c, 3.0) == (5.0, 300.0, False)
+    assert at_budget(c, 7.0) == (30.0, 600.0, False)  # after its last evaluation, within its run
+    assert at_budget(c, 9.0) == (30.0, 600.0, True)
+
+
+def test_equal_compute_section_and_table(tmp_path):
+    from wppg.bench.report import build_report
+
+    evals = {250: 0.0, 500: 10.0, 750: 20.0, 1000: 30.0}
+    for seed, wall in enumerate([10.0, 30.0]):  # sac: 5 and 15 CPU s, so its budget is 10
+        write_timed_run(tmp_path, "EnvA-v0", "sac", seed, {500: wall / 2, 1000: wall}, evals)
+    for seed, wall in enumerate([40.0, 80.0]):  # x: step 1000 at 20 and 40 CPU s
+        write_timed_run(tmp_path, "EnvA-v0", "x", seed, {500: wall / 2, 1000: wall}, evals)
+    write_timed_run(tmp_path, "EnvA-v0", "x", 2, {500: 1.0, 1000: 2.0}, evals, train=False)
+    write_timed_run(tmp_path, "EnvA-v0", "x", 3, {500: 1.0, 1000: 2.0}, evals, cpu_share=None)
+    out = tmp_path / "report" / "r.md"
+    result = build_report([tmp_path / "EnvA-v0"], out, reps=50)
+    cpu = result["equal_compute"]["cpu"]
+    assert [Path(p).name for p in cpu["left_out"]["no train.csv with steps_per_s"]] == ["seed2"]
+    assert len(cpu["left_out"]["no cpu_time_s in summary.json"]) == 1
+    env = cpu["envs"]["EnvA-v0"]
+    assert env["budget"] == pytest.approx(10.0)
+    # sac seed 0 ended at 5 s (final 30); seed 1 reaches 10 s at step 666.7, between the evaluations at 500 and 750
+    assert env["algos"]["sac"]["return"]["values"] == pytest.approx([30.0, 10.0 + 10.0 * 166.667 / 250], rel=1e-5)
+    assert env["algos"]["sac"]["ended_before"] == 1
+    # x at 10 CPU s: seed 0 (0.02 s per step) at step 500, seed 1 (0.04 s per step) at step 250
+    assert env["algos"]["x"]["return"]["values"] == pytest.approx([10.0, 0.0])
+    assert env["algos"]["x"]["env_steps"]["values"] == pytest.approx([500.0, 250.0])
+    assert len(result["equal_compute"]["wall"]["left_out"]["no train.csv with steps_per_s"]) == 1
+    assert "no cpu_time_s in summary.json" not in result["equal_compute"]["wall"]["left_out"]
+    text = out.read_text()
+    assert "## Equal compute" in text and "Runs: 4 of 6; left out: 2" in text
+    assert (out.parent / "figures" / "r" / "EnvA-v0-cpu-seconds.png").exists()
+    assert (out.parent / "figures" / "r" / "EnvA-v0-wall-seconds.png").exists()

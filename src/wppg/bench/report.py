@@ -4,7 +4,8 @@ Per env: the final evaluation return (mode and stochastic) of the finished runs 
 each run's last 5 evaluations, mean and 95% percentile-bootstrap CI over seeds. Across envs, for
 both: min-max normalised scores, their interquartile mean (IQM) with 95% stratified-bootstrap CIs
 and the probability of improvement of each algorithm over each other (rliable). Learning curves
-per env (mean and 95% bootstrap band); the policy's spread (train.csv's `policy_entropy`,
+per env (mean and 95% bootstrap band), also against CPU and wall-clock seconds with each algorithm's
+return at SAC's budget (equal compute); the policy's spread (train.csv's `policy_entropy`,
 `policy_std` and the temperature) per env, as curves and at the end of training; the cost per
 algorithm, the protocol, and the runs that did not finish, listed apart. Runs on the `wppg/` tasks
 add their task metrics (distance to the soft-optimal policy, mode masses, goals).
@@ -451,6 +452,7 @@ def build_report(
     lines += _task_metrics_section(done, result)
     lines += _aggregate_section(finals, reps, result, metric)
     lines += _aggregate_section(lasts, reps, result, metric, last=last)
+    lines += _equal_compute_section(done, figures, out, result, metric, colors)
     lines += _spread_section(done, figures, out, result, colors)
     lines += _cost_section(done)
     lines += _protocol_section(records, done, [Path(p) for p in run_dirs], command)
@@ -476,6 +478,151 @@ def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str, color
         ylabel=f"eval {metric.replace('_', ' ')}",
         colors=colors,
     )
+
+
+# --- equal compute ------------------------------------------------------------------------------
+CLOCKS = {"cpu": "CPU seconds", "wall": "wall-clock seconds"}
+"""The clocks of the equal-compute curves: the process's CPU time, or the wall clock."""
+REFERENCE = "sac"
+"""The algorithm whose full-run time is the budget of the equal-compute table."""
+RESUME_SLACK = 1.02
+"""A run whose rows imply more time than its summary's wall_time_s (beyond this factor) was resumed."""
+EQUAL_COMPUTE = (
+    "Evaluation returns against the seconds a run had spent when it evaluated, so that algorithms whose env steps "
+    "cost differently are compared at equal compute. The runs do not record the time of an evaluation: it is "
+    "reconstructed from train.csv, whose `steps_per_s` is the mean rate since the run started, so a logged row at "
+    "step s was reached s / steps_per_s wall seconds in; evaluations between rows are placed by linear "
+    "interpolation in env steps. CPU seconds scale these wall seconds by the run's cpu_time_s / wall_time_s "
+    "(summary.json), which assumes the run's CPU share was the same throughout. Runs without train.csv rates, "
+    "without the summary's times, or resumed (their rates restart at the resume and the summary times only the "
+    "last part) are left out of that clock's figure and table, and counted. Figure: the mean over seeds on a "
+    "common grid of seconds (each run's returns interpolated between its evaluations, up to the shortest run of "
+    "the algorithm), band: 95% bootstrap CI. Table: each run's return at the reference algorithm's budget (the "
+    "mean over its runs of their whole run's seconds), interpolated between evaluations; a run that ended before "
+    "the budget enters with its final return. The wall clock also counts time a run waited for a shared core."
+)
+
+
+@dataclass
+class TimeCurve:
+    """A run's evaluations against the seconds it had spent (`time_curve`)."""
+
+    seconds: np.ndarray
+    steps: np.ndarray
+    values: np.ndarray
+    total: float
+    """The seconds of the whole run."""
+
+
+def _positive(summary: dict[str, Any], key: str) -> float | None:
+    v = summary.get(key)
+    return float(v) if _number(v) and np.isfinite(v) and v > 0 else None
+
+
+def time_curve(record: RunRecord, metric: str = "return_mode", clock: str = "cpu") -> tuple[TimeCurve | None, str]:
+    """The run's evaluations of `metric` against the `clock`'s seconds ('cpu' or 'wall'), reconstructed from
+    train.csv's `steps_per_s` (mean rate since the run started) and summary.json's wall_time_s and cpu_time_s.
+    Returns (curve, '') or (None, why the run cannot give one)."""
+    if clock not in CLOCKS:
+        raise BenchError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    rows = _train_series(record, ("steps_per_s",))
+    if rows is None:
+        return None, "no train.csv with steps_per_s"
+    steps, rates = rows
+    keep = rates > 0
+    steps, rates = steps[keep].astype(float), rates[keep]
+    wall = _positive(record.summary, "wall_time_s")
+    if not len(steps) or wall is None:
+        return None, "no train.csv with steps_per_s" if not len(steps) else "no wall_time_s in summary.json"
+    cpu = _positive(record.summary, "cpu_time_s")
+    if clock == "cpu" and cpu is None:
+        return None, "no cpu_time_s in summary.json"
+    elapsed = steps / rates
+    if np.any(np.diff(steps) <= 0) or np.any(np.diff(elapsed) < 0) or elapsed[-1] > RESUME_SLACK * wall:
+        return None, "resumed (train.csv's rates span more than the summary's last part)"
+    anchor_steps, anchor_s = np.r_[0.0, steps], np.r_[0.0, elapsed]
+    if record.env_steps > steps[-1]:
+        anchor_steps, anchor_s = np.r_[anchor_steps, record.env_steps], np.r_[anchor_s, max(wall, elapsed[-1])]
+    by_step = {int(s): float(v) for s, v in zip(record.curve.get("step", []), record.curve.get(metric, []), strict=True)
+               if s <= anchor_steps[-1] and (record.budget is None or s <= record.budget)}  # fmt: skip
+    evals = np.array(sorted(s for s, v in by_step.items() if np.isfinite(v)), float)
+    if not len(evals):
+        return None, f"no evaluations of {metric}"
+    scale = cpu / wall if clock == "cpu" and cpu is not None else 1.0
+    seconds = scale * np.interp(evals, anchor_steps, anchor_s)
+    values = np.array([by_step[int(s)] for s in evals])
+    return TimeCurve(seconds, evals.astype(np.int64), values, scale * max(wall, elapsed[-1])), ""
+
+
+def at_budget(curve: TimeCurve, budget: float) -> tuple[float, float, bool]:
+    """(return, env steps) of the run at `budget` seconds, interpolated between its evaluations, and whether
+    it ended before the budget (then its final evaluation)."""
+    if budget >= curve.seconds[-1]:
+        return float(curve.values[-1]), float(curve.steps[-1]), budget > curve.total
+    return (float(np.interp(budget, curve.seconds, curve.values)),
+            float(np.interp(budget, curve.seconds, curve.steps)), False)  # fmt: skip
+
+
+def _on_grid(curves: list[TimeCurve], n: int = 100) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each run's returns interpolated onto one grid of seconds, from the latest first evaluation to the
+    earliest last one, so that the mean over runs is defined at every point."""
+    lo, hi = max(c.seconds[0] for c in curves), min(c.seconds[-1] for c in curves)
+    grid = np.linspace(lo, hi, n) if hi > lo else np.array([lo])
+    return [(grid, np.interp(grid, c.seconds, c.values)) for c in curves]
+
+
+def _equal_compute_section(
+    done: list[RunRecord], figures: Path, out: Path, result: dict[str, Any], metric: str, colors: dict[str, str]
+) -> list[str]:
+    """Per clock: a figure per env of the return against seconds, and the return of every algorithm at the
+    reference algorithm's budget; stored in `result['equal_compute'][clock]`."""
+    from wppg.plotting import plot_curves
+
+    lines = ["## Equal compute", "", EQUAL_COMPUTE, ""]
+    result["equal_compute"] = {}
+    for clock, unit in CLOCKS.items():
+        curves: dict[str, dict[str, list[TimeCurve]]] = defaultdict(lambda: defaultdict(list))
+        left_out: dict[str, list[str]] = defaultdict(list)
+        for r in done:
+            curve, why = time_curve(r, metric, clock)
+            if curve is None:
+                left_out[why].append(_display_path(r.path))
+            else:
+                curves[r.env_id][r.algo].append(curve)
+        stored: dict[str, Any] = {"left_out": dict(left_out), "envs": {}}
+        result["equal_compute"][clock] = stored
+        lines += [f"### Against {unit}", ""]
+        n_out = sum(map(len, left_out.values()))
+        lines += [f"Runs: {len(done) - n_out} of {len(done)}; left out: {n_out}"
+                  + "".join(f"; {why}: {len(paths)}" for why, paths in sorted(left_out.items())) + ".", ""]  # fmt: skip
+        if not curves:
+            continue
+        lines += [f"| env | budget ({unit}, {REFERENCE}) | algorithm | runs | return at budget | "
+                  "env steps at budget | ended before |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for env in sorted(curves):
+            by_algo = curves[env]
+            ref = by_algo.get(REFERENCE, [])
+            budget = float(np.mean([c.total for c in ref])) if ref else None
+            stored["envs"][env] = {"budget": budget, "algos": {}}
+            for algo in sorted(by_algo):
+                if budget is None:
+                    continue
+                got = [at_budget(c, budget) for c in by_algo[algo]]
+                ret, steps = _stats(np.array([g[0] for g in got])), _stats(np.array([g[1] for g in got]))
+                ended = sum(g[2] for g in got)
+                lines.append(f"| {env} | {budget:.0f} | {algo} | {len(got)} | {_mci(ret['mean'], *ret.pop('ci_bounds'))} | "
+                             f"{_mci(steps['mean'], *steps.pop('ci_bounds'), digits=0)} | {ended} |")  # fmt: skip
+                stored["envs"][env]["algos"][algo] = {"return": ret, "env_steps": steps, "ended_before": ended}
+            if budget is None:
+                lines.append(f"| {env} | - | no {REFERENCE} run on this clock | - | - | - | - |")
+        lines.append("")
+        for env in sorted(curves):
+            grid = {algo: _on_grid(cs) for algo, cs in curves[env].items()}
+            fig = plot_curves(grid, figures / f"{env.replace('/', '_')}-{clock}-seconds.png",
+                              title=f"{env}: mean over seeds, band: 95% bootstrap CI",
+                              ylabel=f"eval {metric.replace('_', ' ')}", colors=colors, xlabel=unit)  # fmt: skip
+            lines += [f"![{env} against {unit}]({os.path.relpath(fig, out.parent)})", ""]
+    return lines
 
 
 TASK_REFERENCE = (
