@@ -8,15 +8,10 @@ Blocks that install or run the whole test suite are listed in `NOT_RUN` with the
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import re
 import shlex
 import sys
 from pathlib import Path
-
-import pytest
-
-import wppg
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -46,7 +41,6 @@ NOT_RUN = {
 
 # Features of the SB3-style API merged from another branch: until they are here, the blocks that use
 # them are expected to fail (strict, so the mark must go once they pass).
-PREDICT_PENDING = "tuple" not in str(inspect.signature(wppg.Agent.predict).return_annotation)
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -87,7 +81,6 @@ def test_every_block_is_run_or_listed():
     assert all(lang in ("python", "bash") for lang, _ in blocks())
 
 
-@pytest.mark.xfail(PREDICT_PENDING, reason="pending merge: predict returning (action, None)", strict=True)
 def test_quickstart_block_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope: dict = {"__name__": "readme"}
