@@ -31,7 +31,7 @@ from wppg.agent import Agent
 from wppg.checkpoint import CheckpointError, CheckpointWriteError
 from wppg.envs import EnvOutputError
 from wppg.rundir import LOCK_NAME, RunLock, RunLockedError
-from wppg.trainer import TrainingInterrupted
+from wppg.schedule import TrainingInterrupted
 
 SRC = str(Path(wppg.__file__).resolve().parents[1])
 
@@ -99,8 +99,8 @@ class Payload:
 
 
 # --- 1. no code execution on load ---------------------------------------------------------------
-@pytest.mark.parametrize("entry", ["pool/pickles/0", "pool/envs/0"], ids=["pickle-entry", "legacy-entry"])
-def test_pickled_env_snapshot_is_not_executed(saved_run, tmp_path, entry, run_cli):
+def test_pickled_env_snapshot_is_not_executed(saved_run, tmp_path, run_cli):
+    entry = "pool/pickles/0"
     run = copy_of(saved_run, tmp_path)
     last = run / "checkpoints" / "last.npz"
     header, arrays = arrays_of(last)

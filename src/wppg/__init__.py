@@ -9,8 +9,8 @@ agent.save("pendulum.npz"); agent = wppg.WPPG.load("pendulum.npz")
 from wppg._version import __version__
 from wppg.agent import PPO, SAC, WPO, WPPG, Agent
 from wppg.algorithms import PPOConfig, SACConfig, WPOConfig, WPPGConfig
+from wppg.config import TrainConfig
 from wppg.tasks import register_tasks
-from wppg.trainer import TrainConfig
 
 register_tasks()  # the wppg/ Gymnasium ids (multimodal tasks with known soft-optimal policies)
 

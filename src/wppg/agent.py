@@ -11,12 +11,9 @@ import numpy as np
 
 from wppg import checkpoint as ckpt
 from wppg import registry
-from wppg.algorithms import ConfigError
+from wppg.config import ConfigError, TrainConfig
 from wppg.envs import EnvSpec, describe_env
-from wppg.trainer import BaseTrainer, TrainConfig
-
-VARIANTS = registry.REGISTRY
-"""The agent names (`--algo`): the registry itself (`wppg.registry`), under its former name."""
+from wppg.trainer import BaseTrainer
 
 
 def split_hyperparameters(variant: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,13 +82,14 @@ class Agent:
         """Env steps taken so far."""
         return self.trainer.env_steps
 
-    def learn(self, total_steps: int, progress: bool | None = None) -> Agent:
-        """Train for `total_steps` more env steps (SB3's `learn`); returns self."""
-        if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    def learn(self, total_timesteps: int, progress: bool | None = None) -> Agent:
+        """Train `total_timesteps` more env steps (summed over the envs), as SB3's `learn` does;
+        returns self. `TrainConfig.total_steps` (the run's planned length) is not read here."""
+        if total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
         if progress is not None:
             self.trainer.progress = progress
-        self.trainer.learn(self.trainer.env_steps + int(total_steps))
+        self.trainer.train_until(self.trainer.env_steps + int(total_timesteps))
         return self
 
     def evaluate(self, episodes: int = 10, deterministic: bool = True) -> np.ndarray:

@@ -19,9 +19,11 @@ from wppg import registry
 from wppg.agent import Agent, make_agent
 from wppg.algorithms import ConfigError
 from wppg.checkpoint import CheckpointError
+from wppg.config import TrainConfig
 from wppg.envs import ActionSpaceError
 from wppg.rundir import RunDirError, RunLock, RunLockedError, check_writable
-from wppg.trainer import TrainConfig, TrainingDivergedError, TrainingInterrupted
+from wppg.schedule import TrainingInterrupted
+from wppg.trainer import TrainingDivergedError
 
 USAGE = """usage: wppg <command> [options]
 
@@ -163,7 +165,7 @@ def cmd_train(argv: list[str]) -> int:
         agent = agents[0]
         config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": command}
         (args.out / "config.json").write_text(json.dumps(config, indent=2))
-        agent.trainer.learn(agent.train_config.total_steps)
+        agent.trainer.train_until(agent.train_config.total_steps)
     finally:
         for lock in locks:
             lock.release()
@@ -195,7 +197,7 @@ def cmd_resume(argv: list[str]) -> int:
     if agent.num_timesteps >= until:
         print(f"{args.run_dir} is already at {agent.num_timesteps} >= {until} steps; pass --total-steps to extend it")
         return 0
-    agent.trainer.learn(until)
+    agent.trainer.train_until(until)
     print(json.dumps(agent.trainer.last_eval))
     return 0
 
