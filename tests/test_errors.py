@@ -244,7 +244,7 @@ def test_unknown_preset():
 
 def test_learn_needs_positive_steps(tiny):
     agent = wppg.SAC("Pendulum-v1", progress=False, **tiny("sac"))
-    with pytest.raises(ValueError, match="total_timesteps must be >= 1"):
+    with pytest.raises(ValueError, match="total_timesteps must be an int >= 1"):
         agent.learn(0)
     with pytest.raises(ValueError, match=r"obs must have shape \(3,\)"):
         agent.predict(np.zeros(4, np.float32))

@@ -11,6 +11,7 @@ import numpy as np
 
 from wppg import checkpoint as ckpt
 from wppg import registry
+from wppg.callbacks import MaybeCallback, as_callback
 from wppg.config import ConfigError, TrainConfig
 from wppg.envs import EnvSpec, describe_env
 from wppg.trainer import BaseTrainer
@@ -82,14 +83,28 @@ class Agent:
         """Env steps taken so far."""
         return self.trainer.env_steps
 
-    def learn(self, total_timesteps: int, progress: bool | None = None) -> Agent:
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        progress: bool | None = None,
+        eval_at_end: bool = True,
+    ) -> Agent:
         """Train `total_timesteps` more env steps (summed over the envs), as SB3's `learn` does;
-        returns self. `TrainConfig.total_steps` (the run's planned length) is not read here."""
-        if total_timesteps < 1:
-            raise ValueError(f"total_timesteps must be >= 1, got {total_timesteps}")
+        returns self. `TrainConfig.total_steps` (the run's planned length) is not read here.
+
+        `callback`: a `wppg.callbacks.BaseCallback`, a list of them, or a function
+        `f(locals, globals) -> bool` called after each env step; False stops training (see
+        `wppg.callbacks`). `eval_at_end=False` skips the evaluation that ends the call (the
+        periodic ones, every `eval_every` env steps, still run)."""
+        if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be an int >= 1, got {total_timesteps!r}")
+        cb = as_callback(callback)
+        if cb is not None:
+            cb.init_callback(self)
         if progress is not None:
             self.trainer.progress = progress
-        self.trainer.train_until(self.trainer.env_steps + int(total_timesteps))
+        self.trainer.train_until(self.trainer.env_steps + int(total_timesteps), callback=cb, eval_at_end=eval_at_end)
         return self
 
     def evaluate(self, episodes: int = 10, deterministic: bool = True) -> np.ndarray:

@@ -23,9 +23,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from wppg.callbacks import BaseCallback
 from wppg.config import TrainConfig, require
 from wppg.evaluation import is_due
-from wppg.rundir import RunLock, check_writable
+from wppg.rundir import RunLock, RunLockedError, check_writable
 
 __all__ = ["Engine", "Run", "TrainingInterrupted", "run", "stop_on_signals"]
 
@@ -160,30 +161,75 @@ class Engine(Protocol):
         ...
 
 
-def run(engine: Engine, until_step: int, progress: bool = True, label: str | None = None) -> dict[str, Any]:
+_TRAINING: set[Path] = set()
+"""The run directories that a `run` call of this process is writing now."""
+
+
+@contextlib.contextmanager
+def _claim(run_dir: Path) -> Iterator[None]:
+    """This run's hold on its directory within the process (the file lock is per process): a
+    second run of this process on the same directory is refused, not let in."""
+    path = run_dir.resolve()
+    if path in _TRAINING:
+        raise RunLockedError(
+            f"{run_dir} is being written by another run of this process: two runs must not write one run "
+            "directory; give each its own run_dir"
+        )
+    _TRAINING.add(path)
+    try:
+        yield
+    finally:
+        _TRAINING.discard(path)
+
+
+def run(
+    engine: Engine,
+    until_step: int,
+    progress: bool = True,
+    label: str | None = None,
+    callback: BaseCallback | None = None,
+    eval_at_end: bool = True,
+) -> dict[str, Any]:
     """Run the schedule until `until_step` env steps per run; returns the cost figures of the
     call (also written into each run directory's summary.json).
 
-    Each run directory is locked against a second writer for the call (`wppg.rundir.RunLock`).
+    Each run directory is locked against a second writer for the call (`wppg.rundir.RunLock`,
+    and within the process, against a second run). `callback` (`wppg.callbacks`, already bound
+    to its agent) is called at the start, after each env step, after each evaluation and at the
+    end; a False from it ends the call at that step as if `until_step` were reached.
+    `eval_at_end=False` skips the evaluation at the end of the call (the periodic ones still run).
     SIGINT / SIGTERM stop the loop after the current env step and update: every run with a run
     directory is checkpointed at that consistent point and `TrainingInterrupted` (a
-    KeyboardInterrupt) is raised.
+    KeyboardInterrupt) is raised. A signal during the end of the call (final evaluation,
+    checkpoint, summary) lets that end finish, then raises `TrainingInterrupted`.
     """
     runs = list(engine.runs)
+    dirs = [r.run_dir for r in runs if r.run_dir is not None]
+    shared = sorted({str(d) for d in dirs if [e.resolve() for e in dirs].count(d.resolve()) > 1})
+    require(not shared, f"each run needs its own run directory; {', '.join(shared)} is given to several")
     runs[0].check_target(until_step)
     with contextlib.ExitStack() as locks:
         for r in runs:
             r.target_steps = int(until_step)
             if r.run_dir is not None:
+                locks.enter_context(_claim(r.run_dir))
                 locks.enter_context(RunLock(check_writable(r.run_dir)))
-        return _loop(engine, runs, until_step, progress, label)
+        return _loop(engine, runs, until_step, progress, label, callback, eval_at_end)
 
 
 def _eval_str(r: Run) -> str:
     return f"{r.last_eval['return_mode']:.1f}" if r.last_eval else "-"
 
 
-def _loop(engine: Engine, runs: list[Run], until_step: int, progress: bool, label: str | None) -> dict[str, Any]:
+def _loop(
+    engine: Engine,
+    runs: list[Run],
+    until_step: int,
+    progress: bool,
+    label: str | None,
+    callback: BaseCallback | None,
+    eval_at_end: bool,
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     lead, c = runs[0], runs[0].config
@@ -206,9 +252,13 @@ def _loop(engine: Engine, runs: list[Run], until_step: int, progress: bool, labe
     )
     if label:
         bar.set_description(label)
+    stopped = False  # by the callback
+    saved_at: int | None = None
     with stop_on_signals() as stop:
+        if callback is not None:
+            callback.on_training_start({"engine": engine, "runs": runs, "until_step": until_step}, globals())
         try:
-            while lead.env_steps < until_step and stop.signum is None:
+            while lead.env_steps < until_step and stop.signum is None and not stopped:
                 finished = engine.step_envs()
                 for r, f in zip(runs, finished):
                     r.recent_returns.extend(ret for ret, _ in f)
@@ -216,6 +266,7 @@ def _loop(engine: Engine, runs: list[Run], until_step: int, progress: bool, labe
                     r.iterations += 1
                 bar.update(c.n_envs)
 
+                metrics = None
                 if engine.update_due():
                     inputs = engine.update_input()
                     t0 = time.perf_counter()
@@ -245,36 +296,61 @@ def _loop(engine: Engine, runs: list[Run], until_step: int, progress: bool, labe
                     for r in runs:
                         r.evaluate_and_log()
                     bar.set_postfix(sps=f"{sps():.0f}", eval=evals())
+                    if callback is not None and not callback.on_evaluation(lead.last_eval):
+                        stopped = True
                 if c.checkpoint_every and is_due(lead.env_steps, c.checkpoint_every, c.n_envs):
                     _save_all(engine, runs)
+                    saved_at = lead.env_steps
+                if callback is not None:
+                    callback.update_locals({"env_steps": lead.env_steps, "finished": finished, "metrics": metrics})
+                    if not callback.on_step():
+                        stopped = True
         finally:
             bar.close()
             engine.sync()
         if stop.signum is not None:
             _interrupted(engine, runs, stop.signum)
-    for r in runs:
-        if r.last_eval.get("step") != r.env_steps:
-            r.evaluate_and_log()
-    _save_all(engine, runs)
-    elapsed = time.perf_counter() - start_time
-    costs = {
-        "wall_time_s": elapsed,
-        # The process's CPU time (all its threads) over the same span: unlike the wall time, it does not
-        # grow while the process is stopped or waits for a core it shares with other work.
-        "cpu_time_s": time.process_time() - start_cpu,
-        # Per run: each advanced this many env steps per second of the shared wall time.
-        "steps_per_s": (lead.env_steps - start_steps) / max(elapsed, 1e-9),
-        # Cost figures of this call; the first update call includes compilation. One call serves
-        # every run: per gradient step of one, its time is divided by their number.
-        "update_time_s": update_time,
-        "update_calls": update_calls,
-        "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done * len(runs), 1),
-        **engine.extra_costs(),
-    }
-    for r in runs:
-        if r.run_dir is not None:
-            r.write_summary(costs)
-        r.flush()
+        # The end of the call, under the same signal handler: a signal now lets it finish. The
+        # checkpoint comes first, so that a failing evaluation loses nothing of the run.
+        to_evaluate = [r for r in runs if eval_at_end and r.last_eval.get("step") != r.env_steps]
+        if to_evaluate:
+            if saved_at != lead.env_steps:
+                _save_all(engine, runs)
+            for r in to_evaluate:
+                r.evaluate_and_log()
+            if callback is not None:
+                callback.on_evaluation(lead.last_eval)
+        if to_evaluate or saved_at != lead.env_steps:
+            _save_all(engine, runs)  # with the evaluation's counters
+        elapsed = time.perf_counter() - start_time
+        costs = {
+            "wall_time_s": elapsed,
+            # The process's CPU time (all its threads) over the same span: unlike the wall time, it does not
+            # grow while the process is stopped or waits for a core it shares with other work.
+            "cpu_time_s": time.process_time() - start_cpu,
+            # Per run: each advanced this many env steps per second of the shared wall time.
+            "steps_per_s": (lead.env_steps - start_steps) / max(elapsed, 1e-9),
+            # Cost figures of this call; the first update call includes compilation. One call serves
+            # every run: per gradient step of one, its time is divided by their number.
+            "update_time_s": update_time,
+            "update_calls": update_calls,
+            "ms_per_gradient_step": 1e3 * update_time / max(grad_steps_done * len(runs), 1),
+            **engine.extra_costs(),
+        }
+        for r in runs:
+            if r.run_dir is not None:
+                r.write_summary(costs)
+            r.flush()
+        if callback is not None:
+            callback.on_training_end()
+        if stop.signum is not None:
+            name, steps = signal.Signals(stop.signum).name, lead.env_steps
+            raise TrainingInterrupted(
+                f"{name} during the end of the run: it is complete at env step {steps}, its checkpoint and summary "
+                "written",
+                stop.signum,
+                steps,
+            )
     return costs
 
 

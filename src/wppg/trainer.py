@@ -31,6 +31,7 @@ from wppg import evaluation, schedule
 from wppg._version import __version__
 from wppg.algorithms.base import OffPolicyAlgorithm, with_key_split
 from wppg.algorithms.protocol import Algorithm
+from wppg.callbacks import BaseCallback
 from wppg.config import TrainConfig
 from wppg.diagnostics import STATES, make_policy_spread
 from wppg.envs import EnvOutputError, EnvPool
@@ -145,16 +146,19 @@ class BaseTrainer(abc.ABC):
         """Inverse of `_save_extra`."""
 
     # --- the engine of this run alone (`wppg.schedule.Engine`) -------------------------------------
-    def train_until(self, until_step: int) -> dict[str, Any]:
+    def train_until(
+        self, until_step: int, callback: BaseCallback | None = None, eval_at_end: bool = True
+    ) -> dict[str, Any]:
         """Interact and learn until `until_step` env steps in total (`Agent.learn(n)` counts n more
         instead); returns the cost figures of the call (those of summary.json).
 
-        The schedule is `wppg.schedule.run`'s: with a run directory, the directory is locked
-        against a second writer for the call (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the
-        loop after the current env step and update: a checkpoint is written at that consistent
-        point and `TrainingInterrupted` (a KeyboardInterrupt) is raised.
+        The schedule is `wppg.schedule.run`'s, with its `callback` and `eval_at_end`: with a run
+        directory, the directory is locked against a second writer for the call
+        (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the loop after the current env step and
+        update: a checkpoint is written at that consistent point and `TrainingInterrupted` (a
+        KeyboardInterrupt) is raised.
         """
-        return schedule.run(self, until_step, self.progress)
+        return schedule.run(self, until_step, self.progress, callback=callback, eval_at_end=eval_at_end)
 
     @property
     def runs(self) -> Sequence[BaseTrainer]:
