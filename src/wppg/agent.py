@@ -14,6 +14,7 @@ from wppg import registry
 from wppg.callbacks import MaybeCallback, as_callback
 from wppg.config import ConfigError, TrainConfig
 from wppg.envs import EnvSpec, describe_env
+from wppg.rundir import RunDirError
 from wppg.trainer import BaseTrainer
 
 
@@ -56,8 +57,12 @@ class Agent:
         seed: int = 0,
         run_dir: str | Path | None = None,
         progress: bool = True,
+        overwrite: bool = False,
         **hyperparameters: Any,
     ):
+        """`run_dir`: where the run writes its logs, checkpoint and summary (None: nothing is
+        written). A directory that already holds a run is refused unless `overwrite=True`, which
+        replaces it (continue a run with `Agent.load(path, run_dir=...)` instead)."""
         self.variant = variant or type(self).variant
         entry = registry.get(self.variant)
         algo_kwargs, train_kwargs = split_hyperparameters(self.variant, {**entry.preset(preset), **hyperparameters})
@@ -73,9 +78,15 @@ class Agent:
             "algo_config": self.algo_config.to_dict(),
             "env_id": self.env_info.env_id,
         }
+        if run_dir is not None and not overwrite and holds_run(run_dir):
+            raise RunDirError(
+                f"{run_dir} already holds a run: continue it with Agent.load({str(run_dir)!r}, run_dir=...), or "
+                "pass overwrite=True to replace it"
+            )
         self.trainer: BaseTrainer = entry.trainer_cls(
             self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress
         )
+        self.trainer.fresh_logs = overwrite
         self._predict_key = jax.random.PRNGKey(seed + 2)
 
     @property
@@ -142,8 +153,12 @@ class Agent:
         run_dir: str | Path | None = None,
         progress: bool = True,
         trust: bool = False,
+        overwrite: bool = False,
     ) -> Agent:
         """Load an agent saved by `save` (or a run directory).
+
+        `run_dir`: where training goes on writing; the run's own directory continues it (its logs
+        cut back to the checkpoint), another one that holds a run is refused unless `overwrite=True`.
 
         `env` is needed if it was trained on a user-supplied env without a registered id. When
         given, the agent trains and evaluates on `env` from then on (its spaces must be those of
@@ -179,8 +194,15 @@ class Agent:
             raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing {e})") from e
         for k in registry.get(variant).fixed:
             algo_cfg.pop(k, None)
+        # Continuing the run in its own directory is a resume; another directory's run is replaced
+        # only with overwrite=True.
+        source = Path(path).resolve()
+        resumes = run_dir is not None and Path(run_dir).resolve() in {source, *source.parents}
         try:
-            agent = make_agent(variant, env, seed=seed, run_dir=run_dir, progress=progress, **train, **algo_cfg)
+            agent = make_agent(
+                variant, env, seed=seed, run_dir=run_dir, progress=progress, overwrite=overwrite or resumes, **train,
+                **algo_cfg,
+            )  # fmt: skip
         except TypeError as e:
             raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
         agent.trainer.load_state(meta, tree, trust=trust)
@@ -224,6 +246,12 @@ class PPO(Agent):
     run's length: the learning rate anneals to 0 over it."""
 
     variant = "ppo"
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether `run_dir` holds a run (its config.json or checkpoint), as `wppg train` tells one."""
+    d = Path(run_dir)
+    return (d / "config.json").exists() or (d / "checkpoints" / "last.npz").exists()
 
 
 def agent_class(variant: str) -> type[Agent]:

@@ -149,9 +149,21 @@ def cmd_train(argv: list[str]) -> int:
     # bad flag never costs an --overwrite'd run.
     if seeds:
         total = hyper.pop("total_steps")
-        agents = make_seed_agents(args.algo, args.env, seeds, args.out, total_steps=total, **hyper)
+        agents = make_seed_agents(
+            args.algo, args.env, seeds, args.out, total_steps=total, overwrite=args.overwrite, **hyper
+        )
     else:
-        agents = [make_agent(args.algo, args.env, seed=seed, run_dir=args.out, progress=args.progress, **hyper)]
+        agents = [
+            make_agent(
+                args.algo,
+                args.env,
+                seed=seed,
+                run_dir=args.out,
+                progress=args.progress,
+                overwrite=args.overwrite,
+                **hyper,
+            )
+        ]
     locks = [RunLock(check_writable(out)) for out in outs]
     try:
         for lock in locks:

@@ -100,6 +100,8 @@ class BaseTrainer(abc.ABC):
         """The warnings about training the run has given (`check_row`): checkpointed, listed in summary.json."""
         self.label = ""
         """How errors name this run among others ('seed 3: '), empty for a run alone."""
+        self.fresh_logs = False
+        """Start the run directory's logs anew (drop the rows of a run it held) instead of appending."""
         self._spread = make_policy_spread(algo.act, algo.bounds)
         # The update call of one run: the algorithm's pure update with the key split inside the
         # same compiled call (one dispatch per update call).
@@ -193,13 +195,15 @@ class BaseTrainer(abc.ABC):
         """Warn about a target this run's config makes pointless; nothing by default."""
 
     def open(self) -> None:
-        """The envs and the run logger, made on the first `learn` call."""
+        """The envs and the run logger, made on the first training call."""
         if self.pool is None:
             self.pool = EnvPool([self.make_env() for _ in range(self.config.n_envs)], seed=self.config.seed)
         if self.run_dir is not None and self.logger is None:
             from wppg.logger import RunLogger
 
-            self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if self.env_steps else None)
+            # Rows after the checkpoint's step are cut (a resume); a replaced run keeps none.
+            resume_step = self.env_steps if self.env_steps else (0 if self.fresh_logs else None)
+            self.logger = RunLogger(self.run_dir, resume_step=resume_step)
 
     @contextlib.contextmanager
     def env_errors(self) -> Iterator[None]:

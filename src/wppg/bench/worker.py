@@ -112,7 +112,7 @@ def execute(run_dir: Path) -> dict[str, Any]:
         print(f"resuming {run.name} from {agent.num_timesteps} env steps", flush=True)
     else:
         variant, kwargs = run.agent_arguments()
-        agent = make_agent(variant, run.env_id, run_dir=run_dir, progress=False, **kwargs)
+        agent = make_agent(variant, run.env_id, run_dir=run_dir, progress=False, overwrite=True, **kwargs)
     # The algorithm's name in the suite (sac-fixed is the variant sac): summary.json carries it.
     agent.trainer.meta.update(bench_algo=run.algo, bench_budget=run.steps)
     if state == "new":
