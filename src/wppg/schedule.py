@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -84,6 +84,10 @@ class Run(Protocol):
 
     def check_target(self, until_step: int) -> None:
         """Warn about a target the run's config makes pointless (before any file is touched)."""
+
+    def in_warmup(self) -> bool:
+        """Whether the next env step is one of the random warm-up (`learning_starts`)."""
+        ...
 
     def open(self) -> None:
         """Make the envs and the run logger if they do not exist yet."""
@@ -248,10 +252,26 @@ def _loop(
         return " ".join(_eval_str(r) for r in runs)
 
     bar = tqdm(
-        total=until_step, initial=lead.env_steps, unit="step", disable=not progress, mininterval=1.0, dynamic_ncols=True
+        total=until_step,
+        initial=lead.env_steps,
+        unit="step",
+        disable=not progress,
+        mininterval=1.0,
+        dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
     )
     if label:
         bar.set_description(label)
+    eta = TimeEstimate(lead.env_steps, until_step, c.learning_starts if lead.in_warmup() else lead.env_steps)
+    shown: dict[str, str] = {}
+
+    def show(refresh: bool = True, **entries: str) -> None:
+        shown.update(entries)
+        bar.set_postfix_str(
+            ", ".join([eta.text(lead.env_steps)] + [f"{k}={v}" for k, v in shown.items()]), refresh=refresh
+        )
+
+    show(refresh=False)
     stopped = False  # by the callback
     saved_at: int | None = None
     with stop_on_signals() as stop:
@@ -265,6 +285,8 @@ def _loop(
                     r.env_steps += c.n_envs
                     r.iterations += 1
                 bar.update(c.n_envs)
+                if progress and eta.due():
+                    show(refresh=False)
 
                 metrics = None
                 if engine.update_due():
@@ -290,12 +312,12 @@ def _loop(
                         r.log("train", row)
                         r.check_row(row)
                         r.log_metrics.clear()
-                    bar.set_postfix(sps=f"{rate:.0f}", eval=evals(), refresh=False)
+                    show(refresh=False, sps=f"{rate:.0f}", eval=evals())
                 if is_due(lead.env_steps, c.eval_every, c.n_envs):
                     engine.sync()
                     for r in runs:
                         r.evaluate_and_log()
-                    bar.set_postfix(sps=f"{sps():.0f}", eval=evals())
+                    show(sps=f"{sps():.0f}", eval=evals())
                     if callback is not None and not callback.on_evaluation(lead.last_eval):
                         stopped = True
                 if c.checkpoint_every and is_due(lead.env_steps, c.checkpoint_every, c.n_envs):
@@ -352,6 +374,47 @@ def _loop(
                 steps,
             )
     return costs
+
+
+class TimeEstimate:
+    """The progress bar's estimate of the time left, from the env steps/s measured since the random
+    warm-up ended (its uniform actions and no updates run far faster than training); unknown ('?')
+    until a second of training has been measured. A call that ends within the warm-up is timed
+    by its own rate."""
+
+    def __init__(self, steps: int, until_step: int, warmup_end: int, clock: Callable[[], float] = time.perf_counter):
+        self.clock = clock
+        now = clock()
+        self.until_step, self.warmup_end = until_step, warmup_end
+        whole_call = steps >= warmup_end or until_step <= warmup_end
+        self.since: tuple[int, float] | None = (steps, now) if whole_call else None
+        self.last_shown = now
+
+    def due(self) -> bool:
+        """Whether a second has passed since the estimate was last shown."""
+        now = self.clock()
+        if now - self.last_shown < 1.0:
+            return False
+        self.last_shown = now
+        return True
+
+    def text(self, steps: int) -> str:
+        now = self.clock()
+        if self.since is None:
+            if steps < self.warmup_end:
+                return "eta ? (warm-up)"
+            self.since = (steps, now)
+        done, elapsed = steps - self.since[0], now - self.since[1]
+        if done <= 0 or elapsed < 1.0:
+            return "eta ?"
+        rate = done / elapsed
+        return f"eta {_clock(max(self.until_step - steps, 0) / rate)}, {rate:.1f} step/s"
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds + 0.5), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def _save_all(engine: Engine, runs: list[Run]) -> list[Path]:

@@ -194,6 +194,10 @@ class BaseTrainer(abc.ABC):
     def check_target(self, until_step: int) -> None:
         """Warn about a target this run's config makes pointless; nothing by default."""
 
+    def in_warmup(self) -> bool:
+        """Whether the next env step is one of a random warm-up; none by default."""
+        return False
+
     def open(self) -> None:
         """The envs and the run logger, made on the first training call."""
         if self.pool is None:
