@@ -182,3 +182,18 @@ def test_divergence_names_the_seed_and_keeps_the_good_state(tiny):
     nan = make_seed_agents("sac", lambda: NaNAfter(30), [4, 5], **tiny("sac"))
     with pytest.raises(EnvOutputError, match=r"seed 4: env 0 at step 31 .*reward is nan, at env step 31"):
         MultiSeedTrainer(nan, progress=False).train_until(200)
+
+
+def test_resume_of_a_multi_seed_folder_keeps_the_seeds_vmapped(tiny, tmp_path):
+    hp = tiny("sac", eval_every=10**6)
+    train_seeds("sac", ENV, [0, 3], 100, tmp_path / "split", **hp)
+    assert main(["resume", str(tmp_path / "split"), "--total-steps", "160", "--no-progress"]) == 0
+    straight = train_seeds("sac", ENV, [0, 3], 160, tmp_path / "straight", **hp)
+    for r in straight:
+        d = tmp_path / "split" / f"seed{r['seed']}"
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["env_steps"] == 160 and summary["vmapped_seeds"] == [0, 3]  # resumed together
+        assert summary["final_eval"]["return_mode"] == r["final_eval"]["return_mode"]
+        assert read_csv(d / "eval.csv")["step"] == [100.0, 160.0]
+        resumed, whole = (wppg.Agent.load(p, progress=False) for p in (d, tmp_path / "straight" / d.name))
+        assert_close_states(whole.trainer.state, resumed.trainer.state)

@@ -203,6 +203,13 @@ def cmd_resume(argv: list[str]) -> int:
     args = tyro.cli(ResumeArgs, args=argv, prog="wppg resume")
     if args.total_steps is not None and args.total_steps < 1:
         return _fail(f"--total-steps must be >= 1, got {args.total_steps}")
+    if not (args.run_dir / "checkpoints" / "last.npz").exists():
+        from wppg.multiseed import resume_seeds, seed_checkpoints
+
+        if seed_checkpoints(args.run_dir):  # a multi-seed run: its seeds go on together, vmapped
+            results = resume_seeds(args.run_dir, args.total_steps, progress=args.progress, trust=args.trust_checkpoint)
+            print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
+            return 0
     path = _checkpoint_of(args.run_dir)
     agent = Agent.load(path, run_dir=args.run_dir, progress=args.progress, trust=args.trust_checkpoint)
     until = args.total_steps or agent.trainer.target_steps or agent.train_config.total_steps

@@ -319,6 +319,39 @@ def train_agents(
     ]
 
 
+def seed_checkpoints(out_dir: str | Path) -> list[Path]:
+    """The checkpoints `out_dir/seed<k>/checkpoints/last.npz` of a multi-seed run, in seed order."""
+    found = [p for p in Path(out_dir).glob("seed*/checkpoints/last.npz") if p.parent.parent.name[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.parent.parent.name[4:]))
+
+
+def resume_seeds(
+    out_dir: str | Path,
+    total_steps: int | None = None,
+    *,
+    progress: bool = False,
+    trust: bool = False,
+    batching: str = "vmap",
+) -> list[dict[str, Any]]:
+    """Continue the seeds of a multi-seed run folder (`train_seeds`' `out_dir`) together, vmapped as
+    they were trained, each in its own run directory, to `total_steps` env steps per seed
+    (default: the target of the interrupted call, else the run's `total_steps`). The seeds must
+    stand at one env step (those of one vmapped run do). `trust` is `Agent.load`'s. Returns what
+    `train_seeds` returns."""
+    paths = seed_checkpoints(out_dir)
+    require(bool(paths), f"{out_dir} holds no seed<k>/checkpoints/last.npz: it is not a multi-seed run folder")
+    agents = [Agent.load(p, run_dir=p.parent.parent, progress=False, trust=trust) for p in paths]
+    first = agents[0]
+    until = int(total_steps or first.trainer.target_steps or first.train_config.total_steps)
+    multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
+    if first.num_timesteps < until:
+        multi.train_until(until)
+    return [
+        {"seed": s, "run_dir": str(t.run_dir), "env_steps": t.env_steps, "final_eval": t.last_eval}
+        for s, t in zip(multi.seeds, multi.trainers)
+    ]
+
+
 def measure_vmapped_speedup(
     variant: str,
     env_id: str,
