@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-learning lint install clean
+.PHONY: demo test test-learning lint docs install clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,ray,bench]"
+	$(BIN)/pip install -q -e ".[test,ray,bench,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,15 +28,19 @@ TEST_PROCS ?= $(shell $(PY) -c "import os; print(min(4, len(os.sched_getaffinity
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_PROCS) --durations=15
 
-## Lint (ruff) and format check (ruff format) of src, tests and benchmarks, and the type check of the public API (mypy): seconds
+## Lint (ruff) and format check (ruff format) of src, tests and experiments, and the type check of the public API (mypy): seconds
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests experiments
+	$(BIN)/ruff format --check src tests experiments
 	$(BIN)/mypy
+
+## The documentation site, built strictly (a broken link or reference fails): site/index.html
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 ## Longer learning checks and the Ray backend end-to-end test (tens of minutes on CPU)
 test-learning: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -110,18 +110,18 @@ def saved_tiny_agent(tiny, tmp_path_factory):
     return saved
 
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.fixture(scope="session")
 def load_benchmark():
-    """`load_benchmark(name) -> module`: the script benchmarks/NAME.py imported as a module (it is not a package)."""
-
-    if str(BENCHMARKS) not in sys.path:  # as when a script runs: its neighbours import by name
-        sys.path.insert(0, str(BENCHMARKS))
+    """`load_benchmark(name) -> module`: the script experiments/*/NAME.py imported as a module (it is not a package)."""
 
     def load(name: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        (path,) = EXPERIMENTS.glob(f"*/{name}.py")
+        if str(path.parent) not in sys.path:  # as when a script runs: its neighbours import by name
+            sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

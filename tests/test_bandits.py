@@ -14,7 +14,7 @@ import wppg
 from wppg.tasks import policy_metrics
 
 SMALL = {"hidden": (32, 32), "K": 8, "entropy_M": 8, "entropy_L": 8, "learning_starts": 150, "batch_size": 64}
-CPU_PRESET = {"preset": "cpu", "learning_starts": 500}  # the setting of docs/algorithms.md's table
+CPU_PRESET = {"preset": "cpu", "learning_starts": 500}  # the setting of experiments/findings.md's table
 
 
 _RUNS: dict[tuple, dict[str, float]] = {}

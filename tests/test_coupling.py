@@ -174,7 +174,7 @@ def test_projection_loss_is_least_squares_for_pairings_and_mean_plus_centred_ene
 
 
 def test_energy_projection_keeps_the_heat_steps_spread_in_six_dimensions(load_benchmark):
-    """The linear model of benchmarks/projection_model.py in d = 6 at K = 8 (quadratic reward, Gibbs std
+    """The linear model of experiments/projection/projection_model.py in d = 6 at K = 8 (quadratic reward, Gibbs std
     0.224, the discrete step's fixed point 0.236): fitting the mean and the centred law keeps most of the
     heat step's spread (0.205 in the full-length model; the centring by K-sample means costs the rest),
     the optimal-assignment pairing loses most of it (0.089)."""

@@ -1,4 +1,4 @@
-"""benchmarks/critic_curvature.py: the Hessian fit and the kurtosis on closed forms, and one row for a
+"""experiments/tools/critic_curvature.py: the Hessian fit and the kurtosis on closed forms, and one row for a
 tiny saved WPPG-I and SAC agent."""
 
 from __future__ import annotations

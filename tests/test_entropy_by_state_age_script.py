@@ -1,4 +1,4 @@
-"""benchmarks/entropy_by_state_age.py: the buffer's rows in the order they were stored (also after the
+"""experiments/tools/entropy_by_state_age.py: the buffer's rows in the order they were stored (also after the
 ring wrapped), and the table of a tiny saved agent, oldest states first."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_mujoco.py at tiny sizes on the CPU: the vmapped K-sample WPPG-I path, its run
+"""experiments/gpu-mujoco/gpu_mujoco.py at tiny sizes on the CPU: the vmapped K-sample WPPG-I path, its run
 directories and result files. The one training call (two seeds, a few env steps) is almost all XLA
 compilation, so it runs in a subprocess with XLA's CPU optimisation passes off, which halves it
 (the numbers of a path check do not matter)."""
@@ -18,7 +18,7 @@ import pytest
 
 import wppg
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_mujoco.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "gpu-mujoco" / "gpu_mujoco.py"
 # The smallest run that still trains: 10 vmapped updates of two seeds, one final evaluation.
 TINY_ARGS = ["--tiny", "--envs", "Hopper-v5", "--presets", "paper", "--seeds", "0", "1", "--steps", "60",
              "--learning-starts", "50", "--eval-every", "1000", "--K", "2", "--entropy-ml", "2", "--hidden", "8",

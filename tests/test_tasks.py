@@ -394,10 +394,10 @@ def test_multigoal_at_tau_1_the_default_estimator_reaches_goals_where_the_plug_i
     """MultiGoal-v1 at tau = 1, WPPG-I (cpu preset, (64, 64) networks, 20k steps, about 3 minutes
     each on one core): the default 'knn' estimator reaches goals from the origin; the paper's
     plug-in reads broad policies several nats too high, the critic pays tau times that as a bonus
-    for every step alive, and its policy avoids the goals (docs/algorithms.md, "A learned Q"). The
+    for every step alive, and its policy avoids the goals (experiments/findings.md, "A learned Q"). The
     projection is pinned to 'ot', with which this was measured: the energy default's policy is as broad
     as tau = 1 asks and reached a goal in 60% of the episodes here (0.75-0.90 with (256, 256) networks),
-    which would blur the estimators' contrast (docs/algorithms.md, "With the energy projection")."""
+    which would blur the estimators' contrast (experiments/findings.md, "With the energy projection")."""
 
     def trained(**kw):
         agent = wppg.WPPG(MULTIGOAL_ID, policy="implicit", preset="cpu", tau=1.0, hidden=(64, 64), seed=0,

@@ -1,4 +1,4 @@
-"""benchmarks/untrained_vs_final.py: the untrained policy's evaluations are those up to learning_starts,
+"""experiments/tools/untrained_vs_final.py: the untrained policy's evaluations are those up to learning_starts,
 and a zero-action episode is played to its end."""
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def test_tau_min_floors_a_learned_tau():
         WPPGConfig(tau="auto", tau_min=0.5)
 
 
-CAMPAIGN = Path(__file__).resolve().parents[1] / "benchmarks" / "runs" / "mujoco-cpu"
+CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "mujoco-cpu" / "runs"
 
 
 def first_tau_warning(run: Path) -> int | None:

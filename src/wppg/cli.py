@@ -34,7 +34,7 @@ commands:
   plot     learning curves:  wppg plot DIR [DIR ...] --out fig.png
   lab      theory lab:       wppg lab --help
   bench    benchmark suites: wppg bench run SUITE --out runs/bench --workers 2 | wppg bench list | wppg bench speed
-  report   suite report:     wppg report runs/bench --out docs/benchmarks.md
+  report   suite report:     wppg report runs/bench --out report.md
 
 `wppg <command> --help` lists each command's options; `wppg train --algo sac --help` those of SAC."""
 

@@ -5,7 +5,7 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
 
 - `shared-latent` (the paper): y_k = a_k + eta grad_a Q(s, a_k) + xi_k with a_k = g(s, eps_k). The
   heat noise xi_k is independent of eps_k, so it cancels in expectation in the least-squares fit:
-  the policy only follows grad_a Q and collapses to a deterministic map (docs/algorithms.md).
+  the policy only follows grad_a Q and collapses to a deterministic map (docs/algorithm.md#projection).
 - `ot`: the same moved particles y_j, paired with the current samples a_k by an optimal assignment
   (minimal sum of squared distances over permutations). The pairing is the empirical W2-optimal
   coupling of the two point clouds, so the fit moves the policy towards the pushforward the
@@ -20,10 +20,9 @@ latent eps_k is the coupling, and it decides whether the heat step survives the 
   step produced, and the actor fits the law of g_theta(s, .) to it: the mean by least squares, the
   centred law by the energy distance E|a - y| - E|a - a'| / 2 (`energy_distance`). The energy
   distance is zero only between equal laws and its U-statistic over K samples is unbiased; centring
-  by the K-sample means leaves a small bias in the spread (std 0.205 where the particle step's fixed
-  point is 0.236, in 6-D at K = 8), far below the pairing rules', which pass the heat step on only
-  through re-pairings, and those grow rare as dim(A) grows at fixed K (0.089 for 'ot' there;
-  `benchmarks/projection_model.py`). Not in the paper.
+  by the K-sample means leaves a small bias in the spread, far below the pairing rules', which pass
+  the heat step on only through re-pairings, and those grow rare as dim(A) grows at fixed K
+  (docs/algorithm.md#projection). Not in the paper.
 
 Every rule sees all K samples of a state at once ([B, K, d] arrays). `projection_loss` is the fit's
 loss for every rule.
@@ -122,9 +121,8 @@ def assignment(cost: jnp.ndarray) -> jnp.ndarray:
     enter one at a time, each by a Dijkstra search over reduced costs cost[i, j] - u[i] - v[j] >= 0
     from a virtual column, then the path is flipped. Written with `lax` loops so it runs under jit
     and vmap (a batch runs until its slowest state is done); exact up to float rounding
-    (tests/test_coupling.py checks it against scipy's linear_sum_assignment). Measured on a loaded
-    2-core CPU for 256 states with d = 3-8: 1-4 ms at K = 8, 20-250 ms at K = 32 (more where the
-    heat noise is large against the samples' spacing, so that more particles cross).
+    (tests/test_coupling.py checks it against scipy's linear_sum_assignment). Its cost grows as K^3,
+    and with the heat noise against the samples' spacing (more particles cross).
     """
     n = cost.shape[0]
     virtual = n  # the extra column every search starts from

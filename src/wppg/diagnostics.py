@@ -8,16 +8,15 @@ u = (a - bias) / scale (so that envs and algorithms compare):
   and states. A policy that collapses to a deterministic map shows it as a fall towards 0.
 - `policy_entropy`: the plug-in mixture estimate (`wppg.entropy.mixture_entropy`, kernel width
   `SIGMA`, half the samples as centres, half as baselines). It measures the policy smoothed by
-  the kernel, so its floor is the kernel's own entropy, d/2 log(2 pi e SIGMA^2) (-0.88 nats per
-  dimension): a value at that floor means a collapsed policy. It reads broad policies too high
-  (a policy uniform on the 2-D box, entropy 1.39, reads about 5.0 at 16 centres).
+  the kernel, so its floor is the kernel's own entropy, d/2 log(2 pi e SIGMA^2): a value at that
+  floor means a collapsed policy. It reads broad policies too high.
 - `policy_entropy_knn`: the nearest-neighbour estimate (`wppg.entropy.knn_entropy`, WPPG's default
   estimator) on all the samples: nearly unbiased where the policy's widths are alike across dimensions,
-  too high where they differ (docs/algorithms.md), with no floor but the distance floor's, so a
+  too high where they differ (docs/algorithm.md#entropy-estimator), with no floor but the distance floor's, so a
   collapsed policy reads far below zero; comparable with SAC's own -E log pi on the unit box.
 - `policy_on_walls`: the fraction of samples with a coordinate within `WALL` of the box's walls
   (|u| > 1 - WALL). A squashed policy driven into saturation shows it as a rise towards 1 (WPPG
-  without the `boundary` rule, docs/algorithms.md "The action box"); so does a policy that rightly
+  without the `boundary` rule, docs/algorithm.md#action-box); so does a policy that rightly
   acts at the bounds (bang-bang control), so read it with the returns.
 
 The draws use a key of their own (the run seed and the env step), never the training streams, so

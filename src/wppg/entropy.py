@@ -11,8 +11,7 @@ the closed form, as sigma -> 0 and as M, L grow, is measured in tests/test_entro
 
 The kernel width (`BANDWIDTHS`): 'fixed' is sigma for every state (our reading of the paper, which
 does not give it). For a policy much broader than sigma the M centres lie far apart against the
-kernel and the bias grows large (a policy uniform on the 2-D box reads 9.8 nats at M = 8 where
-its entropy is 1.39; `benchmarks/entropy_bias.py`). 'silverman' widens the kernel per state and
+kernel and the bias grows large (docs/algorithm.md#entropy-estimator). 'silverman' widens the kernel per state and
 dimension to Silverman's rule on the M centres where that is larger than sigma, h = max(sigma,
 std (4 / ((d + 2) M))^(1 / (d + 4))): it then estimates the entropy of pi * N(0, diag h^2), a
 smoother policy, with far less bias; for policies narrower than about 1.4 sigma it is 'fixed'.
@@ -22,13 +21,11 @@ Kozachenko-Leonenko nearest-neighbour estimator on the same M + L policy samples
     H_hat(s) = psi(N) - psi(1) + log c_d + (d / N) sum_i log r_i,
 with N = M + L, r_i the distance from sample i to its nearest neighbour and c_d the volume of the
 unit d-ball. It estimates the entropy of pi(.|s) itself, with no kernel and no width to choose,
-and is nearly unbiased on smooth densities even at N = 16 (a policy uniform on the 2-D box reads
-1.55 nats where its entropy is 1.39, a Gaussian within 0.1 nats; `benchmarks/entropy_bias.py`).
+and is nearly unbiased on smooth densities even at small N (docs/algorithm.md#entropy-estimator).
 Distances are floored at `KNN_FLOOR` (on the unit box), so a collapsed policy reads a finite
 d log(KNN_FLOOR) + const instead of minus infinity. Its one blind spot at small N: a policy whose widths
 differ across dimensions reads too high, because nearest neighbours are then mostly far apart along
-the broad dimensions (a 6-D Gaussian with stds spanning a factor 10 reads 1.0 nats high at N = 16, a
-factor 30 2.3 nats; policies learned on MuJoCo by at least 0.6-2.9 nats, docs/algorithms.md).
+the broad dimensions.
 'knn-whitened' (not in the paper) divides each dimension by its sample std first and adds the log
 stds back: it moves with a dimension's scale exactly as the entropy does, so its bias is the same on
 every Gaussian with independent coordinates, and `calibrated_entropy_target` removes it.

@@ -20,11 +20,10 @@ parameters and evaluation returns to a relative 1e-5 after a few hundred env ste
 Speed: the gain is the work that one seed leaves on the table. Where one seed's update is small
 for the device (a GPU, or small networks where call overhead dominates on a CPU core), N seeds
 cost little more than one. Where it already keeps the device busy, N seeds cost about N times
-one: with batch 256 and (256, 256) networks on one CPU core, a single-seed run spends 80-95% of
-its time in update calls whose matrix products run near the core's matmul rate, so only the
-rest (act and update dispatch, env steps, sampling) is shared, and four seeds train about 1.05
-times faster together than one after another. `measure_vmapped_speedup` measures it on the
-machine at hand (`wppg bench speed --sections vmap`).
+one: with batch 256 and (256, 256) networks on a CPU core, a single-seed run spends most of its
+time in update calls whose matrix products run near the core's matmul rate, so only the rest (act
+and update dispatch, env steps, sampling) is shared. `measure_vmapped_speedup` measures the gain on
+the machine at hand (`wppg bench speed --sections vmap`).
 """
 
 from __future__ import annotations

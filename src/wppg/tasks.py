@@ -12,7 +12,7 @@ Importing `wppg` registers these Gymnasium ids (continuous Box actions, flat Box
   1), meant for a temperature of 1; see `MultiGoalEnv`.
 - `wppg/MultiGoal-v0`: the same task with the 2017 coefficients (30, 1, 10). At those, grad_a Q is
   of order 70 and the paper's particle step eta grad_a Q (eta = 0.1) is several box widths: an
-  explicit Euler step on a curvature of 60, which overshoots (docs/benchmarks-multimodal.md).
+  explicit Euler step that overshoots (docs/results/multigoal.md).
 
 A one-step task has Q(a) = r(a), so its soft-optimal policy at temperature tau is the Gibbs
 policy pi*(a) proportional to exp(r(a) / tau) on the action box: `gibbs_policy` computes it on a

@@ -28,7 +28,7 @@ def with_key_split(update: Callable) -> Callable:
     """`update(state, input, key) -> (state, metrics)` as `(state, input, key) -> (state, metrics,
     next_key)` with `next_key, k = jax.random.split(key)` and `update(state, input, k)`: the
     trainers' key split then runs inside the update's compiled call (the same numbers as splitting
-    outside, without an eager split of its own per update call, about 0.5 ms on a CPU)."""
+    outside, without an eager split of its own per update call)."""
 
     def keyed(state: Any, inputs: Any, key: jax.Array) -> tuple[Any, Any, jax.Array]:
         key, k = jax.random.split(key)
@@ -58,14 +58,9 @@ class OffPolicyConfig:
     hidden: Sequence[int] = field(default=(256, 256))
     """Hidden widths of the ReLU MLPs of the policy and of each critic."""
     precision: str = "float32"
-    """Matrix products of the policy and critic networks: 'float32', or 'bf16' (the hidden-to-hidden
-    products, the bulk of the work, with bf16 operands and float32 accumulation, forward and backward;
-    a network with one hidden layer has none; parameters, optimiser and all other arithmetic stay
-    float32). Not in the papers: a speed option for hardware with bf16 units (Intel AMX or
-    AVX512-BF16, a GPU's tensor cores), where it made a WPPG / WPPG-I update 1.6-1.7x and a SAC
-    update 1.1x faster on a 2-core Xeon with AMX (docs/performance.md); elsewhere it is slower.
-    Each product then carries a relative error of about 1e-2, so runs in the two precisions are
-    different runs: compare algorithms in one."""
+    """Hidden-to-hidden matrix products: 'float32' (default) or 'bf16' (bf16 operands, float32 accumulation;
+    for hardware with bf16 units, slower elsewhere; runs in the two precisions differ). Not in the papers;
+    docs/guide/scaling.md#precision."""
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -114,10 +109,8 @@ def td_target(reward: jnp.ndarray, terminated: jnp.ndarray, gamma: float, next_v
 
 
 CHUNK_ROWS = 1024
-"""Rows (states x samples) per chunk when a network runs on K samples per state. With (256, 256)
-MLPs a chunk's activations (1024 x 256 floats, 1 MiB) stay in cache between the matrix products
-and the elementwise passes; one pass over all B K rows at once made the K = 32 critic passes
-1.5-3x slower on a 2-core Xeon (docs/performance.md). The arithmetic is the same."""
+"""Rows (states x samples) per chunk when a network runs on K samples per state, so that a chunk's
+activations stay in cache between the matrix products; the arithmetic is that of one pass."""
 
 
 def sample_chunks(batch: int, n_samples: int, rows: int = CHUNK_ROWS) -> int:

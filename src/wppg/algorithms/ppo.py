@@ -71,8 +71,8 @@ class PPOConfig:
     clip_coef: float = 0.2
     """Clip range eps of the probability ratio, and of the value change when clip_vloss (0.2)."""
     clip_vloss: bool = True
-    """Clip the value loss: max((V - R)^2, (V_old + clip(V - V_old, +-clip_coef) - R)^2) (on, as ppo2
-    and CleanRL; Stable-Baselines3 leaves it off, and it can slow learning: see docs/algorithms.md)."""
+    """Clip the value loss: max((V - R)^2, (V_old + clip(V - V_old, +-clip_coef) - R)^2). Default on, as
+    ppo2 and CleanRL (Stable-Baselines3: off)."""
     vf_coef: float = 0.5
     """Weight of the value loss (0.5)."""
     ent_coef: float = 0.0

@@ -22,7 +22,7 @@ commands:
   run     run a suite:      wppg bench run SUITE_OR_SPEC --out runs/bench --workers 2 [--backend ray]
   list    the suites:       wppg bench list
   speed   speed benchmark:  wppg bench speed --help
-  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench benchmarks/runs/bench"""
+  export  finished runs without checkpoints (small enough to commit): wppg bench export runs/bench exported/bench"""
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -121,7 +121,7 @@ def cmd_export(argv: list[str]) -> int:
         prog="wppg bench export",
         description="Copy the finished runs of a benchmark folder without their checkpoints and TensorBoard events "
         "(small enough to commit). `wppg report` reads the copies, and `wppg bench run --out DEST` skips them as "
-        "finished, so a campaign can go on from them in a later session.",
+        "finished, so a benchmark can be resumed or extended from them.",
     )
     p.add_argument("src", type=Path, help="the folder a `wppg bench run` wrote (its --out)")
     p.add_argument("dest", type=Path, help="where the copies go (same layout)")
@@ -152,16 +152,14 @@ def bench_main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    """`wppg report RUN_DIRS... --out docs/benchmarks.md [--figures DIR]`."""
+    """`wppg report RUN_DIRS... --out report.md [--figures DIR] [--notes notes.md]`."""
     p = argparse.ArgumentParser(
         prog="wppg report",
         description="Aggregate run directories (searched recursively) into a Markdown report with figures, "
         "and the same numbers as JSON next to it.",
     )
     p.add_argument("run_dirs", nargs="+", type=Path, help="run directories or folders holding them (e.g. runs/bench)")
-    p.add_argument(
-        "--out", type=Path, default=Path("docs/benchmarks.md"), help="Markdown file (default: docs/benchmarks.md)"
-    )
+    p.add_argument("--out", type=Path, default=Path("report.md"), help="Markdown file (default: report.md)")
     p.add_argument(
         "--figures", type=Path, default=None, help="folder of the learning-curve PNGs (default: next to --out)"
     )

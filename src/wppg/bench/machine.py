@@ -42,7 +42,7 @@ def cpuinfo_fields(cpuinfo: str | None = None) -> dict[str, str]:
 def cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
     """The CPU's model name, its family/model numbers and its widest vector extension (SIMD_LEVELS),
     from /proc/cpuinfo's first processor. The numbers and the extension tell apart CPUs that a cloud
-    names alike ('AMD EPYC' for several generations, whose speeds differ by 2x and more)."""
+    names alike (one model name for several CPU generations of different speeds)."""
     fields = cpuinfo_fields(cpuinfo)
     out = {"cpu_model": fields.get("model name") or platform.processor() or platform.machine()}
     if "cpu family" in fields and "model" in fields:
@@ -55,7 +55,7 @@ def cpu_identity(cpuinfo: str | None = None) -> dict[str, str]:
 
 def cpu_label(m: dict[str, Any]) -> str:
     """The CPU of a machine.json as reports name it: model name, with family/model and vector
-    extension where recorded (machine.json files written before 2026-12-03 have the name only)."""
+    extension where recorded (older machine.json files have the name only)."""
     extra = []
     if m.get("cpu_family_model"):
         extra.append(f"family/model {m['cpu_family_model']}")

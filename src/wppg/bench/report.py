@@ -43,6 +43,8 @@ ONE_SIDE_SINGLE = (
     "*: one of the two algorithms has one run per env, which the bootstrap cannot resample: the CI spans only "
     "the other's spread and understates the uncertainty."
 )
+GUIDE = 'docs/guide/benchmarking.md, "Reading a report"'
+"""Where the report's columns are explained."""
 LAST = 5
 """Evaluations averaged by the end-of-training metric that complements the final return."""
 # The temperature columns of train.csv: SAC's alpha, WPPG's tau (fixed or learned).
@@ -360,7 +362,7 @@ def build_report(
             "Mean over seeds of each run's final evaluation, with its 95% percentile-bootstrap CI (2000 resamples); "
             f"`mode` acts with the policy's mode, `stochastic` samples actions. `last {last}`: the same for the mean of "
             f"each run's last {last} evaluations (the final one included), an end-of-training figure less at the mercy "
-            "of one evaluation: a single end point can move by hundreds within a few evaluations (Hopper)."
+            "of one evaluation."
         ),
         "",
     ]
@@ -434,15 +436,9 @@ def _plot_env(env: str, runs: list[RunRecord], figures: Path, metric: str, color
 
 
 TASK_REFERENCE = (
-    "The `wppg/` tasks have a known soft-optimal policy: on a one-step bandit, the Gibbs policy "
-    "exp(r(a) / tau) / Z at the env's reference temperature (tau = 0.1 unless the env was made with another). "
-    "Its values: `w2_to_gibbs` 0 (W2 distance from 2000 policy samples to it), `mass_left` 0.5 (double well: "
-    "fraction of actions a < 0), `mode_min_mass` 0.25 (four modes: smallest fraction of actions in a quadrant), "
-    "and `policy_std`, `policy_mean`, `mean_reward` as in the `reference` row; on MultiGoal, `goals_reached` 4 "
-    "(distinct goals reached by 20 stochastic episodes from the env's random start), with `success_rate` the "
-    "fraction of those episodes that reach a goal, `goals_from_origin` 4 (the same from the exact origin, where "
-    "only the policy's spread can pick more than one goal) and `origin_directions` 4 (goal directions holding "
-    "at least 10% of the first actions at the origin). Sample metrics carry sampling noise: exact Gibbs samples give a W2 of a few hundredths."
+    "The `wppg/` tasks have a known soft-optimal policy (the Gibbs policy exp(r(a) / tau) / Z at the env's "
+    "reference temperature); the `reference` row gives its metrics. Sample metrics carry sampling noise. "
+    f"What each metric measures: {GUIDE}."
 )
 
 
@@ -581,19 +577,11 @@ def _spread_section(
         "## Policy spread",
         "",
         (
-            "From train.csv (a row every `log_every` env steps; `wppg.diagnostics`): `policy_entropy`, the plug-in "
-            "mixture estimate of the policy's entropy on the unit box u = (a - bias)/scale, kernel width "
-            f"{SPREAD_SIGMA}, "
-            f"whose floor, {floor:.2f} nats per action dimension, is that of a collapsed (deterministic) policy, and "
-            "which reads broad policies too high; `policy_entropy_knn` (runs made since it was added), the "
-            "nearest-neighbour estimate, nearly unbiased where the policy's widths are alike across dimensions "
-            "and too high where they differ (docs/algorithms.md), which reads a collapsed policy far below zero; "
-            "`policy_std`, the per-state standard deviation of the actions on the unit box; `policy_on_walls` (runs "
-            "made since it was added), the fraction of actions within 0.01 of the box's walls, which a policy driven "
-            "into saturation raises towards 1; the temperature (SAC's "
-            "alpha, WPPG's tau, learned or fixed). The table gives each run's last row (mean and 95% bootstrap CI over "
-            "seeds), the figure the mean over seeds with its 95% bootstrap band. Runs without these columns (the "
-            "external references) are left out."
+            "From train.csv (a row every `log_every` env steps), on the unit box: the policy's entropy, plug-in "
+            f"(floor {floor:.2f} nats per action dimension: a collapsed policy) and nearest-neighbour estimates; the "
+            "per-state action std; the fraction of actions on the box's walls; the temperature. Table: each run's "
+            "last row, mean and 95% bootstrap CI over seeds; figure: the mean over seeds and its band. What each "
+            f"column measures: {GUIDE}."
         ),
         "",
     ]
@@ -703,9 +691,7 @@ def _protocol_section(records: list[RunRecord], done: list[RunRecord], roots: li
         if run_hp is not None:
             hps[r.algo].add(json.dumps(run_hp, sort_keys=True))
     if hps:
-        lines.append(
-            "- Hyperparameters given to each algorithm (the rest are the defaults of its config, see docs/algorithms.md):"
-        )
+        lines.append("- Hyperparameters given to each algorithm (the rest are the defaults of its config):")
         for algo, sets in sorted(hps.items()):
             lines.append(f"  - {algo}: " + " or ".join(f"`{s}`" for s in sorted(sets)))
     versions = _versions(records, roots)

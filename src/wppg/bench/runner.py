@@ -347,7 +347,7 @@ def summarise(outcomes: list[Outcome], wall_s: float) -> str:
 
 # --- export ---------------------------------------------------------------------------------------
 # What a finished run keeps when exported: everything but its checkpoints, TensorBoard events, the
-# worker's console log and the lock (sizes of a 100k-step MuJoCo run: 14 MB, 60 kB, up to 100 kB).
+# worker's console log and the lock (the bulk of a finished run's size).
 EXPORT_SKIP = ("checkpoints", "tb", LOG_FILE, ".lock")
 
 
@@ -356,7 +356,7 @@ def export_finished(src: str | Path, dest: str | Path) -> list[Path]:
     to the same relative paths under `dest`, without `EXPORT_SKIP`, plus `src`'s bench_spec.json and
     machine.json; returns the runs copied. The copies are small enough to commit, `wppg report` reads them,
     and a `wppg bench run` into `dest` (or into a folder they are copied back to) skips them as finished,
-    so a long campaign can go on from them in a later session. Unfinished runs are left out."""
+    so a benchmark can be resumed or extended from them. Unfinished runs are left out."""
     import shutil
 
     from wppg.bench.spec import Run

@@ -193,7 +193,7 @@ class LinearConfig:
     max_iter: int = 1500
     """Iteration cap in 1-D (each run stops earlier once ||w_{k+1} - w_k||_1 < tol)."""
     max_iter_2d: int = 200
-    """Iteration cap in 2-D (each step costs ~0.2 s there)."""
+    """Iteration cap in 2-D (each step costs far more there)."""
     tol: float = 1e-12
     """Convergence tolerance on the iterates."""
     w2_every_2d: int = 20
