@@ -340,6 +340,9 @@ def resume_seeds(
     paths = seed_checkpoints(out_dir)
     require(bool(paths), f"{out_dir} holds no seed<k>/checkpoints/last.npz: it is not a multi-seed run folder")
     agents = [Agent.load(p, run_dir=p.parent.parent, progress=False, trust=trust) for p in paths]
+    for p, a in zip(paths, agents):
+        named = int(p.parent.parent.name[4:])
+        require(a.train_config.seed == named, f"{p} holds a run of seed {a.train_config.seed}, not of seed {named}")
     first = agents[0]
     until = int(total_steps or first.trainer.target_steps or first.train_config.total_steps)
     multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
