@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,11 @@ class Agent:
         `f(locals, globals) -> bool` called after each env step; False stops training (see
         `wppg.callbacks`). `eval_at_end=False` skips the evaluation that ends the call (the
         periodic ones, every `eval_every` env steps, still run)."""
-        if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps < 1:
+        if (
+            isinstance(total_timesteps, bool)
+            or not isinstance(total_timesteps, numbers.Integral)
+            or total_timesteps < 1
+        ):
             raise ValueError(f"total_timesteps must be an int >= 1, got {total_timesteps!r}")
         cb = as_callback(callback)
         if cb is not None:
@@ -124,12 +130,17 @@ class Agent:
 
     def predict(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Action(s) for one observation [obs_dim] or a batch [n, obs_dim]; deterministic gives the mode."""
-        obs = np.asarray(obs, np.float32)
+        shape = f"({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim})"
+        try:
+            obs = np.asarray(obs, np.float32) if obs is not None else None
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"obs must be a numeric array of shape {shape}; got {type(obs).__name__} ({e})") from None
+        if obs is None or obs.ndim not in (1, 2) or obs.shape[-1] != self.env_info.obs_dim:
+            raise ValueError(f"obs must have shape {shape}; got {'None' if obs is None else obs.shape}")
+        if not np.all(np.isfinite(obs)):
+            bad = np.argwhere(~np.isfinite(obs))[:8].tolist()
+            raise ValueError(f"obs holds NaN or infinite values (at {bad}): check the env or its wrappers")
         single = obs.ndim == 1
-        if obs.shape[-1] != self.env_info.obs_dim or obs.ndim not in (1, 2):
-            raise ValueError(
-                f"obs must have shape ({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim}); got {obs.shape}"
-            )
         self._predict_key, k = jax.random.split(self._predict_key)
         a = np.asarray(
             self.algorithm.act(
@@ -143,6 +154,8 @@ class Agent:
 
     def save(self, path: str | Path) -> Path:
         """Save everything needed to resume exactly: parameters, optimisers, buffer, RNGs, envs."""
+        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+            raise TypeError(f"path must be a file path (str or os.PathLike), got {path!r}")
         return self.trainer.save(path)
 
     @classmethod
@@ -165,13 +178,14 @@ class Agent:
         the checkpoint, or `CheckpointError`); the saved mid-episode state is written into copies
         of `env` when it is of the saved env's class, otherwise new episodes start (a warning).
 
-        Loading runs no code from the file. `trust=True` allows unpickling a pickled env snapshot
-        (written for envs whose state is not plain data, and by earlier versions): pass it only for
-        files you trust, as unpickling can execute arbitrary code; without it such envs start new
-        episodes, with a warning.
+        Loading runs no code from the file and imports no module it names: an env id with a module
+        part (`module:Env-v1`) needs `env=` or `trust=True`. `trust=True` also allows unpickling a
+        pickled env snapshot (written for envs whose state is not plain data): pass it only for files
+        you trust, as unpickling can execute arbitrary code; without it such envs start new
+        episodes, with a warning. See docs/guide/security.md.
         """
-        meta, tree = ckpt.load(path)
-        variant = meta.get("variant")
+        meta = ckpt.read_header(path)
+        variant = meta["variant"]
         if variant not in registry.REGISTRY:
             raise ckpt.CheckpointError(f"checkpoint {path} holds an unknown agent {variant!r}")
         agent_cls = agent_class(variant)
@@ -181,17 +195,12 @@ class Agent:
                 f"wppg.{agent_cls.__name__}.load"
             )
         if env is None:
-            env = meta.get("env_id")
-            if env is None:
-                raise ckpt.CheckpointError(
-                    f"checkpoint {path} was trained on an env without a registered id: pass env= to load it"
-                )
-        try:
-            train = dict(meta["train_config"])
-            seed = train.pop("seed")
-            algo_cfg = dict(meta["algo_config"])
-        except (KeyError, TypeError) as e:
-            raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing {e})") from e
+            env = _saved_env_id(meta.get("env_id"), path, trust)
+        train = dict(meta["train_config"])
+        if "seed" not in train:
+            raise ckpt.CheckpointError(f"checkpoint {path} has an incomplete header (missing 'train_config.seed')")
+        seed = train.pop("seed")
+        algo_cfg = dict(meta["algo_config"])
         for k in registry.get(variant).fixed:
             algo_cfg.pop(k, None)
         # Continuing the run in its own directory is a resume; another directory's run is replaced
@@ -205,8 +214,54 @@ class Agent:
             )  # fmt: skip
         except TypeError as e:
             raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
+        except ConfigError as e:
+            raise ckpt.CheckpointError(f"checkpoint {path} has a bad header: {e}") from e
+        _, tree = ckpt.load(path, expect=_expected_arrays(agent.trainer, meta))
         agent.trainer.load_state(meta, tree, trust=trust)
         return agent
+
+
+def _saved_env_id(env_id: str | None, path: str | Path, trust: bool) -> str:
+    """The env id of a checkpoint's header, if it names an env registered in this process: an id
+    with a module part (`module:Env-v1`) would import that module, so it needs `trust`."""
+    import gymnasium as gym
+
+    if env_id is None:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} was trained on an env without a registered id: pass env= to load it"
+        )
+    if ":" in env_id and not trust:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} names the env {env_id!r}, whose module part loading would import: pass env= "
+            "(or trust=True / --trust-checkpoint for a file you wrote). See docs/guide/security.md"
+        )
+    if ":" not in env_id and env_id not in gym.registry:
+        raise ckpt.CheckpointError(
+            f"checkpoint {path} names the env {env_id!r}, which is not registered: import the package that "
+            "registers it, or pass env="
+        )
+    return env_id
+
+
+def _expected_arrays(trainer: BaseTrainer, meta: dict[str, Any]) -> dict[str, ckpt.Expect]:
+    """The arrays a checkpoint of `trainer` may hold, with their shapes (`checkpoint.Expect`): the
+    agent state and key exactly; a buffer's filled part up to its capacity; the env pool's arrays
+    for the trainer's number of envs."""
+    expect = ckpt.expect_tree({"agent": trainer.state, "key": np.asarray(trainer.key)})
+    for prefix, saved in trainer.save_extra().items():
+        full = getattr(getattr(trainer, prefix, None), "data", {})
+        for k, e in ckpt.expect_tree(saved, f"{prefix}/").items():
+            name = k.split("/", 1)[1]
+            if name in full:
+                e = ckpt.Expect(full[name].shape, full[name].dtype, leading_max=full[name].shape[0])
+            expect[k] = e
+    n, blob = trainer.config.n_envs, ckpt.Expect((ckpt.MAX_BLOB_BYTES,), np.dtype(np.uint8), ckpt.MAX_BLOB_BYTES)
+    expect["pool/obs"] = ckpt.Expect((n, trainer.algo.obs_dim), np.dtype(np.float32))
+    expect["pool/ep_return"] = ckpt.Expect((n,), np.dtype(np.float64))
+    expect["pool/ep_length"] = ckpt.Expect((n,), np.dtype(np.int64))
+    expect["pool/env_states"] = blob
+    expect |= {f"pool/pickles/{i}": blob for i in range(n)}
+    return expect
 
 
 class WPPG(Agent):

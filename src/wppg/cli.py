@@ -7,7 +7,6 @@ takes every field of `TrainConfig` and of the algorithm's config as a flag (see 
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from wppg.algorithms import ConfigError
 from wppg.checkpoint import CheckpointError
 from wppg.config import TrainConfig
 from wppg.envs import ActionSpaceError
-from wppg.rundir import RunDirError, RunLock, RunLockedError, check_writable
+from wppg.rundir import RUN_MARKER, RunDirError, RunLock, RunLockedError, check_writable, is_run, remove_run, write_json
 from wppg.schedule import TrainingInterrupted
 from wppg.trainer import TrainingDivergedError
 
@@ -70,19 +69,6 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         algorithm: Annotated[algo_cfg_cls, tyro.conf.OmitArgPrefixes] = field(default_factory=algo_cfg_cls)
 
     return TrainArgs
-
-
-RUN_FILES = ("config.json", "train.csv", "eval.csv", "summary.json", "eval_result.json")
-RUN_DIRS = ("checkpoints", "tb", "videos")
-
-
-def _remove_run(out: Path) -> None:
-    """Delete what a run wrote into `out`, and nothing else (--out may be a shared folder)."""
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in RUN_DIRS:
-        if (out / name).is_dir():
-            shutil.rmtree(out / name)
 
 
 def _fail(message: str) -> int:
@@ -137,9 +123,14 @@ def cmd_train(argv: list[str]) -> int:
     existing = [out for out in outs if (out / "checkpoints" / "last.npz").exists() or (out / "config.json").exists()]
     if existing and not args.overwrite:
         out = existing[0]
-        return _fail(
-            f"{out} already holds a run: continue it with `wppg resume {out}`, or pass --overwrite to replace it"
-        )
+        resume = f"continue it with `wppg resume {out}`, or " if (out / "checkpoints" / "last.npz").exists() else ""
+        return _fail(f"{out} already holds a run: {resume}pass --overwrite to replace it")
+    for out in existing:
+        if not is_run(out):
+            raise RunDirError(
+                f"{out} holds a config.json or checkpoints/last.npz but no {RUN_MARKER} marker, so wppg did not "
+                "write it and --overwrite will not delete it: use another --out"
+            )
     hyper = {**dataclasses.asdict(args.train), **args.algorithm.to_dict()}
     for k in fixed:
         hyper.pop(k)
@@ -169,14 +160,14 @@ def cmd_train(argv: list[str]) -> int:
         for lock in locks:
             lock.acquire()
         for out in existing:
-            _remove_run(out)
+            remove_run(out)
         if seeds:
             results = train_agents(agents, total, progress=args.progress, command=command)
             print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
             return 0
         agent = agents[0]
         config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": command}
-        (args.out / "config.json").write_text(json.dumps(config, indent=2))
+        write_json(args.out / "config.json", config)
         agent.trainer.train_until(agent.train_config.total_steps)
     finally:
         for lock in locks:
@@ -197,8 +188,8 @@ def cmd_resume(argv: list[str]) -> int:
         progress: bool = True
         trust_checkpoint: bool = False
         """Allow unpickling a pickled env snapshot in the checkpoint (envs whose state is not plain
-        data): unpickling can execute code, so only for files you trust. Without it such envs start
-        new episodes (a warning)."""
+        data) and an env id with a module part (`module:Env-v1`, imported by gym.make): both can
+        execute code, so only for files you wrote. Without it such envs start new episodes (a warning)."""
 
     args = tyro.cli(ResumeArgs, args=argv, prog="wppg resume")
     if args.total_steps is not None and args.total_steps < 1:
@@ -252,7 +243,7 @@ def cmd_eval(argv: list[str]) -> int:
 
         path = record_gif(agent, args.run_dir / "videos" / "eval.gif")
         print(f"video: {path}")
-    (args.run_dir / "eval_result.json").write_text(json.dumps(result, indent=2))
+    write_json(args.run_dir / "eval_result.json", result)
     return 0
 
 

@@ -52,6 +52,13 @@ def check_spaces(env: gym.Env) -> tuple[int, ActionBounds]:
         )
     if np.any(high <= low):
         raise ActionSpaceError(f"action space {space!r} has high <= low in some dimension.")
+    with np.errstate(over="ignore"):
+        scale, bias = ((high - low) / 2).astype(np.float32), ((high + low) / 2).astype(np.float32)
+    if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(bias)) and np.all(scale > 0)):
+        raise ActionSpaceError(
+            f"action space {space!r} has bounds beyond float32's range (the dtype actions are computed in): "
+            "wrap the env with gymnasium.wrappers.RescaleAction to a smaller box."
+        )
     obs_space = env.observation_space
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ActionSpaceError(
@@ -60,7 +67,7 @@ def check_spaces(env: gym.Env) -> tuple[int, ActionBounds]:
         )
     if obs_space.shape[0] == 0:
         raise ActionSpaceError(f"observation space {obs_space!r} has zero size.")
-    bounds = ActionBounds(scale=((high - low) / 2).astype(np.float32), bias=((high + low) / 2).astype(np.float32))
+    bounds = ActionBounds(scale=scale, bias=bias)
     return int(obs_space.shape[0]), bounds
 
 
@@ -230,6 +237,17 @@ def env_state(env: gym.Env) -> dict[str, Any]:
     return state
 
 
+def _kind(v: Any) -> str:
+    """A value's kind for the snapshot's type check: numbers of any width are one kind."""
+    if isinstance(v, (bool, np.bool_)):
+        return "bool"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return "number"
+    if isinstance(v, np.ndarray):
+        return f"ndarray{v.ndim}"
+    return type(v).__name__
+
+
 def restore_env_state(env: gym.Env, state: dict[str, Any]) -> gym.Env:
     """Write a snapshot of `env_state` into a fresh env of the same wrapper chain; no code from the
     snapshot runs (values are plain data, written into the layers' instance dicts only)."""
@@ -240,14 +258,25 @@ def restore_env_state(env: gym.Env, state: dict[str, Any]) -> gym.Env:
         want = [s["class"] for s in saved]
         if got != want:
             raise EnvStateError(f"the env is {' > '.join(got)} but the snapshot is of {' > '.join(want)}")
+        # A reset first gives every attribute the type the env uses, against which the snapshot's
+        # values are checked; all of them are then overwritten (the RNG too).
+        env.reset()
         for layer, s in zip(layers, saved):
             for name, value in s["attrs"].items():
                 if not isinstance(name, str) or name.startswith("__") or name == "env":
                     raise EnvStateError(f"attribute name {name!r} is not allowed in an env snapshot")
                 # The instance dict only: a snapshot never calls a property setter or __setattr__.
-                if isinstance(getattr(type(layer), name, None), property):
+                declared = getattr(type(layer), name, None)
+                if isinstance(declared, property):
                     continue
-                vars(layer)[name] = _decode(value)
+                if callable(declared) or callable(vars(layer).get(name)):
+                    raise EnvStateError(f"attribute {name!r} of the snapshot would hide a method of the env")
+                new = _decode(value)
+                old = vars(layer).get(name)
+                if old is not None and new is not None and _kind(old) != _kind(new):
+                    got, want = type(new).__name__, type(old).__name__
+                    raise EnvStateError(f"attribute {name!r} is a {got} in the snapshot, a {want} in the env")
+                vars(layer)[name] = new
         rng = env.unwrapped.np_random  # materialise the generator before overwriting its state
         rng.bit_generator.state = _decode(state["np_random"])
         if "mujoco" in state:
@@ -390,8 +419,8 @@ class EnvPool:
     @classmethod
     def from_state(cls, state: dict[str, Any], make_env: Callable[[], gym.Env], trust: bool = False) -> EnvPool:
         """Rebuild the pool from `state`: fresh envs from `make_env` with the data-only snapshots
-        written in. A pickled snapshot (an env whose state is not plain data, or a checkpoint of an
-        older version) is unpickled only with `trust=True`; otherwise `EnvStateError` is raised and
+        written in. A pickled snapshot (an env whose state is not plain data) is unpickled only with
+        `trust=True`; otherwise `EnvStateError` is raised and
         the caller starts new episodes."""
         pool = cls.__new__(cls)
         n = len(state["obs"])

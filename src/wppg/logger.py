@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
+
+from wppg.rundir import open_append, write_file
 
 
 class RunLogger:
@@ -35,6 +38,14 @@ class RunLogger:
         """Append one row of `values` at `step` to <kind>.csv and to TensorBoard."""
         row = {"step": step, **{k: float(v) for k, v in values.items()}}
         path = self.dir / f"{kind}.csv"
+        try:
+            self._write_row(kind, path, row)
+        except OSError as e:
+            raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
+        for k, v in values.items():
+            self.tb.add_scalar(f"{kind}/{k}", float(v), step)
+
+    def _write_row(self, kind: str, path: Path, row: dict[str, float]) -> None:
         if kind not in self._headers:
             self._headers[kind] = self._header(path)
         header = self._headers[kind]
@@ -48,23 +59,20 @@ class RunLogger:
             header = list(row)
             _rewrite(path, header, [])
         self._headers[kind] = header
-        with open(path, "a", newline="") as f:
+        with open_append(path) as f:
             csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
-        for k, v in values.items():
-            self.tb.add_scalar(f"{kind}/{k}", float(v), step)
 
     def close(self) -> None:
         self.tb.close()
 
 
 def _rewrite(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    """Write `rows` under `header` atomically (a crash keeps the old file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    """Write `rows` under `header` atomically (a crash keeps the old file; a link is replaced, not followed)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=header, restval="", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_file(path, text.getvalue())
 
 
 def _truncate(path: Path, last_step: int) -> None:
@@ -75,8 +83,9 @@ def _truncate(path: Path, last_step: int) -> None:
     if not rows:
         return
     kept = [rows[0]] + [r for r in rows[1:] if r and float(r[0]) <= last_step]
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(kept)
+    write_file(path, text.getvalue())
 
 
 def read_csv(path: str | Path) -> dict[str, list[float]]:

@@ -45,6 +45,7 @@ from wppg.agent import Agent, make_agent
 from wppg.algorithms.base import OffPolicyAlgorithm, with_key_split
 from wppg.config import require
 from wppg.envs import EnvSpec
+from wppg.rundir import write_json
 from wppg.trainer import Trainer, TrainingDivergedError
 
 
@@ -304,7 +305,7 @@ def train_agents(
             }
             if command is not None:
                 config["command"] = command
-            (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+            write_json(run_dir / "config.json", config)
     multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
     multi.train_until(int(total_steps))
     return [

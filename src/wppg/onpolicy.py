@@ -148,8 +148,8 @@ class OnPolicyTrainer(BaseTrainer):
     def after_update(self) -> None:
         self.rollout.ptr = 0
 
-    def _save_extra(self) -> dict[str, Any]:
+    def save_extra(self) -> dict[str, Any]:
         return {"rollout": self.rollout.state()}
 
-    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+    def load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
         self.rollout.load_state(tree["rollout"])

@@ -63,9 +63,11 @@ class ReplayBuffer:
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        size = int(state["size"])
-        if size > self.capacity:
+        size, ptr = int(state["size"]), int(state["ptr"])
+        if not 0 <= size <= self.capacity:
             raise ValueError(f"checkpoint buffer holds {size} transitions but capacity is {self.capacity}")
+        if not 0 <= ptr < self.capacity or (size < self.capacity and ptr != size):
+            raise ValueError(f"checkpoint buffer pointer {ptr} does not fit its size {size} (capacity {self.capacity})")
         view = self.data
         for name in FIELDS:
             saved = np.asarray(state[name])
@@ -75,4 +77,4 @@ class ReplayBuffer:
                     f"expected {(size,) + view[name].shape[1:]} float32"
                 )
             view[name][:size] = saved
-        self.ptr, self.size = int(state["ptr"]), size
+        self.ptr, self.size = ptr, size

@@ -36,6 +36,7 @@ from wppg.config import TrainConfig
 from wppg.diagnostics import STATES, make_policy_spread
 from wppg.envs import EnvOutputError, EnvPool
 from wppg.replay import ReplayBuffer
+from wppg.rundir import write_json
 
 # The protocol's cap on evaluation episodes (`wppg.evaluation`), read from this module at each
 # evaluation so that a test can lower it here.
@@ -61,7 +62,7 @@ class BaseTrainer(abc.ABC):
     A subclass supplies the interaction and what an update consumes, through the public hooks
     `env_step` (act, step the envs, store the data), `update_due`, `update_input` (the batch or
     rollout handed to `algo.update`), `grad_steps_per_update` and `after_update`; and, for its own
-    checkpointed data, `_save_extra` / `_load_extra`.
+    checkpointed data, `save_extra` / `load_extra`.
     """
 
     def __init__(
@@ -140,12 +141,12 @@ class BaseTrainer(abc.ABC):
         out = self._spread(actor_params, np.asarray(self._recent_obs(), np.float32), key)
         return {name: float(v) for name, v in jax.device_get(out).items()}
 
-    def _save_extra(self) -> dict[str, Any]:
+    def save_extra(self) -> dict[str, Any]:
         """Arrays of the subclass's own data (replay buffer, rollout) for the checkpoint."""
         return {}
 
-    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
-        """Inverse of `_save_extra`."""
+    def load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+        """Inverse of `save_extra`."""
 
     # --- the engine of this run alone (`wppg.schedule.Engine`) -------------------------------------
     def train_until(
@@ -239,7 +240,7 @@ class BaseTrainer(abc.ABC):
         metrics = self.task_metrics()
         if metrics is not None:
             summary["task_metrics"] = metrics
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json(self.run_dir / "summary.json", summary)
 
     def task_metrics(self) -> dict[str, float] | None:
         """`wppg.tasks.policy_metrics` of the current policy on a fresh env, from its own stream of
@@ -345,7 +346,7 @@ class BaseTrainer(abc.ABC):
             "log_window": {"metrics": self.log_metrics, "returns": list(self.recent_returns)},
             "warnings": self.run_warnings,
         }
-        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self._save_extra()}
+        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self.save_extra()}
         if pool is not None:
             tree["pool"] = {
                 "obs": pool["obs"],
@@ -367,7 +368,7 @@ class BaseTrainer(abc.ABC):
 
         Runs no code from the checkpoint: the envs are fresh envs of this trainer's `make_env`
         with the saved data-only state written in. A pickled env snapshot (an env whose state is
-        not plain data, or a file of an older version) is unpickled only with `trust=True`;
+        not plain data) is unpickled only with `trust=True`;
         otherwise, or if the snapshot does not fit the env, the envs start new episodes with a
         warning (the resume is then not exact at that point)."""
         saved_spaces = meta.get("spaces")
@@ -382,7 +383,7 @@ class BaseTrainer(abc.ABC):
                 expected = f"{self.key.shape} {self.key.dtype}"
                 raise ValueError(f"'key' has shape {key.shape} and dtype {key.dtype}, expected {expected}")
             self.key = jax.numpy.asarray(key)
-            self._load_extra(meta, tree)
+            self.load_extra(meta, tree)
             self.np_rng.bit_generator.state = meta["np_rng"]
             self.env_steps, self.iterations = int(meta["env_steps"]), int(meta["iterations"])
             self.n_evals = int(meta["n_evals"])
@@ -486,8 +487,8 @@ class Trainer(BaseTrainer):
         n = min(STATES, self.buffer.size)
         return self.buffer.data["obs"][(self.buffer.ptr - 1 - np.arange(n)) % self.buffer.capacity]
 
-    def _save_extra(self) -> dict[str, Any]:
+    def save_extra(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state()}
 
-    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+    def load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
         self.buffer.load_state(tree["buffer"])

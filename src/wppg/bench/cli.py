@@ -61,7 +61,10 @@ def cmd_run(argv: list[str]) -> int:
     )  # fmt: skip
     command = "wppg bench run " + shlex.join(argv)
     if args.dry_run:
+        from wppg.bench.runner import check_configs
         from wppg.bench.spec import ALIASES
+
+        check_configs(spec)
         from wppg.bench.worker import run_state
 
         for run in spec.runs():

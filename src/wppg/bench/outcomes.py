@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from wppg.bench.spec import Run
-from wppg.bench.worker import ERROR_FILE, read_json, run_state
+from wppg.bench.worker import ERROR_FILE, RC_IN_USE, read_json, run_state
+from wppg.rundir import write_file
 
 LOG_FILE = "worker.log"
 
@@ -38,15 +39,18 @@ def finish(p: Pending, rc: int, wall_s: float) -> Outcome:
     """Outcome of a run whose process exited with `rc`; a crash without error.txt gets one."""
     summary = read_json(p.run_dir / "summary.json") or {}
     if rc == 0 and run_state(p.run_dir, p.run.steps) == "finished":
-        return Outcome(p.run, "finished", wall_s, summary.get("final_eval", {}))
+        final = summary.get("final_eval")
+        return Outcome(p.run, "finished", wall_s, final if isinstance(final, dict) else {})
+    if rc == RC_IN_USE:  # another driver runs it now (two drivers on one --out): not a failure
+        return Outcome(p.run, "skipped", wall_s, error="in use by another process (another driver on this --out)")
     error_path = p.run_dir / ERROR_FILE
     if not error_path.exists():
         log = p.run_dir / LOG_FILE
-        tail = log.read_text()[-4000:] if log.exists() else ""
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
         why = f"the worker process exited with code {rc}" + (" before reaching its budget" if rc == 0 else "")
-        error_path.write_text(f"{why}; the end of {LOG_FILE}:\n\n{tail}")
-    first = error_path.read_text().splitlines()
-    return Outcome(p.run, "failed", wall_s, error=(first[0] if first else "failed"))
+        write_file(error_path, f"{why}; the end of {LOG_FILE}:\n\n{tail}")
+    first = error_path.read_text(errors="replace").splitlines()
+    return Outcome(p.run, "failed", wall_s, error=first[0] if first else "failed")
 
 
 # --- progress output ------------------------------------------------------------------------------
@@ -71,7 +75,9 @@ class Progress:
 
     def ended(self, o: Outcome, run_dir: Path) -> None:
         n = self.numbers.get(o.run.name, "?")
-        if o.status == "finished":
+        if o.status == "skipped":
+            self.echo(f"[{n}/{self.total}] skipped {o.run.name}: {o.error}")
+        elif o.status == "finished":
             self.echo(f"[{n}/{self.total}] finished {o.run.name}: {_fmt_eval(o.final_eval)}; {o.wall_s:.0f} s")
         else:
             self.echo(

@@ -22,6 +22,7 @@ from typing import Any
 from wppg.bench.outcomes import LOG_FILE, Outcome, Pending, Progress, finish
 from wppg.bench.spec import BenchError, Run
 from wppg.bench.worker import BOOT, worker_environment
+from wppg.rundir import write_file
 
 TOKEN_FILE = ".wppg-bench-token"
 
@@ -139,7 +140,7 @@ def run_ray(
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as e:  # the task itself failed (node lost, worker crashed)
-                    (p.run_dir / "error.txt").write_text(f"the Ray task failed: {type(e).__name__}: {e}\n")
+                    write_file(p.run_dir / "error.txt", f"the Ray task failed: {type(e).__name__}: {e}\n")
                     result = {"rc": -1, "files": None}
                 if result.get("files") is not None:
                     mirror(result["files"], p.run_dir)

@@ -86,26 +86,69 @@ def _algo_label(summary: dict[str, Any], config: dict[str, Any]) -> str | None:
     return variant
 
 
+def _object(d: dict[str, Any], key: str, where: Path) -> dict[str, Any]:
+    """`d[key]` when it is a JSON object ({} when absent), else a `BenchError` naming the file."""
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise BenchError(f"{where}: {key!r} must be a JSON object, got {type(v).__name__}")
+    return v
+
+
+def _count_field(v: Any, key: str, where: Path) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**53:
+        raise BenchError(f"{where}: {key!r} must be a non-negative integer, got {str(v)[:40]}")
+    return v
+
+
+def _text_field(v: Any, key: str, where: Path) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    raise BenchError(f"{where}: {key!r} must be a string, got {type(v).__name__}")
+
+
 def load_run(path: Path) -> RunRecord | None:
-    """Read a run directory; None when it holds nothing that says which env and algorithm it is."""
-    bench = read_json(path / RUN_FILE) or {}
-    run = bench.get("run", {})
-    summary = read_json(path / "summary.json") or {}
-    config = read_json(path / "config.json") or {}
-    train = config.get("train_config") or {}
+    """Read a run directory; None when it holds nothing that says which env and algorithm it is. A
+    file of the wrong shape (a list for an object, a string for a count) is a `BenchError` naming it."""
+    bench_path, summary_path, config_path = path / RUN_FILE, path / "summary.json", path / "config.json"
+    bench = read_json(bench_path) or {}
+    run = _object(bench, "run", bench_path)
+    summary = read_json(summary_path) or {}
+    config = read_json(config_path) or {}
+    train = _object(config, "train_config", config_path)
+    _object(summary, "final_eval", summary_path)
+    for key in ("env_id", "algo"):
+        _text_field(run.get(key), key, bench_path)
+    for key in ("env_id", "bench_algo", "variant", "algo"):
+        _text_field(summary.get(key), key, summary_path)
+        _text_field(config.get(key), key, config_path)
+    _object(summary, "algo_config", summary_path)
+    _object(config, "algo_config", config_path)
+    _count_field(summary.get("env_steps"), "env_steps", summary_path)
+    _count_field(summary.get("bench_budget"), "bench_budget", summary_path)
+    for key in ("seed", "steps"):
+        _count_field(run.get(key), key, bench_path)
+    for key in ("seed", "total_steps"):
+        _count_field(train.get(key), f"train_config.{key}", config_path)
     env_id = run.get("env_id") or summary.get("env_id") or config.get("env_id")
     algo = run.get("algo") or _algo_label(summary, config)
     if env_id is None or algo is None:
         return None
     seed = run.get("seed", train.get("seed"))
     budget = run.get("steps") or summary.get("bench_budget") or train.get("total_steps")
-    curve = read_csv(path / "eval.csv") if (path / "eval.csv").exists() else {}
+    try:
+        curve = read_csv(path / "eval.csv") if (path / "eval.csv").exists() else {}
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path / 'eval.csv'}: not a readable eval.csv ({e})") from None
     try:
         train_rows = read_csv(path / "train.csv") if (path / "train.csv").exists() else {}
     except (OSError, ValueError):  # a file cut mid-row by a killed run: its curves are left out
         train_rows = {}
     if summary:
-        env_steps = int(summary.get("env_steps", 0))
+        env_steps = int(summary.get("env_steps") or 0)
     else:
         env_steps = int(curve["step"][-1]) if curve.get("step") else 0
     finished = bool(summary) and (budget is None or env_steps >= int(budget)) and summary.get("final_eval") is not None
@@ -114,7 +157,7 @@ def load_run(path: Path) -> RunRecord | None:
         final = {k: v[-1] for k, v in curve.items()}
     error = None
     if (path / ERROR_FILE).exists():
-        lines = (path / ERROR_FILE).read_text().splitlines()
+        lines = (path / ERROR_FILE).read_text(errors="replace").splitlines()
         error = lines[0] if lines else "failed"
     return RunRecord(path, env_id, algo, None if seed is None else int(seed), None if budget is None else int(budget),
                      env_steps, finished, final, curve, summary, config, bench, error, train_rows,

@@ -23,8 +23,9 @@ from typing import Any
 
 from wppg.bench.machine import describe_machine
 from wppg.bench.outcomes import LOG_FILE, Outcome, Pending, Progress, finish
-from wppg.bench.spec import Run, Spec
+from wppg.bench.spec import Run, Spec, SpecError
 from wppg.bench.worker import BOOT, RUN_FILE, read_json, run_state, worker_environment
+from wppg.rundir import write_json
 
 __all__ = [
     "EXPORT_SKIP",
@@ -79,11 +80,29 @@ def config_changes(saved: dict[str, Any], run: Run) -> dict[str, tuple[Any, Any]
     added = {"algo_config": getattr(registry.get(variant).config_cls, "FIELDS_ADDED", {}), "train_config": {}}
     changed = {}
     for part in ("algo_config", "train_config"):
-        old = {**added[part], **(saved.get(part) or {})}
+        given = saved.get(part)
+        old = {**added[part], **(given if isinstance(given, dict) else {})}
         for k, v in now[part].items():
             if k in old and k != "total_steps" and _normalised(old[k]) != v:
                 changed[k] = (old[k], v)
     return changed
+
+
+def check_configs(spec: Spec) -> None:
+    """Build the configs of every (algorithm, env) of `spec` as its runs would (the config
+    dataclasses' own checks: types, ranges), so that a bad hyperparameter fails before any run;
+    raises `SpecError` naming the algorithm and env."""
+    from wppg.algorithms import ConfigError
+
+    seen = set()
+    for run in spec.runs():
+        if run.external or (run.algo, run.env_id) in seen:
+            continue
+        seen.add((run.algo, run.env_id))
+        try:
+            resolved_configs(run)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise SpecError(f"spec {spec.name!r}: {run.algo} on {run.env_id}: {e}") from None
 
 
 def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
@@ -91,7 +110,7 @@ def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
     run_dir = run.directory(out)
     existing = read_json(run_dir / RUN_FILE)
     if existing is not None:
-        old = existing.get("run", {})
+        old = existing.get("run") if isinstance(existing.get("run"), dict) else {}
         if _normalised(old.get("hyperparameters")) != _normalised(run.hyperparameters):
             raise RunConflictError(
                 f"{run_dir} holds a run with other hyperparameters ({old.get('hyperparameters')}) than the spec "
@@ -113,7 +132,7 @@ def prepare(run: Run, out: Path, command: str) -> tuple[str, Path]:
     state = run_state(run_dir, run.steps)
     if state != "finished":
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RUN_FILE).write_text(json.dumps({"run": run.to_dict(), "command": command}, indent=2))
+        write_json(run_dir / RUN_FILE, {"run": run.to_dict(), "command": command})
     return state, run_dir
 
 
@@ -243,7 +262,7 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
                 pick = functools.partial(_pick_free_cores, usage, p.run.resources.cpus, set(active))
                 proc, mine = _spawn_pinned(
                     [sys.executable, "-c", BOOT, str(p.run_dir)],
-                    functools.partial(worker_environment, p.run),
+                    functools.partial(worker_environment, p.run, driver=os.getpid()),
                     log,
                     pick if pin and usage else None,
                 )
@@ -295,13 +314,12 @@ def run_suite(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = spec.runs()
-    (out / "bench_spec.json").write_text(
-        json.dumps(
-            {"command": command, "spec": spec.to_dict(), "source": spec.source, "runs": [r.to_dict() for r in runs]},
-            indent=2,
-        )
+    check_configs(spec)
+    write_json(
+        out / "bench_spec.json",
+        {"command": command, "spec": spec.to_dict(), "source": spec.source, "runs": [r.to_dict() for r in runs]},
     )
-    (out / "machine.json").write_text(json.dumps(describe_machine(), indent=2))
+    write_json(out / "machine.json", describe_machine())
 
     start = time.perf_counter()
     outcomes: list[Outcome] = []
@@ -315,7 +333,8 @@ def run_suite(
             continue
         if state == "finished":
             summary = read_json(run_dir / "summary.json") or {}
-            outcomes.append(Outcome(run, "skipped", final_eval=summary.get("final_eval", {})))
+            final = summary.get("final_eval")
+            outcomes.append(Outcome(run, "skipped", final_eval=final if isinstance(final, dict) else {}))
             echo(f"skipping {run.name}: finished ({summary.get('env_steps')} >= {run.steps} steps)")
         else:
             pending.append(Pending(run, run_dir, state))

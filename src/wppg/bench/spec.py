@@ -54,6 +54,12 @@ ENV_FIELDS = ("steps", "hyperparameters")
 RESOURCE_FIELDS = ("cpus", "gpus")
 
 
+MAX_SEEDS = 10_000
+"""Cap on the seeds of one algorithm in a spec."""
+MAX_SEED = 2**31 - 1
+"""Largest seed a spec may name."""
+
+
 class SpecError(ValueError):
     """A benchmark spec that cannot be run: unknown algorithm, field or env, bad budget or seeds."""
 
@@ -291,9 +297,11 @@ def _table(raw: Any, where: str, allowed: tuple[str, ...] | None = None) -> dict
     return raw
 
 
-def _int(value: Any, where: str, minimum: int) -> int:
+def _int(value: Any, where: str, minimum: int, maximum: int = 2**53) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(f"{where} must be an integer >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise SpecError(f"{where} must be at most {maximum}, got {value!r}")
     return value
 
 
@@ -308,11 +316,11 @@ def _resources(raw: Any, where: str, default: Resources) -> Resources:
 
 def _seeds(raw: Any, where: str) -> tuple[int, ...]:
     if isinstance(raw, list):
-        seeds = tuple(_int(s, f"{where} entry", 0) for s in raw)
-        if not seeds or len(set(seeds)) != len(seeds):
-            raise SpecError(f"{where} must be a non-empty list of distinct seeds, got {raw!r}")
+        seeds = tuple(_int(s, f"{where} entry", 0, MAX_SEED) for s in raw)
+        if not seeds or len(set(seeds)) != len(seeds) or len(seeds) > MAX_SEEDS:
+            raise SpecError(f"{where} must be a non-empty list of at most {MAX_SEEDS} distinct seeds, got {raw!r}")
         return seeds
-    return tuple(range(_int(raw, where, 1)))
+    return tuple(range(_int(raw, where, 1, MAX_SEEDS)))
 
 
 def _check_env_id(env_id: str, where: str) -> None:

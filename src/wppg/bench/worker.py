@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wppg.bench.spec import Run
+from wppg.rundir import RunLock, RunLockedError, write_file, write_json
 
 # Run by a fresh interpreter: the affinity is set before anything else, and the package (which
 # imports JAX) is imported only after the environment of `worker_environment` is in place.
@@ -26,19 +27,35 @@ BOOT = (
     "cpus = os.environ.get('WPPG_BENCH_CPUS')\n"
     "if cpus and hasattr(os, 'sched_setaffinity'):\n"
     "    os.sched_setaffinity(0, {int(c) for c in cpus.split(',')})\n"
+    # Die with the driver (Linux): a driver killed with SIGKILL leaves no orphan run behind; the
+    # run gets SIGTERM, checkpoints and stops.
+    "ppid = os.environ.get('WPPG_BENCH_DRIVER')\n"
+    "if ppid and sys.platform.startswith('linux'):\n"
+    "    import ctypes, signal\n"
+    "    try:\n"
+    "        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "    except (OSError, AttributeError):\n"
+    "        pass\n"
+    "    if os.getppid() != int(ppid):\n"
+    "        sys.exit(1)\n"
     "from wppg.bench.worker import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
 
 RUN_FILE = "bench.json"
+RC_IN_USE = 75
+"""The exit code of a worker whose run another process holds (a second driver on one --out)."""
 ERROR_FILE = "error.txt"
 
 
-def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] | None = None) -> dict[str, str]:
+def worker_environment(
+    run: Run, cores: list[int] | None, base: dict[str, str] | None = None, driver: int | None = None
+) -> dict[str, str]:
     """Environment of a run's process: `run.resources.cpus` threads for XLA and BLAS (one thread:
     no multi-threaded Eigen), CPU-only JAX unless the run asks for a GPU (so that parallel runs do
     not each preallocate GPU memory), at most its share of GPU memory when it asks for a fraction
-    of one, and the cores to pin to (WPPG_BENCH_CPUS)."""
+    of one, the cores to pin to (WPPG_BENCH_CPUS) and, with `driver`, the driver's pid whose
+    death stops the run (WPPG_BENCH_DRIVER; Linux)."""
     env = dict(os.environ if base is None else base)
     n = run.resources.cpus
     flags = [
@@ -62,6 +79,10 @@ def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] |
     else:
         env.pop("WPPG_BENCH_CPUS", None)
     env["PYTHONUNBUFFERED"] = "1"
+    if driver is not None:
+        env["WPPG_BENCH_DRIVER"] = str(driver)
+    else:
+        env.pop("WPPG_BENCH_DRIVER", None)
     # The seeds of one algorithm on one env compile the same programs: JAX's persistent cache
     # shares them between runs instead of compiling them again in every process.
     env.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "wppg" / "jax"))
@@ -69,17 +90,30 @@ def worker_environment(run: Run, cores: list[int] | None, base: dict[str, str] |
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's object, or None when it is missing or not readable JSON (a run killed mid-write)."""
+    """A JSON file's object, or None when it is missing, not readable JSON (a file cut mid-write)
+    or not a JSON object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return obj if isinstance(obj, dict) else None
+
+
+def count(value: Any) -> int | None:
+    """`value` if it is a non-negative integer (a step count), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def summary_steps(run_dir: Path) -> int | None:
+    """The env steps summary.json records, or None when it is missing or damaged."""
+    summary = read_json(run_dir / "summary.json")
+    return None if summary is None else count(summary.get("env_steps"))
 
 
 def run_state(run_dir: Path, steps: int) -> str:
     """'finished' (summary.json at >= steps), 'resume' (a checkpoint to continue) or 'new'."""
-    summary = read_json(run_dir / "summary.json")
-    if summary is not None and int(summary.get("env_steps", -1)) >= steps:
+    done = summary_steps(run_dir)
+    if done is not None and done >= steps:
         return "finished"
     if (run_dir / "checkpoints" / "last.npz").exists():
         return "resume"
@@ -88,21 +122,32 @@ def run_state(run_dir: Path, steps: int) -> str:
 
 def execute(run_dir: Path) -> dict[str, Any]:
     """Bring the run described by run_dir/bench.json to its budget; returns its summary."""
-    info = json.loads((run_dir / RUN_FILE).read_text())
+    info = read_json(run_dir / RUN_FILE)
+    if info is None or not isinstance(info.get("run"), dict):
+        raise ValueError(f"{run_dir / RUN_FILE} is missing or damaged: rerun `wppg bench run` to rewrite it")
     run = Run.from_dict(info["run"])
+    if run_state(run_dir, run.steps) == "finished":
+        return read_json(run_dir / "summary.json") or {}
+    # Held for the whole run (the trainer's own lock nests): a second driver on the same --out
+    # touches nothing of a run that another process is running.
+    with RunLock(run_dir):
+        return _execute(run_dir, run, info)
+
+
+def _execute(run_dir: Path, run: Run, info: dict[str, Any]) -> dict[str, Any]:
     state = run_state(run_dir, run.steps)
     if state == "finished":
         return read_json(run_dir / "summary.json") or {}
     (run_dir / ERROR_FILE).unlink(missing_ok=True)
     from wppg.bench.machine import describe_machine
 
-    (run_dir / "machine.json").write_text(json.dumps(describe_machine(), indent=2))
+    write_json(run_dir / "machine.json", describe_machine())
     if run.external:
         from wppg.bench.external import run_external
 
         result = run_external(run.algo, run.env_id, run.seed, run.steps, run_dir, dict(run.hyperparameters))
         if not (run_dir / "summary.json").exists():
-            (run_dir / "summary.json").write_text(json.dumps(result, indent=2))
+            write_json(run_dir / "summary.json", result)
         return result
 
     from wppg.agent import Agent, make_agent
@@ -121,10 +166,14 @@ def execute(run_dir: Path) -> dict[str, Any]:
             "train_config": agent.train_config.to_dict(),
             "command": info.get("command", ""),
         }
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+        write_json(run_dir / "config.json", config)
     remaining = run.steps - agent.num_timesteps
     if remaining > 0:
         agent.learn(remaining, progress=False)
+    elif summary_steps(run_dir) is None:
+        # Finished, but its summary.json was lost or cut: write it again from the final checkpoint
+        # (whose last evaluation is the final one). The cost figures of the learn calls are lost.
+        agent.trainer.write_summary({"costs_lost": True})
     return read_json(run_dir / "summary.json") or {}
 
 
@@ -134,8 +183,11 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     try:
         summary = execute(run_dir)
+    except RunLockedError as e:  # another driver runs it: its files are not ours to write
+        print(f"skipped: {e}", file=sys.stderr, flush=True)
+        return RC_IN_USE
     except BaseException as e:  # noqa: BLE001 -- recorded for the driver, whatever it was (KeyboardInterrupt too)
-        (run_dir / ERROR_FILE).write_text(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
+        write_file(run_dir / ERROR_FILE, f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
         print(f"failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 1
     print(json.dumps({"final_eval": summary.get("final_eval"), "wall_s": time.perf_counter() - start}), flush=True)

@@ -20,6 +20,7 @@ import numpy as np
 from wppg.algorithms.base import require
 from wppg.bench.external.mapping import EXTERNAL_ALGOS, ReferenceSetup, map_hyperparameters
 from wppg.bench.external.protocol import ProtocolEvaluator, ProtocolRecorder
+from wppg.rundir import write_file, write_json
 from wppg.trainer import peak_rss_mb
 
 
@@ -224,7 +225,7 @@ def run_external(
         "options": setup.options,
         "protocol": dataclasses.asdict(setup.protocol),
     }
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    write_file(run_dir / "config.json", json.dumps(config, indent=2, default=str))
 
     model, transform = _build(setup, env_id, seed)
     timer = _UpdateTimer(model, _gradient_steps_per_call(setup))
@@ -259,5 +260,5 @@ def run_external(
         "peak_rss_mb": peak_rss_mb(),
         "final_eval": final,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / "summary.json", summary)
     return summary
