@@ -138,7 +138,7 @@ def test_load_from_run_directory(run):
     assert isinstance(loaded, wppg.WPPG)
     assert loaded.num_timesteps == RUN_STEPS
     obs = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True), agent.predict(obs, deterministic=True))
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
 
 
 def test_round_trip_keeps_predictions_and_buffer(run, tiny, tmp_path):
@@ -147,14 +147,14 @@ def test_round_trip_keeps_predictions_and_buffer(run, tiny, tmp_path):
     loaded = wppg.WPPG.load(path, progress=False)
 
     obs = np.random.default_rng(1).uniform(-1, 1, (16, 3)).astype(np.float32)
-    mode = agent.predict(obs, deterministic=True)
+    mode = agent.predict(obs, deterministic=True)[0]
     # The check can fail: a fresh agent (same seed, untrained) acts differently.
     fresh = wppg.WPPG("Pendulum-v1", seed=7, progress=False, **tiny("wppg", log_every=50))
-    assert not np.array_equal(fresh.predict(obs, deterministic=True), mode)
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True), mode)
+    assert not np.array_equal(fresh.predict(obs, deterministic=True)[0], mode)
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], mode)
     # One observation runs at batch 1, whose matrix kernels may round differently from batch 16's.
-    np.testing.assert_allclose(loaded.predict(obs[0], deterministic=True), mode[0], rtol=1e-6, atol=1e-6)
-    assert loaded.predict(obs[0]).shape == (1,)
+    np.testing.assert_allclose(loaded.predict(obs[0], deterministic=True)[0], mode[0], rtol=1e-6, atol=1e-6)
+    assert loaded.predict(obs[0])[0].shape == (1,)
 
     assert loaded.num_timesteps == agent.num_timesteps == RUN_STEPS
     assert loaded.algo_config == agent.algo_config and loaded.train_config == agent.train_config

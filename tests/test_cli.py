@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -42,8 +43,13 @@ def trained(tmp_path_factory, run_cli) -> Path:
         ["train", "--algo", "wppg", "--total-steps", str(TOTAL), "--out", str(out), *TINY_FLAGS]
     )
     assert code == 0, f"wppg train failed with {code}: {stderr}"
-    last_eval = json.loads(stdout.strip().splitlines()[-1])
-    assert last_eval["step"] == TOTAL
+    lines = stdout.strip().splitlines()
+    assert lines[0] == f"wppg train: wppg on Pendulum-v1, preset default, device cpu, out {out}"
+    assert re.fullmatch(
+        rf"done: {TOTAL} env steps; eval return -?[\d.]+ \+- 0\.0 \(mode\), -?[\d.]+ \+- 0\.0 \(stochastic\); "
+        + re.escape(str(out / "summary.json")),
+        lines[-1],
+    ), lines[-1]
     return out
 
 
@@ -74,6 +80,17 @@ def test_plot_writes_a_png(trained, tmp_path, run_cli):
     assert code == 0, stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(png) in stdout
+
+
+def test_plot_accepts_a_multi_seed_folder(trained, tmp_path, run_cli):
+    for seed in (0, 1):
+        shutil.copytree(trained, tmp_path / "multi" / f"seed{seed}")
+    png = tmp_path / "multi.png"
+    code, _, stderr = run_cli(["plot", str(tmp_path / "multi"), "--out", str(png)])
+    assert code == 0, stderr
+    from wppg.plotting import expand_runs
+
+    assert expand_runs([tmp_path / "multi"]) == [tmp_path / "multi" / "seed0", tmp_path / "multi" / "seed1"]
 
 
 def test_plot_of_a_directory_without_runs_fails(tmp_path, run_cli):
@@ -179,18 +196,23 @@ def test_unsupported_env_exits_2(tmp_path, run_cli):
 
 
 def test_help_lists_the_algorithm_flags(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--algo", "sac", "--help"])
-    assert exit_info.value.code in (0, None)
+    assert main(["train", "--algo", "sac", "--help"]) == 0
     sac_help = capsys.readouterr().out
-    assert "--alpha" in sac_help and "--autotune" in sac_help and "--total-steps" in sac_help
+    assert "--alpha" in sac_help and "--[no-]autotune" in sac_help and "--total-steps" in sac_help
     assert "--eta" not in sac_help
+    # Short: one line per flag, in three groups, every line within 120 characters.
+    lines = sac_help.splitlines()
+    assert len(lines) < 50 and max(map(len, lines)) <= 120
+    assert {"run:", "training (wppg.TrainConfig):", "algorithm (wppg.SACConfig):"} <= set(lines)
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--algo", "wppg", "--help"])
-    assert exit_info.value.code in (0, None)
+    assert main(["train", "--algo", "wppg", "--help"]) == 0
     wppg_help = capsys.readouterr().out
     assert "--eta" in wppg_help and "--alpha " not in wppg_help
+
+    with pytest.raises(SystemExit) as exit_info:  # tyro's full help
+        main(["train", "--algo", "sac", "--help-all"])
+    assert exit_info.value.code in (0, None)
+    assert "--autotune, --no-autotune" in capsys.readouterr().out
 
 
 def test_usage_and_unknown_command(capsys):

@@ -326,7 +326,7 @@ def test_bad_reward_raises_and_keeps_last_good_checkpoint(bad, tiny, tmp_path):
     assert restored.num_timesteps == meta["env_steps"]
     leaves = jax.tree.leaves(restored.trainer.state)
     assert leaves and all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
-    assert np.all(np.isfinite(restored.predict(np.zeros(3, np.float32), deterministic=True)))
+    assert np.all(np.isfinite(restored.predict(np.zeros(3, np.float32), deterministic=True)[0]))
 
 
 # --- corrupt, missing and incompatible checkpoints ----------------------------------------------

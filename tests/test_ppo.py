@@ -304,7 +304,7 @@ def test_predict_uses_the_frozen_observation_statistics(trained):
     stats = agent.trainer.state.obs_stats
     assert float(stats.count) == pytest.approx(300, abs=1e-3)
     obs = np.random.default_rng(0).uniform(-1, 1, (8, 3)).astype(np.float32)
-    mode = agent.predict(obs, deterministic=True)
+    mode = agent.predict(obs, deterministic=True)[0]
     params = agent.trainer.state.params
     expected = np.clip(agent.algorithm.actor.apply(params["actor"], normalize_obs(stats, obs, 10.0)), -2.0, 2.0)
     np.testing.assert_allclose(mode, expected, rtol=1e-6)
@@ -312,7 +312,7 @@ def test_predict_uses_the_frozen_observation_statistics(trained):
     assert agent.trainer.state.obs_stats is stats  # acting outside training leaves them untouched
     unnormalised = np.clip(agent.algorithm.actor.apply(params["actor"], obs), -2.0, 2.0)
     assert not np.allclose(mode, unnormalised)
-    samples = agent.predict(np.repeat(obs[:1], 256, axis=0))
+    samples = agent.predict(np.repeat(obs[:1], 256, axis=0))[0]
     assert samples.std() > 0 and samples.min() >= -2.0 and samples.max() <= 2.0
 
 
@@ -321,7 +321,7 @@ def test_load_keeps_predictions_and_statistics(trained):
     loaded = Agent.load(d, progress=False)
     assert isinstance(loaded, wppg.PPO) and loaded.num_timesteps == 300
     obs = np.random.default_rng(1).uniform(-1, 1, (8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True), agent.predict(obs, deterministic=True))
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
     np.testing.assert_array_equal(loaded.trainer.state.obs_stats.mean, agent.trainer.state.obs_stats.mean)
     assert loaded.trainer.rollout.ptr == 44
     with pytest.warns(UserWarning, match="past total_steps=300"):  # the annealed learning rate is 0 there

@@ -78,10 +78,10 @@ def test_warmup_actions_are_uniform_in_the_box():
 def test_predict_shapes_and_modes():
     agent = wppg.WPPG("Pendulum-v1", policy="implicit", seed=0, **TINY, **TINY_WPPG)
     obs = np.zeros(3, np.float32)
-    assert agent.predict(obs).shape == (1,)
-    assert agent.predict(np.zeros((5, 3))).shape == (5, 1)
-    np.testing.assert_array_equal(agent.predict(obs, deterministic=True), agent.predict(obs, deterministic=True))
-    samples = agent.predict(np.zeros((64, 3)))
+    assert agent.predict(obs)[0].shape == (1,)
+    assert agent.predict(np.zeros((5, 3)))[0].shape == (5, 1)
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], agent.predict(obs, deterministic=True)[0])
+    samples = agent.predict(np.zeros((64, 3)))[0]
     assert samples.std() > 0  # the implicit policy is stochastic through z
     with pytest.raises(ValueError, match="obs must have shape"):
         agent.predict(np.zeros(4))

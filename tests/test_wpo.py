@@ -228,7 +228,7 @@ def test_smoke_run_pendulum(tmp_path):
         values = [float(r[name]) for r in rows if r.get(name)]
         assert values and np.all(np.isfinite(values)), f"{name}: {values}"
     assert np.isfinite(agent.trainer.last_eval["return_mode"])
-    a = agent.predict(np.zeros(3, np.float32), deterministic=True)
+    a = agent.predict(np.zeros(3, np.float32), deterministic=True)[0]
     assert a.shape == (1,) and -2.0 <= float(a[0]) <= 2.0
 
 
@@ -243,7 +243,7 @@ def test_save_load_round_trip(tmp_path):
     for (p, a), (_, b) in zip(saved_leaves, loaded_leaves):
         assert np.asarray(a).dtype == np.asarray(b).dtype and np.array_equal(a, b), jax.tree_util.keystr(p)
     obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
-    np.testing.assert_array_equal(agent.predict(obs, deterministic=True), loaded.predict(obs, deterministic=True))
+    np.testing.assert_array_equal(agent.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
 
 
 @pytest.mark.parametrize(

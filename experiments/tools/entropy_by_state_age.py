@@ -63,7 +63,7 @@ def policy_samples(agent: wppg.Agent, obs: np.ndarray, samples: int) -> tuple[np
     """`samples` stochastic actions per state of obs [S, D], [S, N, d]: in env units and on the unit box
     u = (a - bias) / scale."""
     bounds = agent.env_info.bounds
-    a = agent.predict(np.repeat(obs, samples, axis=0)).reshape(len(obs), samples, -1)
+    a = agent.predict(np.repeat(obs, samples, axis=0))[0].reshape(len(obs), samples, -1)
     return a, (a - bounds.bias) / bounds.scale
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from wppg import checkpoint as ckpt
 from wppg import registry
 from wppg.callbacks import MaybeCallback, as_callback
 from wppg.config import ConfigError, TrainConfig
-from wppg.envs import EnvSpec, describe_env
+from wppg.envs import DMC_PREFIX, EnvSpec, describe_env
 from wppg.rundir import RunDirError
 from wppg.trainer import BaseTrainer
 
@@ -69,8 +71,14 @@ class Agent:
         entry = registry.get(self.variant)
         algo_kwargs, train_kwargs = split_hyperparameters(self.variant, {**entry.preset(preset), **hyperparameters})
         self.algo_config = entry.make_config(**algo_kwargs)
-        self.train_config = TrainConfig(**{**train_kwargs, "seed": seed})
         self.env_info = describe_env(env)
+        if self.env_info.n_envs is not None:  # a vector env: its sub-envs are the run's n_envs envs
+            if train_kwargs.get("n_envs", self.env_info.n_envs) != self.env_info.n_envs:
+                raise ConfigError(
+                    f"n_envs={train_kwargs['n_envs']} contradicts the vector env's {self.env_info.n_envs} sub-envs"
+                )
+            train_kwargs["n_envs"] = self.env_info.n_envs
+        self.train_config = TrainConfig(**{**train_kwargs, "seed": seed})
         self.algorithm = entry.algorithm_cls.build(
             self.algo_config, self.env_info.obs_dim, self.env_info.bounds, self.train_config
         )
@@ -128,8 +136,18 @@ class Agent:
         """Returns of `episodes` evaluation episodes on a fresh copy of the env."""
         return self.trainer.evaluate(episodes, deterministic, env=self.env_info.make())
 
-    def predict(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """Action(s) for one observation [obs_dim] or a batch [n, obs_dim]; deterministic gives the mode."""
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, None]:
+        """`(action, None)` for one observation [obs_dim] or a batch [n, obs_dim], as SB3's `predict`
+        (`action, _ = agent.predict(obs)`): the second item is the recurrent state, always None here;
+        `state` and `episode_start` are accepted for SB3 compatibility and ignored. deterministic=True
+        gives the mode (the latent at 0), False samples it."""
+        obs = observation
         shape = f"({self.env_info.obs_dim},) or (n, {self.env_info.obs_dim})"
         try:
             obs = np.asarray(obs, np.float32) if obs is not None else None
@@ -143,14 +161,57 @@ class Agent:
         single = obs.ndim == 1
         self._predict_key, k = jax.random.split(self._predict_key)
         a = np.asarray(
-            self.algorithm.act(
-                self.algorithm.policy_params(self.trainer.state),
-                obs[None] if single else obs,
-                k,
-                deterministic=deterministic,
-            )
+            self.algorithm.act(self.policy_params(), obs[None] if single else obs, k, deterministic=deterministic)
         )
-        return a[0] if single else a
+        return (a[0] if single else a), None
+
+    def policy_params(self) -> Any:
+        """The current policy parameters (a pytree of arrays): the `params` argument of the
+        function that `policy` returns. A snapshot: training later does not change it."""
+        return self.algorithm.policy_params(self.trainer.state)
+
+    def policy(self, deterministic: bool = True, noise_input: bool = False) -> Callable[..., jax.Array]:
+        """The policy as a pure jitted function of its parameters (`policy_params()`), for deployment:
+
+        - deterministic=True: `f(params, obs) -> action`, the mode (the latent at 0);
+        - deterministic=False: `f(params, obs, key) -> action`, a sample with a `jax.random` key;
+        - noise_input=True (off-policy algorithms): `f(params, obs, noise) -> action` with the
+          standard-normal latent given, noise [..., noise_dim] (WPPG-I's z, the Gaussian's eps).
+
+        obs is [obs_dim] or [B, obs_dim]; actions lie in the env's action box. The function closes
+        over nothing that training changes. See docs/guide/export.md.
+        """
+        algo = self.algorithm
+        if noise_input:
+            net = getattr(algo, "policy", None)
+            if net is None or not hasattr(net, "latent_dim"):
+                raise ValueError(f"noise_input=True needs a pushforward policy; {self.variant} has none")
+
+            def noise_fn(params: Any, obs: jax.Array, noise: jax.Array) -> jax.Array:
+                obs, noise = jnp.asarray(obs, jnp.float32), jnp.asarray(noise, jnp.float32)
+                if obs.ndim == 1:
+                    return net.apply(params, obs[None], noise[None, None])[0, 0]
+                return net.apply(params, obs, noise[:, None])[:, 0]
+
+            return jax.jit(noise_fn)
+
+        def act(params: Any, obs: jax.Array, key: jax.Array | None) -> jax.Array:
+            obs = jnp.asarray(obs, jnp.float32)
+            if obs.ndim == 1:
+                return algo.act(params, obs[None], key, deterministic=deterministic)[0]
+            return algo.act(params, obs, key, deterministic=deterministic)
+
+        if deterministic:
+            return jax.jit(lambda params, obs: act(params, obs, None))
+        return jax.jit(act)
+
+    @property
+    def noise_dim(self) -> int:
+        """Size of the standard-normal latent of the policy (`policy(noise_input=True)`)."""
+        net = getattr(self.algorithm, "policy", None)
+        if net is None or not hasattr(net, "latent_dim"):
+            raise ValueError(f"{self.variant} has no pushforward latent")
+        return int(net.latent_dim)
 
     def save(self, path: str | Path) -> Path:
         """Save everything needed to resume exactly: parameters, optimisers, buffer, RNGs, envs."""
@@ -228,17 +289,18 @@ def _saved_env_id(env_id: str | None, path: str | Path, trust: bool) -> str:
 
     if env_id is None:
         raise ckpt.CheckpointError(
-            f"checkpoint {path} was trained on an env without a registered id: pass env= to load it"
+            f"checkpoint {path} was trained on an env without a registered id: pass env= to load it "
+            "(on the command line --env module:Class)"
         )
     if ":" in env_id and not trust:
         raise ckpt.CheckpointError(
             f"checkpoint {path} names the env {env_id!r}, whose module part loading would import: pass env= "
             "(or trust=True / --trust-checkpoint for a file you wrote). See docs/guide/security.md"
         )
-    if ":" not in env_id and env_id not in gym.registry:
+    if ":" not in env_id and not env_id.startswith(DMC_PREFIX) and env_id not in gym.registry:
         raise ckpt.CheckpointError(
             f"checkpoint {path} names the env {env_id!r}, which is not registered: import the package that "
-            "registers it, or pass env="
+            "registers it, or pass env= (on the command line --env module:Id)"
         )
     return env_id
 

@@ -5,9 +5,12 @@ takes every field of `TrainConfig` and of the algorithm's config as a flag (see 
 """
 
 import argparse
+import ast
 import dataclasses
-import json
+import inspect
+import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +22,7 @@ from wppg.agent import Agent, make_agent
 from wppg.algorithms import ConfigError
 from wppg.checkpoint import CheckpointError
 from wppg.config import TrainConfig
-from wppg.envs import ActionSpaceError
+from wppg.envs import ActionSpaceError, import_env
 from wppg.rundir import RUN_MARKER, RunDirError, RunLock, RunLockedError, check_writable, is_run, remove_run, write_json
 from wppg.schedule import TrainingInterrupted
 from wppg.trainer import TrainingDivergedError
@@ -30,12 +33,14 @@ commands:
   train    train an agent:   wppg train --algo wppg-i --env Pendulum-v1 --total-steps 20000 --out runs/x
   resume   continue a run:   wppg resume DIR [--total-steps N]
   eval     evaluate a run:   wppg eval DIR --episodes 10 [--video]
+  export   deploy a policy:  wppg export DIR --out policy.onnx (or policy.npz: weights for NumPy)
   plot     learning curves:  wppg plot DIR [DIR ...] --out fig.png
   lab      theory lab:       wppg lab --help
   bench    benchmark suites: wppg bench run SUITE --out runs/bench --workers 2 | wppg bench list | wppg bench speed
   report   suite report:     wppg report runs/bench --out report.md
 
-`wppg <command> --help` lists each command's options; `wppg train --algo sac --help` those of SAC."""
+`wppg <command> --help` lists each command's options; `wppg train --algo sac --help` those of SAC
+(`--help-all`: with their full descriptions)."""
 
 
 # tyro's choices, from the registry and the presets (a Literal of the names, built at import).
@@ -49,7 +54,8 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         """Train an agent and write logs, checkpoints, an evaluation summary into --out."""
 
         env: str
-        """Gymnasium env id (continuous, bounded Box actions), e.g. Pendulum-v1 or Hopper-v5."""
+        """Env: a Gymnasium id (Pendulum-v1, Hopper-v5, dm_control/cheetah-run-v0) or your own module:Id or
+        module:Class (the working directory is importable); continuous, bounded Box actions."""
         out: Path
         """Run directory: config.json, train.csv, eval.csv, tb/, checkpoints/last.npz, summary.json."""
         algo: ALGO_CHOICES = "wppg"  # type: ignore[valid-type]
@@ -94,6 +100,85 @@ def _checkpoint_of(run_dir: Path) -> Path:
     return path
 
 
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's docstring (the string literal under it), through the class's bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
+        except (OSError, TypeError, IndexError, AttributeError):
+            continue
+        for node, nxt in zip(body, body[1:]):
+            doc = nxt.value.value if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) else None
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(doc, str):
+                docs[node.target.id] = doc
+    return docs
+
+
+def _first_sentence(text: str, width: int) -> str:
+    """The docstring's first sentence on one line, cut to `width` characters."""
+    text = " ".join(text.replace("e.g.", "e.g").replace("i.e.", "i.e").split())
+    end = re.search(r"\.(\s|$)", text)
+    text = text[: end.start()] if end else text
+    return text if len(text) <= width else text[: width - 3].rstrip(" ,;:(") + "..."
+
+
+def _short_help(groups: list[tuple[str, Any, set[str]]], prog: str) -> str:
+    """One line per flag, grouped: (title, dataclass instance of the defaults, fields left out)."""
+    lines = [f"usage: {prog} --env ENV --out DIR [options]", ""]
+    for title, defaults, skip in groups:
+        lines.append(f"{title}:")
+        docs = _field_docs(type(defaults))
+        for f in dataclasses.fields(defaults):
+            value = getattr(defaults, f.name)
+            if f.name in skip or dataclasses.is_dataclass(value):
+                continue
+            name = f.name.replace("_", "-")
+            if isinstance(value, bool):
+                flag, shown = f"--[no-]{name}", " (on)" if value else " (off)"
+            else:
+                flag = f"--{name}"
+                plain = " ".join(map(str, value)) if isinstance(value, tuple) else value
+                shown = " (required)" if value is tyro.MISSING else f" ({plain})"
+            head = f"  {flag:<22} "
+            lines.append(head + _first_sentence(docs.get(f.name, ""), 118 - len(head) - len(shown)) + shown)
+        lines.append("")
+    lines.append(f"`{prog} --help-all`: every flag with its full description (the docstrings of")
+    lines.append("wppg.TrainConfig and of the algorithm's config class).")
+    return "\n".join(lines)
+
+
+def _header(command: str, algo: str, env: Any, out: Path, preset: str | None) -> None:
+    """The one line a run starts with: what runs where, and where it writes."""
+    import jax
+
+    device = jax.devices()[0]
+    env_name = env if isinstance(env, str) else getattr(env, "__name__", type(env).__name__)
+    kind = device.platform + ("" if device.platform == "cpu" else f" ({device.device_kind})")
+    parts = [f"{algo} on {env_name}", f"preset {preset}" if preset else None, f"device {kind}", f"out {out}"]
+    print(f"wppg {command}: " + ", ".join(p for p in parts if p), flush=True)
+
+
+def _summary_line(out: Path, ev: dict[str, Any]) -> str:
+    """The line a run ends with: its steps and last evaluation, and where summary.json is."""
+
+    def ret(name: str) -> str:
+        mean, std = ev.get(f"return_{name}"), ev.get(f"return_{name}_std")
+        return "-" if mean is None else f"{mean:.1f}" + ("" if std is None else f" +- {std:.1f}")
+
+    return (
+        f"done: {ev.get('step', '?')} env steps; eval return {ret('mode')} (mode), {ret('stochastic')} (stochastic); "
+        f"{out / 'summary.json'}"
+    )
+
+
+def _env_arg(spec: str | None) -> Any:
+    """`--env` as `wppg.envs.import_env` reads it; None stays None (the run's own env id)."""
+    return None if spec is None else import_env(spec)
+
+
 def cmd_train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo", default="wppg", choices=sorted(registry.names()))
@@ -115,7 +200,18 @@ def cmd_train(argv: list[str]) -> int:
     )
     if any(not v.strip() for v in _flag_values(argv, "--out")):
         return _fail("--out is empty: give the run directory, e.g. --out runs/x")
+    if "--help-all" in argv:
+        argv = [a if a != "--help-all" else "--help" for a in argv]
+    elif "-h" in argv or "--help" in argv:
+        groups = [
+            ("run", default, {"train", "algorithm"}),
+            ("training (wppg.TrainConfig)", default.train, set()),
+            (f"algorithm (wppg.{cfg_cls.__name__})", default.algorithm, set(fixed)),
+        ]
+        print(_short_help(groups, "wppg train"))
+        return 0
     args = tyro.cli(args_type, args=argv, default=default, prog="wppg train")
+    env = import_env(args.env)
     from wppg.multiseed import check_seeds, make_seed_agents, seed_dir, train_agents
 
     seeds = check_seeds(args.seeds, args.algo) if args.seeds else []
@@ -136,23 +232,16 @@ def cmd_train(argv: list[str]) -> int:
         hyper.pop(k)
     seed = hyper.pop("seed")
     command = "wppg train " + " ".join(argv)
+    _header("train", args.algo, args.env, args.out, args.preset if entry.presets else None)
     # Everything is validated (env, spaces, configs) before the directory is touched, so that a
     # bad flag never costs an --overwrite'd run.
     if seeds:
         total = hyper.pop("total_steps")
-        agents = make_seed_agents(
-            args.algo, args.env, seeds, args.out, total_steps=total, overwrite=args.overwrite, **hyper
-        )
+        agents = make_seed_agents(args.algo, env, seeds, args.out, total_steps=total, overwrite=args.overwrite, **hyper)
     else:
         agents = [
             make_agent(
-                args.algo,
-                args.env,
-                seed=seed,
-                run_dir=args.out,
-                progress=args.progress,
-                overwrite=args.overwrite,
-                **hyper,
+                args.algo, env, seed=seed, run_dir=args.out, progress=args.progress, overwrite=args.overwrite, **hyper
             )
         ]
     locks = [RunLock(check_writable(out)) for out in outs]
@@ -163,7 +252,8 @@ def cmd_train(argv: list[str]) -> int:
             remove_run(out)
         if seeds:
             results = train_agents(agents, total, progress=args.progress, command=command)
-            print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
+            for r in results:
+                print(f"seed {r['seed']}: " + _summary_line(seed_dir(args.out, r["seed"]), r["final_eval"]))
             return 0
         agent = agents[0]
         config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": command}
@@ -172,7 +262,7 @@ def cmd_train(argv: list[str]) -> int:
     finally:
         for lock in locks:
             lock.release()
-    print(json.dumps(agent.trainer.last_eval))
+    print(_summary_line(args.out, agent.trainer.last_eval))
     return 0
 
 
@@ -186,6 +276,9 @@ def cmd_resume(argv: list[str]) -> int:
         """New total env steps (to extend a finished run); default: the target of the interrupted
         command (a `resume --total-steps N` stopped midway goes on to N), else the run's total_steps."""
         progress: bool = True
+        env: str | None = None
+        """The env, for a run trained on one without a registered id: module:Id or module:Class as for
+        `wppg train` (the working directory is importable). Default: the run's env id."""
         trust_checkpoint: bool = False
         """Allow unpickling a pickled env snapshot in the checkpoint (envs whose state is not plain
         data) and an env id with a module part (`module:Env-v1`, imported by gym.make): both can
@@ -199,16 +292,19 @@ def cmd_resume(argv: list[str]) -> int:
 
         if seed_checkpoints(args.run_dir):  # a multi-seed run: its seeds go on together, vmapped
             results = resume_seeds(args.run_dir, args.total_steps, progress=args.progress, trust=args.trust_checkpoint)
-            print(json.dumps({f"seed{r['seed']}": r["final_eval"] for r in results}))
+            for r in results:
+                print(f"seed {r['seed']}: " + _summary_line(Path(r["run_dir"]), r["final_eval"]))
             return 0
     path = _checkpoint_of(args.run_dir)
-    agent = Agent.load(path, run_dir=args.run_dir, progress=args.progress, trust=args.trust_checkpoint)
+    env = _env_arg(args.env)
+    agent = Agent.load(path, env=env, run_dir=args.run_dir, progress=args.progress, trust=args.trust_checkpoint)
     until = args.total_steps or agent.trainer.target_steps or agent.train_config.total_steps
     if agent.num_timesteps >= until:
         print(f"{args.run_dir} is already at {agent.num_timesteps} >= {until} steps; pass --total-steps to extend it")
         return 0
+    _header("resume", agent.variant, args.env or agent.env_info.env_id, args.run_dir, None)
     agent.trainer.train_until(until)
-    print(json.dumps(agent.trainer.last_eval))
+    print(_summary_line(args.run_dir, agent.trainer.last_eval))
     return 0
 
 
@@ -221,13 +317,17 @@ def cmd_eval(argv: list[str]) -> int:
         episodes: int = 10
         video: bool = False
         """Also record one mode episode to run_dir/videos/eval.gif (needs the env's rgb_array render)."""
+        env: str | None = None
+        """The env to evaluate on, for a run trained on one without a registered id: module:Id or
+        module:Class as for `wppg train`. Default: the run's env id."""
         trust_checkpoint: bool = False
         """Allow unpickling a pickled env snapshot in the checkpoint (see `wppg resume --help`)."""
 
     args = tyro.cli(EvalArgs, args=argv, prog="wppg eval")
     if args.episodes < 1:
         return _fail(f"--episodes must be >= 1, got {args.episodes}")
-    agent = Agent.load(_checkpoint_of(args.run_dir), progress=False, trust=args.trust_checkpoint)
+    env = _env_arg(args.env)
+    agent = Agent.load(_checkpoint_of(args.run_dir), env=env, progress=False, trust=args.trust_checkpoint)
     result = {"env_steps": agent.num_timesteps}
     for name, det in (("stochastic", False), ("mode", True)):
         r = agent.evaluate(args.episodes, deterministic=det)
@@ -247,10 +347,42 @@ def cmd_eval(argv: list[str]) -> int:
     return 0
 
 
+def cmd_export(argv: list[str]) -> int:
+    @dataclass
+    class ExportArgs:
+        """Export a run's policy to a file that runs without wppg (docs/guide/export.md)."""
+
+        run_dir: tyro.conf.Positional[Path]
+        out: Path = Path("policy.onnx")
+        """policy.onnx: an ONNX model (onnxruntime; obs [B, obs_dim] -> action [B, act_dim], the mode), or
+        policy.npz: the weights for the NumPy forward pass of the docs."""
+        noise_input: bool = False
+        """ONNX: take the standard-normal latent as a second input `noise` [B, noise_dim] (a stochastic policy)."""
+        check: bool = True
+        """ONNX: run the file in onnxruntime on random observations and print its largest difference from wppg."""
+        env: str | None = None
+        """The env, for a run trained on one without a registered id (module:Id or module:Class)."""
+
+    from wppg.export import ExportError, describe, export, onnx_difference
+
+    args = tyro.cli(ExportArgs, args=argv, prog="wppg export")
+    env = _env_arg(args.env)
+    agent = Agent.load(_checkpoint_of(args.run_dir), env=env, progress=False)
+    try:
+        path = export(agent, args.out, noise_input=args.noise_input)
+        print(describe(path, agent, args.noise_input))
+        if args.check and path.suffix != ".npz":
+            print(f"onnxruntime vs wppg: max abs difference {onnx_difference(agent, path):.2e}")
+    except ExportError as e:
+        return _fail(str(e))
+    return 0
+
+
 def cmd_plot(argv: list[str]) -> int:
     @dataclass
     class PlotArgs:
-        """Plot learning curves; runs of the same algorithm and env are pooled over seeds."""
+        """Plot learning curves; runs of the same algorithm and env are pooled over seeds (a multi-seed
+        folder of `--seeds` counts as its seeds' runs)."""
 
         run_dirs: tyro.conf.Positional[list[Path]]
         out: Path = Path("curves.png")
@@ -279,6 +411,7 @@ COMMANDS = {
     "train": cmd_train,
     "resume": cmd_resume,
     "eval": cmd_eval,
+    "export": cmd_export,
     "plot": cmd_plot,
     "bench": cmd_bench,
     "report": cmd_report,

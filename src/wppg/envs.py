@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib
+import os
 import pickle
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,31 +82,70 @@ class EnvInfo:
     env_id: str | None
     obs_dim: int
     bounds: ActionBounds
+    n_envs: int | None = None
+    """The number of sub-envs of a vector env given as the env (then `n_envs` of the run), else None."""
+
+
+DMC_PREFIX = "dm_control/"
+"""Gymnasium ids of the DeepMind Control Suite (through shimmy), e.g. dm_control/cheetah-run-v0."""
+
+
+def make_env(env_id: str) -> gym.Env:
+    """`gym.make(env_id)`; a DeepMind Control Suite id (`DMC_PREFIX`) is made through shimmy with
+    its dict of state observations flattened into one Box (`pip install 'wppg[dmc]'`)."""
+    if not env_id.startswith(DMC_PREFIX):
+        return gym.make(env_id)
+    try:
+        import shimmy  # noqa: F401  (registers the dm_control/ ids)
+    except ImportError as e:
+        raise ValueError(f"{env_id} needs dm-control and shimmy: pip install 'wppg[dmc]'") from e
+    env = gym.make(env_id)
+    return gym.wrappers.FlattenObservation(env) if isinstance(env.observation_space, gym.spaces.Dict) else env
+
+
+def _copies(envs: list[gym.Env]) -> Callable[[], gym.Env]:
+    """A factory that hands out `envs` themselves first, then deep copies of the first one taken
+    now, before training touches it."""
+    template = copy.deepcopy(envs[0])
+    first = list(reversed(envs))
+
+    def make() -> gym.Env:
+        return first.pop() if first else copy.deepcopy(template)
+
+    return make
 
 
 def describe_env(env: EnvSpec) -> EnvInfo:
-    """Check an env id, instance or factory and return a factory of fresh copies with its spaces.
+    """Check an env id, instance, factory or vector env and return a factory of fresh copies with its spaces.
 
     A user's instance is used as is for training (the first copy); later copies (the evaluation
-    env) are deep copies of it taken before training touches it.
+    env) are deep copies of it taken before training touches it. A `gymnasium.vector.SyncVectorEnv`
+    (`gym.make_vec(id, n, vectorization_mode="sync")`) gives its n sub-envs, stepped one by one as
+    `n_envs` envs are (its own autoreset and vector wrappers are not used).
     """
     if isinstance(env, str):
         try:
-            probe = gym.make(env)
+            probe = make_env(env)
         except gym.error.Error as e:
             raise ValueError(f"cannot make env {env!r}: {e}") from e
         obs_dim, bounds = check_spaces(probe)
+        # A "module:Id" string is stored as Id: loading a run never imports a module it names.
+        env_id = probe.spec.id if probe.spec is not None and ":" in env else env
         probe.close()
-        return EnvInfo(lambda: gym.make(env), env, obs_dim, bounds)
+        return EnvInfo(lambda: make_env(env), env_id, obs_dim, bounds)
+    if isinstance(env, gym.vector.VectorEnv):
+        subs = getattr(env, "envs", None)
+        if not isinstance(env, gym.vector.SyncVectorEnv) or not subs:
+            raise TypeError(
+                f"a {type(env).__name__} is not supported: pass gym.make_vec(id, n, vectorization_mode='sync'), "
+                "or the env id with n_envs=n"
+            )
+        obs_dim, bounds = check_spaces(subs[0])
+        spec = getattr(subs[0], "spec", None)
+        return EnvInfo(_copies(list(subs)), spec.id if spec is not None else None, obs_dim, bounds, len(subs))
     if isinstance(env, gym.Env):
         obs_dim, bounds = check_spaces(env)
-        template = copy.deepcopy(env)
-        first = [env]
-
-        def make() -> gym.Env:
-            return first.pop() if first else copy.deepcopy(template)
-
-        return EnvInfo(make, env.spec.id if env.spec is not None else None, obs_dim, bounds)
+        return EnvInfo(_copies([env]), env.spec.id if env.spec is not None else None, obs_dim, bounds)
     if callable(env):
         probe = env()
         obs_dim, bounds = check_spaces(probe)
@@ -111,8 +153,36 @@ def describe_env(env: EnvSpec) -> EnvInfo:
         probe.close()
         return EnvInfo(env, env_id, obs_dim, bounds)
     raise TypeError(
-        f"env must be an env id string, a gymnasium.Env or a zero-argument factory; got {type(env).__name__}"
+        "env must be an env id string, a gymnasium.Env, a SyncVectorEnv or a zero-argument factory; "
+        f"got {type(env).__name__}"
     )
+
+
+def import_env(spec: str) -> EnvSpec:
+    """The env of a command line's `--env`: an id as it is, or for `module:Id` / `module:Class` /
+    `module:factory`, the module imported (the working directory first on sys.path) and then the
+    id it registers, or the class or zero-argument factory. Only for a name the user typed: a run
+    file's env id is never imported (`describe_env` stores `module:Id` as Id)."""
+    if ":" not in spec:
+        return spec
+    module_name, name = spec.split(":", 1)
+    if not module_name or not name:
+        raise ValueError(f"--env {spec!r}: expected an env id, module:Id or module:Class")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        raise ValueError(
+            f"--env {spec!r}: cannot import {module_name!r} ({e}); run from the folder that holds it, or set PYTHONPATH"
+        ) from e
+    obj = getattr(module, name, None)
+    if obj is not None and callable(obj):
+        return obj
+    if name in gym.registry:
+        return name
+    raise ValueError(f"--env {spec!r}: {module_name} has no env class or factory {name!r} and registers no such id")
 
 
 def _mujoco_env(env: gym.Env) -> Any | None:
@@ -205,6 +275,21 @@ def _harmless(name: str, value: Any, is_mujoco: bool) -> bool:
     return is_mujoco and name in _MUJOCO_HANDLED
 
 
+def _rng_state(rng: Any) -> dict[str, Any]:
+    """The state of an env's RNG: a `np.random.Generator` (Gymnasium's), or the legacy
+    `np.random.RandomState` some envs use (shimmy's DeepMind Control Suite envs)."""
+    if isinstance(rng, np.random.RandomState):
+        return rng.get_state(legacy=False)  # type: ignore[return-value]
+    return rng.bit_generator.state
+
+
+def _set_rng_state(rng: Any, state: dict[str, Any]) -> None:
+    if isinstance(rng, np.random.RandomState):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state
+
+
 def env_state(env: gym.Env) -> dict[str, Any]:
     """A data-only snapshot of an env mid-episode (JSON-serialisable, see `restore_env_state`).
 
@@ -226,7 +311,7 @@ def env_state(env: gym.Env) -> dict[str, Any]:
         layers.append({"class": f"{type(layer).__module__}.{type(layer).__qualname__}", "attrs": attrs})
     state: dict[str, Any] = {
         "layers": layers,
-        "np_random": _encode(env.unwrapped.np_random.bit_generator.state),
+        "np_random": _encode(_rng_state(env.unwrapped.np_random)),
         "complete": not opaque,
         "opaque": opaque,
     }
@@ -277,8 +362,7 @@ def restore_env_state(env: gym.Env, state: dict[str, Any]) -> gym.Env:
                     got, want = type(new).__name__, type(old).__name__
                     raise EnvStateError(f"attribute {name!r} is a {got} in the snapshot, a {want} in the env")
                 vars(layer)[name] = new
-        rng = env.unwrapped.np_random  # materialise the generator before overwriting its state
-        rng.bit_generator.state = _decode(state["np_random"])
+        _set_rng_state(env.unwrapped.np_random, _decode(state["np_random"]))
         if "mujoco" in state:
             import mujoco
 
@@ -299,7 +383,7 @@ def restore_env_state(env: gym.Env, state: dict[str, Any]) -> gym.Env:
 def snapshot(env: gym.Env) -> bytes:
     """Pickle an env mid-episode (a trusted fallback to `env_state` for envs whose state is not
     plain data). Unpickling runs code named by the data: only `restore` files you trust."""
-    extra: dict[str, Any] = {"np_random": env.unwrapped.np_random.bit_generator.state}
+    extra: dict[str, Any] = {"np_random": _rng_state(env.unwrapped.np_random)}
     mj = _mujoco_env(env)
     if mj is not None:
         d = mj.data
@@ -310,8 +394,7 @@ def snapshot(env: gym.Env) -> bytes:
 def restore(blob: bytes) -> gym.Env:
     """Inverse of `snapshot`. Executes code from `blob`: call it on trusted data only."""
     env, extra = pickle.loads(blob)  # the caller has checked that the data are trusted
-    _ = env.unwrapped.np_random  # materialise the generator before overwriting its state
-    env.unwrapped.np_random.bit_generator.state = extra["np_random"]
+    _set_rng_state(env.unwrapped.np_random, extra["np_random"])
     if "mujoco" in extra:
         import mujoco
 
@@ -408,9 +491,16 @@ class EnvPool:
     def state(self) -> dict[str, Any]:
         """Data-only env snapshots (`env_state`), plus pickles of the envs whose state is not plain data."""
         states = [env_state(e) for e in self.envs]
+        pickles = {}
+        for i, (e, s) in enumerate(zip(self.envs, states)):
+            if not s["complete"]:
+                try:
+                    pickles[i] = snapshot(e)
+                except (pickle.PicklingError, AttributeError, TypeError):
+                    pass  # not picklable either (a lambda in a wrapper): a resumed run starts new episodes
         return {
             "env_states": states,
-            "pickles": {i: snapshot(e) for i, (e, s) in enumerate(zip(self.envs, states)) if not s["complete"]},
+            "pickles": pickles,
             "obs": self.obs.copy(),
             "ep_return": self.ep_return.copy(),
             "ep_length": self.ep_length.copy(),

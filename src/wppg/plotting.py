@@ -28,12 +28,26 @@ def bootstrap_ci(
     return lo, hi
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "return_mode") -> Path:
-    """Plot eval curves of `metric`, one line per (variant, env), band = 95% bootstrap CI over seeds."""
-    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+def expand_runs(run_dirs: Iterable[str | Path]) -> list[Path]:
+    """The run directories: each given one, or for a multi-seed folder (`wppg train --seeds`) its
+    seed<k>/ runs; `FileNotFoundError` for a folder that is neither."""
+    runs = []
     for d in map(Path, run_dirs):
-        if not (d / "eval.csv").exists():
+        if (d / "eval.csv").exists():
+            runs.append(d)
+            continue
+        seeds = sorted(p.parent for p in d.glob("seed*/eval.csv"))
+        if not seeds:
             raise FileNotFoundError(f"{d} has no eval.csv: is it a wppg run directory?")
+        runs.extend(seeds)
+    return runs
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, metric: str = "return_mode") -> Path:
+    """Plot eval curves of `metric`, one line per (variant, env), band = 95% bootstrap CI over seeds;
+    a multi-seed folder stands for its seeds' runs (`expand_runs`)."""
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for d in expand_runs(run_dirs):
         curve = read_csv(d / "eval.csv")
         groups[run_label(d)].append((np.asarray(curve["step"]), np.asarray(curve[metric])))
     title = "mean over seeds; band: 95% bootstrap CI of the mean"

@@ -436,9 +436,11 @@ class Trainer(BaseTrainer):
     def check_target(self, until_step: int) -> None:
         c = self.config
         if self.env_steps < until_step < max(c.learning_starts, c.batch_size):
+            which = [f"{k} ({v})" for k, v in (("learning_starts", c.learning_starts), ("batch_size", c.batch_size))]
+            which = [w for w, v in zip(which, (c.learning_starts, c.batch_size)) if v > until_step]
             warnings.warn(
-                f"learning_starts ({c.learning_starts}) or batch_size ({c.batch_size}) exceeds the {until_step} env "
-                "steps of this run: it will take zero gradient steps",
+                f"{' and '.join(which)} {'exceed' if len(which) > 1 else 'exceeds'} the {until_step} env steps of "
+                "this run: it will take zero gradient steps; lower it or train longer",
                 stacklevel=5,
             )
 

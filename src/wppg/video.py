@@ -26,7 +26,7 @@ def record_gif(agent, path: str | Path, deterministic: bool = True, fps: int = 3
         ) from e
     done = False
     while not done:
-        obs, _, term, trunc, _ = env.step(agent.predict(np.asarray(obs), deterministic=deterministic))
+        obs, _, term, trunc, _ = env.step(agent.predict(np.asarray(obs), deterministic=deterministic)[0])
         frames.append(env.render())
         done = term or trunc
     env.close()

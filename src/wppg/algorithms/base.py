@@ -168,6 +168,7 @@ class OffPolicyAlgorithm(abc.ABC):
         self.explore_actions = jax.jit(self._explore)
         """`(actor_params, obs, key) -> (actions, next key)`, jitted: exploration after the warm-up,
         the key split inside the compiled call; a pure function, so it maps over seeds."""
+        self._init_jit = jax.jit(self.fresh_state)
 
     @classmethod
     def build(cls, config: Any, obs_dim: int, bounds: ActionBounds, train: Any) -> OffPolicyAlgorithm:
@@ -193,7 +194,12 @@ class OffPolicyAlgorithm(abc.ABC):
 
     # --- shared machinery ------------------------------------------------------------------------
     def init(self, key: jax.Array) -> AgentState:
-        """Fresh parameters and optimiser states."""
+        """Fresh parameters and optimiser states, built in one compiled call (`fresh_state`): one
+        XLA compilation (or a read of JAX's persistent cache) instead of one per initialiser."""
+        return self._init_jit(key)
+
+    def fresh_state(self, key: jax.Array) -> AgentState:
+        """Fresh parameters and optimiser states (traced by `init`; a subclass extends this)."""
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((1, self.obs_dim))
         actor_params = self.policy.init(k_actor, obs, jnp.zeros((1, 1, self.policy.latent_dim)))

@@ -318,6 +318,7 @@ class PPOAlgorithm:
         self.act = jax.jit(self._act, static_argnames="deterministic")
         self._explore = jax.jit(self._explore_fn)
         self._value = jax.jit(self._value_fn)
+        self._init_jit = jax.jit(self.fresh_state)
 
     @classmethod
     def build(cls, config: PPOConfig, obs_dim: int, bounds: ActionBounds, train: Any) -> PPOAlgorithm:
@@ -330,6 +331,10 @@ class PPOAlgorithm:
         return None
 
     def init(self, key: jax.Array) -> PPOState:
+        """A fresh state, built in one compiled call."""
+        return self._init_jit(key)
+
+    def fresh_state(self, key: jax.Array) -> PPOState:
         k_actor, k_critic = jax.random.split(key)
         obs = jnp.zeros((1, self.obs_dim))
         params = {

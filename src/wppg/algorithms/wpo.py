@@ -165,9 +165,9 @@ class WPOAlgorithm(OffPolicyAlgorithm):
         )
         return {"dual": dual, "dual_opt": self.dual_tx.init(dual)}
 
-    def init(self, key: jax.Array) -> AgentState:
+    def fresh_state(self, key: jax.Array) -> AgentState:
         """Fresh parameters; the target policy starts as a copy of the online one."""
-        state = super().init(key)
+        state = super().fresh_state(key)
         return state.replace(extra={**state.extra, "target_actor_params": state.actor_params})
 
     def stats(self, actor_params: Any, obs: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -326,6 +326,13 @@ def _seeds(raw: Any, where: str) -> tuple[int, ...]:
 def _check_env_id(env_id: str, where: str) -> None:
     import gymnasium as gym
 
+    from wppg.envs import DMC_PREFIX
+
+    if env_id.startswith(DMC_PREFIX):
+        try:
+            import shimmy  # noqa: F401  (registers the dm_control/ ids)
+        except ImportError:
+            raise SpecError(f"{where}: {env_id!r} needs dm-control and shimmy: pip install 'wppg[dmc]'") from None
     try:
         gym.spec(env_id)
     except gym.error.Error as e:

@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sections",
         nargs="+",
-        choices=("roofline", "coupling", "training", "vmap", "precision"),
+        choices=("roofline", "coupling", "training", "vmap", "precision", "startup"),
         default=["roofline", "coupling", "training", "vmap", "precision"],
     )
     p.add_argument("--coupling-K", type=int, nargs="+", default=[8, 32], help="K of the coupling section")
@@ -608,6 +608,12 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in PRECISION_CASES if c[0] in args.variants]
         result["precision"] = precision_section(obs_dim, act_dim, tuple(args.hidden), args.batch, *args.entropy_ml, args.reps,
                                                 cases, log=lambda s: print(s, flush=True))  # fmt: skip
+    if "startup" in args.sections:  # not in the default sections: `--sections startup` (wppg.bench.startup)
+        from wppg.bench.startup import startup_section
+
+        print("start-up on Pendulum-v1 (seconds; each phase in a fresh process):", flush=True)
+        variants = [v for v in ("sac", "wppg-i") if v in args.variants]
+        result["startup"] = startup_section("Pendulum-v1", variants, log=lambda s: print(s, flush=True))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
