@@ -15,8 +15,9 @@ from wppg import checkpoint as ckpt
 from wppg.agent import Agent
 from wppg.algorithms import ConfigError, PPOConfig, SACConfig, WPPGConfig
 from wppg.checkpoint import CheckpointError
+from wppg.config import TrainConfig
 from wppg.envs import ActionSpaceError, EnvOutputError, describe_env
-from wppg.trainer import TrainConfig, TrainingDivergedError
+from wppg.trainer import TrainingDivergedError
 
 
 class SpaceEnv(gym.Env):
@@ -243,7 +244,7 @@ def test_unknown_preset():
 
 def test_learn_needs_positive_steps(tiny):
     agent = wppg.SAC("Pendulum-v1", progress=False, **tiny("sac"))
-    with pytest.raises(ValueError, match="total_steps must be >= 1"):
+    with pytest.raises(ValueError, match="total_timesteps must be an int >= 1"):
         agent.learn(0)
     with pytest.raises(ValueError, match=r"obs must have shape \(3,\)"):
         agent.predict(np.zeros(4, np.float32))

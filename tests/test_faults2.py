@@ -521,7 +521,7 @@ def test_predict_bad_observation(agent, obs):
 
 @pytest.mark.parametrize("steps", [1.7, True, "10"])
 def test_learn_bad_step_count(agent, steps):
-    with pytest.raises(ValueError, match="total_steps"):
+    with pytest.raises(ValueError, match="total_timesteps"):
         agent.learn(steps)
 
 

@@ -30,8 +30,8 @@ import pytest
 
 import wppg
 from wppg.agent import make_agent
-from wppg.algorithms.base import ConfigError
 from wppg.cli import main
+from wppg.config import ConfigError
 from wppg.envs import EnvOutputError
 from wppg.logger import read_csv
 from wppg.multiseed import MultiSeedTrainer, make_seed_agents, train_seeds
@@ -80,7 +80,7 @@ def test_each_seed_equals_a_separate_run(variant, batching, tiny, tmp_path):
     assert [r["seed"] for r in results] == [0, 3]
     for r in results:
         single = make_agent(variant, ENV, seed=r["seed"], progress=False, total_steps=200, **hp)
-        single.trainer.learn(200)
+        single.trainer.train_until(200)
         loaded = wppg.Agent.load(tmp_path / f"seed{r['seed']}")
         assert loaded.num_timesteps == single.num_timesteps == r["env_steps"] == 200
         np.testing.assert_array_equal(np.asarray(loaded.trainer.key), np.asarray(single.trainer.key))
@@ -131,7 +131,7 @@ def test_cli_seeds_write_run_dirs_that_resume_alone(tiny, tmp_path):
     agent = wppg.Agent.load(d, run_dir=d, progress=False)
     agent.learn(100)
     straight = make_agent("sac", ENV, seed=2, progress=False, total_steps=200, **hp)
-    straight.trainer.learn(300)
+    straight.trainer.train_until(300)
     assert_close_states(straight.trainer.state, agent.trainer.state)
     assert read_csv(d / "eval.csv")["step"] == [100.0, 200.0, 300.0]
 
@@ -176,9 +176,24 @@ def test_divergence_names_the_seed_and_keeps_the_good_state(tiny):
     agents = make_seed_agents("sac", lambda: NaNAfter(80, bad=1e30), [4, 5], **tiny("sac"))
     multi = MultiSeedTrainer(agents, progress=False)
     with pytest.raises(TrainingDivergedError, match=r"seed [45]: non-finite .*critic_loss.* at env step 8[1-9]"):
-        multi.learn(200)
+        multi.train_until(200)
     for t in multi.trainers:
         assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(t.state))
     nan = make_seed_agents("sac", lambda: NaNAfter(30), [4, 5], **tiny("sac"))
     with pytest.raises(EnvOutputError, match=r"seed 4: env 0 at step 31 .*reward is nan, at env step 31"):
-        MultiSeedTrainer(nan, progress=False).learn(200)
+        MultiSeedTrainer(nan, progress=False).train_until(200)
+
+
+def test_resume_of_a_multi_seed_folder_keeps_the_seeds_vmapped(tiny, tmp_path):
+    hp = tiny("sac", eval_every=10**6)
+    train_seeds("sac", ENV, [0, 3], 100, tmp_path / "split", **hp)
+    assert main(["resume", str(tmp_path / "split"), "--total-steps", "160", "--no-progress"]) == 0
+    straight = train_seeds("sac", ENV, [0, 3], 160, tmp_path / "straight", **hp)
+    for r in straight:
+        d = tmp_path / "split" / f"seed{r['seed']}"
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["env_steps"] == 160 and summary["vmapped_seeds"] == [0, 3]  # resumed together
+        assert summary["final_eval"]["return_mode"] == r["final_eval"]["return_mode"]
+        assert read_csv(d / "eval.csv")["step"] == [100.0, 160.0]
+        resumed, whole = (wppg.Agent.load(p, progress=False) for p in (d, tmp_path / "straight" / d.name))
+        assert_close_states(whole.trainer.state, resumed.trainer.state)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
-from wppg.algorithms.base import grad_min_q
+from wppg.algorithms.base import grad_min_q, with_key_split
 from wppg.coupling import couple, step_size
 from wppg.entropy import entropy_from_samples, mixture_entropy
 from wppg.envs import ActionBounds
@@ -212,7 +212,7 @@ def test_keyed_update_equals_eager_split_then_update():
                "reward": rng.normal(size=(2, 8)).astype(np.float32), "next_obs": rng.normal(size=(2, 8, 3)).astype(np.float32),
                "terminated": np.zeros((2, 8), np.float32)}  # fmt: skip
     key = jax.random.PRNGKey(5)
-    s1, m1, next_key = algo.keyed_update(state, batches, key)
+    s1, m1, next_key = jax.jit(with_key_split(algo.update))(state, batches, key)
     expected_next, k = jax.random.split(key)
     s2, m2 = algo.update(state, batches, k)
     np.testing.assert_array_equal(next_key, expected_next)

@@ -308,7 +308,7 @@ def test_summary_of_other_envs_has_no_task_metrics(tmp_path):
         run_warnings=[],
     )
     stub.task_metrics = lambda: BaseTrainer.task_metrics(stub)
-    BaseTrainer._write_summary(stub, {})
+    BaseTrainer.write_summary(stub, {})
     assert "task_metrics" not in json.loads((tmp_path / "summary.json").read_text())
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from wppg.algorithms import SACAlgorithm, SACConfig, WPPGAlgorithm, WPPGConfig
-from wppg.algorithms.base import Batch, ConfigError, grad_min_q, min_q, td_target
+from wppg.algorithms.base import Batch, grad_min_q, min_q, td_target
 from wppg.algorithms.wppg import entropy_regularised_value
 from wppg.bench.speed import random_batches
+from wppg.config import ConfigError
 from wppg.coupling import couple
 from wppg.envs import ActionBounds
 from wppg.policies import sample_latents

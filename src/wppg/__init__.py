@@ -13,8 +13,8 @@ from wppg import compile_cache
 from wppg._version import __version__
 from wppg.agent import PPO, SAC, WPO, WPPG, Agent
 from wppg.algorithms import PPOConfig, SACConfig, WPOConfig, WPPGConfig
+from wppg.config import TrainConfig
 from wppg.tasks import register_tasks
-from wppg.trainer import TrainConfig
 
 compile_cache.enable()
 register_tasks()  # the wppg/ Gymnasium ids (multimodal tasks with known soft-optimal policies)

@@ -15,12 +15,11 @@ import numpy as np
 
 from wppg import checkpoint as ckpt
 from wppg import registry
-from wppg.algorithms import ConfigError
+from wppg.callbacks import MaybeCallback, as_callback
+from wppg.config import ConfigError, TrainConfig
 from wppg.envs import DMC_PREFIX, EnvSpec, describe_env
-from wppg.trainer import BaseTrainer, TrainConfig
-
-VARIANTS = registry.REGISTRY
-"""The agent names (`--algo`): the registry itself (`wppg.registry`), under its former name."""
+from wppg.rundir import RunDirError
+from wppg.trainer import BaseTrainer
 
 
 def split_hyperparameters(variant: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -62,8 +61,12 @@ class Agent:
         seed: int = 0,
         run_dir: str | Path | None = None,
         progress: bool = True,
+        overwrite: bool = False,
         **hyperparameters: Any,
     ):
+        """`run_dir`: where the run writes its logs, checkpoint and summary (None: nothing is
+        written). A directory that already holds a run is refused unless `overwrite=True`, which
+        replaces it (continue a run with `Agent.load(path, run_dir=...)` instead)."""
         self.variant = variant or type(self).variant
         entry = registry.get(self.variant)
         algo_kwargs, train_kwargs = split_hyperparameters(self.variant, {**entry.preset(preset), **hyperparameters})
@@ -85,9 +88,15 @@ class Agent:
             "algo_config": self.algo_config.to_dict(),
             "env_id": self.env_info.env_id,
         }
+        if run_dir is not None and not overwrite and holds_run(run_dir):
+            raise RunDirError(
+                f"{run_dir} already holds a run: continue it with Agent.load({str(run_dir)!r}, run_dir=...), or "
+                "pass overwrite=True to replace it"
+            )
         self.trainer: BaseTrainer = entry.trainer_cls(
             self.algorithm, self.train_config, self.env_info.make, run_dir, meta, progress
         )
+        self.trainer.fresh_logs = overwrite
         self._predict_key = jax.random.PRNGKey(seed + 2)
 
     @property
@@ -95,13 +104,32 @@ class Agent:
         """Env steps taken so far."""
         return self.trainer.env_steps
 
-    def learn(self, total_steps: int, progress: bool | None = None) -> Agent:
-        """Train for `total_steps` more env steps (SB3's `learn`); returns self."""
-        if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral) or total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1 and an integer, got {total_steps!r}")
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        progress: bool | None = None,
+        eval_at_end: bool = True,
+    ) -> Agent:
+        """Train `total_timesteps` more env steps (summed over the envs), as SB3's `learn` does;
+        returns self. `TrainConfig.total_steps` (the run's planned length) is not read here.
+
+        `callback`: a `wppg.callbacks.BaseCallback`, a list of them, or a function
+        `f(locals, globals) -> bool` called after each env step; False stops training (see
+        `wppg.callbacks`). `eval_at_end=False` skips the evaluation that ends the call (the
+        periodic ones, every `eval_every` env steps, still run)."""
+        if (
+            isinstance(total_timesteps, bool)
+            or not isinstance(total_timesteps, numbers.Integral)
+            or total_timesteps < 1
+        ):
+            raise ValueError(f"total_timesteps must be an int >= 1, got {total_timesteps!r}")
+        cb = as_callback(callback)
+        if cb is not None:
+            cb.init_callback(self)
         if progress is not None:
             self.trainer.progress = progress
-        self.trainer.learn(self.trainer.env_steps + int(total_steps))
+        self.trainer.train_until(self.trainer.env_steps + int(total_timesteps), callback=cb, eval_at_end=eval_at_end)
         return self
 
     def evaluate(self, episodes: int = 10, deterministic: bool = True) -> np.ndarray:
@@ -199,8 +227,12 @@ class Agent:
         run_dir: str | Path | None = None,
         progress: bool = True,
         trust: bool = False,
+        overwrite: bool = False,
     ) -> Agent:
         """Load an agent saved by `save` (or a run directory).
+
+        `run_dir`: where training goes on writing; the run's own directory continues it (its logs
+        cut back to the checkpoint), another one that holds a run is refused unless `overwrite=True`.
 
         `env` is needed if it was trained on a user-supplied env without a registered id. When
         given, the agent trains and evaluates on `env` from then on (its spaces must be those of
@@ -232,8 +264,15 @@ class Agent:
         algo_cfg = dict(meta["algo_config"])
         for k in registry.get(variant).fixed:
             algo_cfg.pop(k, None)
+        # Continuing the run in its own directory is a resume; another directory's run is replaced
+        # only with overwrite=True.
+        source = Path(path).resolve()
+        resumes = run_dir is not None and Path(run_dir).resolve() in {source, *source.parents}
         try:
-            agent = make_agent(variant, env, seed=seed, run_dir=run_dir, progress=progress, **train, **algo_cfg)
+            agent = make_agent(
+                variant, env, seed=seed, run_dir=run_dir, progress=progress, overwrite=overwrite or resumes, **train,
+                **algo_cfg,
+            )  # fmt: skip
         except TypeError as e:
             raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
         except ConfigError as e:
@@ -271,7 +310,7 @@ def _expected_arrays(trainer: BaseTrainer, meta: dict[str, Any]) -> dict[str, ck
     agent state and key exactly; a buffer's filled part up to its capacity; the env pool's arrays
     for the trainer's number of envs."""
     expect = ckpt.expect_tree({"agent": trainer.state, "key": np.asarray(trainer.key)})
-    for prefix, saved in trainer._save_extra().items():
+    for prefix, saved in trainer.save_extra().items():
         full = getattr(getattr(trainer, prefix, None), "data", {})
         for k, e in ckpt.expect_tree(saved, f"{prefix}/").items():
             name = k.split("/", 1)[1]
@@ -324,6 +363,12 @@ class PPO(Agent):
     run's length: the learning rate anneals to 0 over it."""
 
     variant = "ppo"
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether `run_dir` holds a run (its config.json or checkpoint), as `wppg train` tells one."""
+    d = Path(run_dir)
+    return (d / "config.json").exists() or (d / "checkpoints" / "last.npz").exists()
 
 
 def agent_class(variant: str) -> type[Agent]:

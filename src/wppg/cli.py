@@ -21,9 +21,11 @@ from wppg import registry
 from wppg.agent import Agent, make_agent
 from wppg.algorithms import ConfigError
 from wppg.checkpoint import CheckpointError
+from wppg.config import TrainConfig
 from wppg.envs import ActionSpaceError, import_env
 from wppg.rundir import RUN_MARKER, RunDirError, RunLock, RunLockedError, check_writable, is_run, remove_run, write_json
-from wppg.trainer import TrainConfig, TrainingDivergedError, TrainingInterrupted
+from wppg.schedule import TrainingInterrupted
+from wppg.trainer import TrainingDivergedError
 
 USAGE = """usage: wppg <command> [options]
 
@@ -235,9 +237,13 @@ def cmd_train(argv: list[str]) -> int:
     # bad flag never costs an --overwrite'd run.
     if seeds:
         total = hyper.pop("total_steps")
-        agents = make_seed_agents(args.algo, env, seeds, args.out, total_steps=total, **hyper)
+        agents = make_seed_agents(args.algo, env, seeds, args.out, total_steps=total, overwrite=args.overwrite, **hyper)
     else:
-        agents = [make_agent(args.algo, env, seed=seed, run_dir=args.out, progress=args.progress, **hyper)]
+        agents = [
+            make_agent(
+                args.algo, env, seed=seed, run_dir=args.out, progress=args.progress, overwrite=args.overwrite, **hyper
+            )
+        ]
     locks = [RunLock(check_writable(out)) for out in outs]
     try:
         for lock in locks:
@@ -252,7 +258,7 @@ def cmd_train(argv: list[str]) -> int:
         agent = agents[0]
         config = {**agent.trainer.meta, "train_config": agent.train_config.to_dict(), "command": command}
         write_json(args.out / "config.json", config)
-        agent.trainer.learn(agent.train_config.total_steps)
+        agent.trainer.train_until(agent.train_config.total_steps)
     finally:
         for lock in locks:
             lock.release()
@@ -281,6 +287,14 @@ def cmd_resume(argv: list[str]) -> int:
     args = tyro.cli(ResumeArgs, args=argv, prog="wppg resume")
     if args.total_steps is not None and args.total_steps < 1:
         return _fail(f"--total-steps must be >= 1, got {args.total_steps}")
+    if not (args.run_dir / "checkpoints" / "last.npz").exists():
+        from wppg.multiseed import resume_seeds, seed_checkpoints
+
+        if seed_checkpoints(args.run_dir):  # a multi-seed run: its seeds go on together, vmapped
+            results = resume_seeds(args.run_dir, args.total_steps, progress=args.progress, trust=args.trust_checkpoint)
+            for r in results:
+                print(f"seed {r['seed']}: " + _summary_line(Path(r["run_dir"]), r["final_eval"]))
+            return 0
     path = _checkpoint_of(args.run_dir)
     env = _env_arg(args.env)
     agent = Agent.load(path, env=env, run_dir=args.run_dir, progress=args.progress, trust=args.trust_checkpoint)
@@ -289,7 +303,7 @@ def cmd_resume(argv: list[str]) -> int:
         print(f"{args.run_dir} is already at {agent.num_timesteps} >= {until} steps; pass --total-steps to extend it")
         return 0
     _header("resume", agent.variant, args.env or agent.env_info.env_id, args.run_dir, None)
-    agent.trainer.learn(until)
+    agent.trainer.train_until(until)
     print(_summary_line(args.run_dir, agent.trainer.last_eval))
     return 0
 

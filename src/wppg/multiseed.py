@@ -1,8 +1,8 @@
 """Many seeds of one off-policy agent in one process, with the update `jax.vmap`-ed across seeds.
 
-`MultiSeedTrainer` holds N ordinary single-seed `Trainer`s (one per seed: its replay buffer, NumPy
-generator, env pool, evaluation env, logs and checkpoints) and replaces only the two hot calls of
-the loop: the actions of every seed's envs come from one vmapped `act`, and every seed's
+`MultiSeedTrainer` is the `wppg.schedule.Engine` of N ordinary single-seed `Trainer`s (one per seed:
+its replay buffer, NumPy generator, env pool, evaluation env, logs and checkpoints) and replaces
+only the two hot calls of the loop: the actions of every seed's envs come from one vmapped `act`, and every seed's
 gradient steps from one vmapped `update`, each jitted once, over the agent states stacked along a
 leading seed axis. The per-seed JAX keys are stacked too and split inside those calls, exactly as
 `Trainer` splits its own key, so every random stream of seed k is the one of a separate run
@@ -42,7 +42,8 @@ import numpy as np
 
 from wppg import registry, schedule
 from wppg.agent import Agent, make_agent
-from wppg.algorithms.base import OffPolicyAlgorithm, require, with_key_split
+from wppg.algorithms.base import OffPolicyAlgorithm, with_key_split
+from wppg.config import require
 from wppg.envs import EnvSpec
 from wppg.rundir import write_json
 from wppg.trainer import Trainer, TrainingDivergedError
@@ -132,6 +133,9 @@ class MultiSeedTrainer:
             require(same, f"the agents must differ only in their seed; {seeds}")
         self.agents = agents
         self.trainers: list[Trainer] = [a.trainer for a in agents]
+        dirs = [t.run_dir.resolve() for t in self.trainers if t.run_dir is not None]
+        shared = sorted({str(d) for d in dirs if dirs.count(d) > 1})
+        require(not shared, f"the seeds must have their own run directories; {', '.join(shared)} is given to several")
         self.seeds = [a.train_config.seed for a in agents]
         self.config = first.train_config
         self.progress = progress
@@ -140,12 +144,14 @@ class MultiSeedTrainer:
         self.algo: OffPolicyAlgorithm = first.algorithm
         for a in agents:
             a.algorithm = a.trainer.algo = self.algo
+        for t in self.trainers:
+            t.label = f"seed {t.config.seed}: "
         self.batching = _check_batching(batching)
         over_seeds = jax.vmap if batching == "vmap" else _seed_loop
-        # The single-seed trainer's two calls, each with its key split inside: `explore` and
-        # `keyed_update` of one seed, mapped over the seeds.
-        self._act = jax.jit(over_seeds(self.algo._explore))
-        self._update = jax.jit(over_seeds(with_key_split(self.algo._update)))
+        # The single-seed trainer's two calls, each with its key split inside: `explore_actions` and
+        # the keyed `update` of one seed, mapped over the seeds.
+        self._act = jax.jit(over_seeds(self.algo.explore_actions))
+        self._update = jax.jit(over_seeds(with_key_split(self.algo.update)))
         self._state: Any = None
         self._keys: Any = None
         self._new: Any = None
@@ -163,34 +169,37 @@ class MultiSeedTrainer:
         for t, (state, key) in zip(self.trainers, _unstack((self._state, self._keys))):
             t.state, t.key = state, key
 
-    # --- the schedule's engine (`wppg.schedule.Engine`) ------------------------------------------
-    def learn(self, until_step: int) -> list[dict[str, float]]:
-        """Interact and learn until `until_step` env steps per seed; returns each seed's last evaluation.
+    # --- the engine of the seeds (`wppg.schedule.Engine`) ----------------------------------------
+    def train_until(self, until_step: int) -> dict[str, Any]:
+        """Interact and learn until `until_step` env steps per seed; returns the cost figures of the
+        call (also `last_costs`); each seed's last evaluation is its trainer's `last_eval`.
 
         The schedule (warm-up, update calls, train.csv rows, evaluations, checkpoints, summary, the
-        run-directory locks and the stop on SIGINT / SIGTERM) is `wppg.schedule.learn`'s, the one
+        run-directory locks and the stop on SIGINT / SIGTERM) is `wppg.schedule.run`'s, the one
         of a single-seed `Trainer`, for every seed.
         """
-        self.last_costs = schedule.learn(self, until_step, self.progress, label=f"{len(self.trainers)} seeds")
-        return [t.last_eval for t in self.trainers]
+        self.last_costs = schedule.run(self, until_step, self.progress, label=f"{len(self.trainers)} seeds")
+        return self.last_costs
+
+    @property
+    def runs(self) -> list[Trainer]:
+        return self.trainers
 
     def begin(self) -> None:
         self._gather()
 
     def step_envs(self) -> list[list[tuple[float, int]]]:
-        if self.trainers[0].env_steps < self.config.learning_starts:
-            finished = []
-            for t in self.trainers:  # uniform actions: host only, no key
-                with t._env_errors(f"seed {t.config.seed}: "):
-                    finished.append(t._env_step())
-            return finished
-        return self._policy_env_step()
+        if self.trainers[0].in_warmup():
+            return [t.step_with(t.random_actions()) for t in self.trainers]  # host only, no key
+        obs = np.stack([t.pool.obs for t in self.trainers])
+        actions, self._keys = self._act(self.algo.policy_params(self._state), obs, self._keys)
+        return [t.step_with(a) for t, a in zip(self.trainers, np.asarray(actions))]
 
     def update_due(self) -> bool:
-        return self.trainers[0]._update_due()
+        return self.trainers[0].update_due()
 
     def update_input(self) -> dict[str, np.ndarray]:
-        return {k: np.stack(v) for k, v in _transpose([t._update_input() for t in self.trainers]).items()}
+        return {k: np.stack(v) for k, v in _transpose([t.update_input() for t in self.trainers]).items()}
 
     def update(self, inputs: dict[str, np.ndarray]) -> list[dict[str, float]]:
         self._new = self._update(self._state, inputs, self._keys)
@@ -206,7 +215,7 @@ class MultiSeedTrainer:
         self._new = None
 
     def grad_steps_per_update(self) -> int:
-        return self.trainers[0]._grad_steps_per_update()
+        return self.trainers[0].grad_steps_per_update()
 
     def policy_params(self, i: int) -> Any:
         return jax.tree.map(lambda x: x[i], self.algo.policy_params(self._state))
@@ -214,29 +223,16 @@ class MultiSeedTrainer:
     def extra_costs(self) -> dict[str, Any]:
         return {"vmapped_seeds": self.seeds}
 
-    def _policy_env_step(self) -> list[list[tuple[float, int]]]:
-        """`Trainer._env_step` after the warm-up, for every seed, with one vmapped act call."""
-        obs = np.stack([t.pool.obs for t in self.trainers])
-        actions, self._keys = self._act(self.algo.policy_params(self._state), obs, self._keys)
-        actions = np.asarray(actions)
-        finished = []
-        for t, o, a in zip(self.trainers, obs, actions):
-            with t._env_errors(f"seed {t.config.seed}: "):
-                next_obs, reward, terminated, _, done = t.pool.step(a)
-            t.buffer.add(obs=o, action=a, reward=reward, next_obs=next_obs, terminated=terminated)
-            finished.append(done)
-        return finished
-
     def _check_finite(self, metrics: list[dict[str, float]]) -> None:
         """Stop on a non-finite loss of any seed, with that seed's trainer's message; nothing of
         the diverged update is kept (the trainers hold the last good state)."""
-        for seed, t, m in zip(self.seeds, self.trainers, metrics):
+        for t, m in zip(self.trainers, metrics):
             if not all(np.isfinite(v) for v in m.values()):
                 self.sync()
                 try:
-                    t._check_finite(m)
+                    t.check_finite(m)
                 except TrainingDivergedError as e:
-                    raise TrainingDivergedError(f"seed {seed}: {e}") from None
+                    raise TrainingDivergedError(f"{t.label}{e}") from None
 
 
 def _transpose(dicts: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -311,15 +307,51 @@ def train_agents(
                 config["command"] = command
             write_json(run_dir / "config.json", config)
     multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
-    evals = multi.learn(int(total_steps))
+    multi.train_until(int(total_steps))
     return [
         {
             "seed": s,
             "run_dir": str(t.run_dir) if t.run_dir is not None else None,
             "env_steps": t.env_steps,
-            "final_eval": e,
+            "final_eval": t.last_eval,
         }
-        for s, t, e in zip(multi.seeds, multi.trainers, evals)
+        for s, t in zip(multi.seeds, multi.trainers)
+    ]
+
+
+def seed_checkpoints(out_dir: str | Path) -> list[Path]:
+    """The checkpoints `out_dir/seed<k>/checkpoints/last.npz` of a multi-seed run, in seed order."""
+    found = [p for p in Path(out_dir).glob("seed*/checkpoints/last.npz") if p.parent.parent.name[4:].isdigit()]
+    return sorted(found, key=lambda p: int(p.parent.parent.name[4:]))
+
+
+def resume_seeds(
+    out_dir: str | Path,
+    total_steps: int | None = None,
+    *,
+    progress: bool = False,
+    trust: bool = False,
+    batching: str = "vmap",
+) -> list[dict[str, Any]]:
+    """Continue the seeds of a multi-seed run folder (`train_seeds`' `out_dir`) together, vmapped as
+    they were trained, each in its own run directory, to `total_steps` env steps per seed
+    (default: the target of the interrupted call, else the run's `total_steps`). The seeds must
+    stand at one env step (those of one vmapped run do). `trust` is `Agent.load`'s. Returns what
+    `train_seeds` returns."""
+    paths = seed_checkpoints(out_dir)
+    require(bool(paths), f"{out_dir} holds no seed<k>/checkpoints/last.npz: it is not a multi-seed run folder")
+    agents = [Agent.load(p, run_dir=p.parent.parent, progress=False, trust=trust) for p in paths]
+    for p, a in zip(paths, agents):
+        named = int(p.parent.parent.name[4:])
+        require(a.train_config.seed == named, f"{p} holds a run of seed {a.train_config.seed}, not of seed {named}")
+    first = agents[0]
+    until = int(total_steps or first.trainer.target_steps or first.train_config.total_steps)
+    multi = MultiSeedTrainer(agents, progress=progress, batching=batching)
+    if first.num_timesteps < until:
+        multi.train_until(until)
+    return [
+        {"seed": s, "run_dir": str(t.run_dir), "env_steps": t.env_steps, "final_eval": t.last_eval}
+        for s, t in zip(multi.seeds, multi.trainers)
     ]
 
 
@@ -366,17 +398,17 @@ def measure_vmapped_speedup(
             progress=False,
             batching=batching,
         )
-        single.trainer.learn(warm)
-        multi.learn(warm)
+        single.trainer.train_until(warm)
+        multi.train_until(warm)
         best: dict[str, tuple[float, float]] = {}  # run -> (seconds per env step, update share)
         for r in range(1, rounds + 1):
             for name in ("single", "multi"):
                 t0 = time.perf_counter()
                 if name == "single":
-                    single.trainer.learn(warm + r * chunk)
+                    single.trainer.train_until(warm + r * chunk)
                     update_s = json.loads((Path(tmp) / "single" / "summary.json").read_text())["update_time_s"]
                 else:
-                    multi.learn(warm + r * chunk)
+                    multi.train_until(warm + r * chunk)
                     update_s = multi.last_costs["update_time_s"]
                 elapsed = time.perf_counter() - t0
                 if name not in best or elapsed / chunk < best[name][0]:

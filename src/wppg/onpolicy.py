@@ -2,8 +2,8 @@
 it, start the next one. Evaluation, logs, summary, finite check and checkpoints are those of
 every trainer (`wppg.trainer.BaseTrainer`).
 
-A rollout may be cut by the end of a `learn` call: its filled part is checkpointed with the run,
-and the next `learn` (after a save and load, or not) goes on filling it, so training N steps,
+A rollout may be cut by the end of a training call: its filled part is checkpointed with the run,
+and the next call (after a save and load, or not) goes on filling it, so training N steps,
 saving, loading and training N more gives the same parameters as training 2N straight.
 """
 
@@ -18,9 +18,9 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from wppg.algorithms.base import ConfigError
 from wppg.algorithms.ppo import PPOAlgorithm, Rollout
-from wppg.trainer import BaseTrainer, TrainConfig
+from wppg.config import ConfigError, TrainConfig
+from wppg.trainer import BaseTrainer
 
 OFF_POLICY_FIELDS = ("learning_starts", "batch_size", "buffer_size", "utd", "train_freq")
 """TrainConfig fields without meaning on-policy; a value other than the default is rejected."""
@@ -106,20 +106,20 @@ class OnPolicyTrainer(BaseTrainer):
         self.rollout = RolloutBuffer(algo.config.n_steps, config.n_envs, algo.obs_dim, algo.act_dim)
         self._low, self._high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
 
-    def learn(self, until_step: int) -> dict[str, float]:
+    def check_target(self, until_step: int) -> None:
         if self.algo.config.anneal_lr and until_step > self.config.total_steps:
             warnings.warn(
                 f"training to {until_step} env steps, past total_steps={self.config.total_steps}: the annealed "
                 "learning rate is 0 there; set total_steps to the run's length (or anneal_lr=False)",
-                stacklevel=2,
+                stacklevel=5,
             )
-        return super().learn(until_step)
 
-    def _env_step(self) -> list[tuple[float, int]]:
+    def env_step(self) -> list[tuple[float, int]]:
         self.state, out, self.key = self.algo.explore(self.state, self.pool.obs, self.key)
         out = jax.device_get(out)
         actions = np.clip(out["action"], self._low, self._high)
-        next_obs, reward, terminated, truncated, finished = self.pool.step(actions)
+        with self.env_errors():
+            next_obs, reward, terminated, truncated, finished = self.pool.step(actions)
         final_value = np.zeros_like(reward)
         cut = (truncated > 0) & (terminated == 0)
         if cut.any():
@@ -136,20 +136,20 @@ class OnPolicyTrainer(BaseTrainer):
         )
         return finished
 
-    def _update_due(self) -> bool:
+    def update_due(self) -> bool:
         return self.rollout.full
 
-    def _update_input(self) -> Rollout:
+    def update_input(self) -> Rollout:
         return Rollout(**self.rollout.data, last_value=self.algo.value(self.state, self.pool.obs))
 
-    def _grad_steps_per_update(self) -> int:
+    def grad_steps_per_update(self) -> int:
         return self.algo.grad_steps_per_update
 
-    def _after_update(self) -> None:
+    def after_update(self) -> None:
         self.rollout.ptr = 0
 
-    def _save_extra(self) -> dict[str, Any]:
+    def save_extra(self) -> dict[str, Any]:
         return {"rollout": self.rollout.state()}
 
-    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+    def load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
         self.rollout.load_state(tree["rollout"])

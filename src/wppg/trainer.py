@@ -1,25 +1,24 @@
-"""The interaction loops: env -> buffer or rollout -> algorithm.update -> logs.
+"""The runs of the training engine: env -> buffer or rollout -> algorithm.update -> logs.
 
-`BaseTrainer` holds what every loop shares: the counters and RNGs, the evaluation (the protocol
+`BaseTrainer` holds what every run shares: the counters and RNGs, the evaluation (the protocol
 of `wppg.evaluation`), the run logs and summary, the finite check and the checkpoint of the common
-state (agent state, JAX key, NumPy generator, envs, counters); the order of things (the schedule)
-is `wppg.schedule`'s, for one run as for N vmapped seeds. `Trainer` is the off-policy loop
-(replay buffer, random warm-up, `utd` gradient steps per env step); the on-policy loop lives in
-`wppg.onpolicy`. A trainer knows nothing of any one algorithm: it calls what
-`wppg.algorithms.protocol.Algorithm` promises (`init`, `explore`, `keyed_update`, `act`), and checkpoints
-the whole run so that a resumed run continues exactly where it stopped.
+state (agent state, JAX key, NumPy generator, envs, counters). The order of things is the engine's
+(`wppg.schedule.run`), for one run as for N vmapped seeds: a trainer is both one `wppg.schedule.Run`
+and the `wppg.schedule.Engine` of that run alone. `Trainer` is the off-policy run (replay buffer,
+random warm-up, `utd` gradient steps per env step); the on-policy run lives in `wppg.onpolicy`. A
+trainer knows nothing of any one algorithm: it calls what `wppg.algorithms.protocol.Algorithm`
+promises (`init`, `explore`, `update`, `act`), and checkpoints the whole run so that a resumed run
+continues exactly where it stopped.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 import json
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,73 +29,18 @@ import numpy as np
 from wppg import checkpoint as ckpt
 from wppg import evaluation, schedule
 from wppg._version import __version__
-from wppg.algorithms.base import OffPolicyAlgorithm, check_field_types, require
+from wppg.algorithms.base import OffPolicyAlgorithm, with_key_split
 from wppg.algorithms.protocol import Algorithm
+from wppg.callbacks import BaseCallback
+from wppg.config import TrainConfig
 from wppg.diagnostics import STATES, make_policy_spread
 from wppg.envs import EnvOutputError, EnvPool
 from wppg.replay import ReplayBuffer
 from wppg.rundir import write_json
-from wppg.schedule import TrainingInterrupted, stop_on_signals  # noqa: F401 -- public here since before the schedule module
 
 # The protocol's cap on evaluation episodes (`wppg.evaluation`), read from this module at each
 # evaluation so that a test can lower it here.
 EVAL_MAX_EPISODE_STEPS = evaluation.EVAL_MAX_EPISODE_STEPS
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How the agent interacts and learns (paper defaults where the paper gives them)."""
-
-    total_steps: int = 1_000_000
-    """Env steps of the run, summed over the vectorised envs (paper: 1M)."""
-    learning_starts: int = 10_000
-    """Env steps of uniform random actions before the first update (paper: 1e4)."""
-    batch_size: int = 256
-    """Minibatch size of each gradient step (paper: 256)."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity in transitions (paper: 1e6)."""
-    utd: int = 1
-    """Update-to-data ratio: gradient steps per env step (paper: 1)."""
-    train_freq: int = 1
-    """Env steps (per env) between update calls; each call runs train_freq * n_envs * utd gradient
-    steps inside one jitted lax.scan. Larger values amortise call overhead (same number of steps)."""
-    n_envs: int = 1
-    """Number of envs stepped in lock-step (paper: 1)."""
-    eval_every: int = 10_000
-    """Env steps between evaluations (also one at the end of each learn call)."""
-    eval_episodes: int = 10
-    """Episodes per evaluation, run once with stochastic actions and once with the mode."""
-    checkpoint_every: int = 50_000
-    """Env steps between checkpoints of the whole run (also one at the end); 0 disables periodic ones."""
-    log_every: int = 1_000
-    """Env steps between rows of train.csv / TensorBoard scalars."""
-    seed: int = 0
-    """The one seed that drives parameters, latents, minibatches, envs and evaluation."""
-
-    def __post_init__(self) -> None:
-        check_field_types(self)
-        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        for name in (
-            "total_steps",
-            "batch_size",
-            "buffer_size",
-            "utd",
-            "train_freq",
-            "n_envs",
-            "eval_every",
-            "eval_episodes",
-            "log_every",
-        ):
-            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        require(self.learning_starts >= 0, f"learning_starts must be >= 0, got {self.learning_starts}")
-        require(self.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        require(
-            self.batch_size <= self.buffer_size,
-            f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def peak_rss_mb() -> float:
@@ -113,12 +57,12 @@ class TrainingDivergedError(FloatingPointError):
 
 
 class BaseTrainer(abc.ABC):
-    """The loop skeleton, evaluation, logs, summary and checkpoints shared by every trainer.
+    """One run: its evaluation, logs, summary and checkpoints, and the engine of itself alone.
 
-    A subclass supplies the interaction and what an update consumes, through four hooks:
-    `_env_step` (act, step the envs, store the data), `_update_due`, `_update_input` (the batch
-    or rollout handed to `algo.update`) and `_grad_steps_per_update`; and, for its own
-    checkpointed data, `_save_extra` / `_load_extra`.
+    A subclass supplies the interaction and what an update consumes, through the public hooks
+    `env_step` (act, step the envs, store the data), `update_due`, `update_input` (the batch or
+    rollout handed to `algo.update`), `grad_steps_per_update` and `after_update`; and, for its own
+    checkpointed data, `save_extra` / `load_extra`.
     """
 
     def __init__(
@@ -155,26 +99,35 @@ class BaseTrainer(abc.ABC):
         self._eval_cut_warned = False
         self.run_warnings: list[str] = []
         """The warnings about training the run has given (`check_row`): checkpointed, listed in summary.json."""
+        self.label = ""
+        """How errors name this run among others ('seed 3: '), empty for a run alone."""
+        self.fresh_logs = False
+        """Start the run directory's logs anew (drop the rows of a run it held) instead of appending."""
         self._spread = make_policy_spread(algo.act, algo.bounds)
+        # The update call of one run: the algorithm's pure update with the key split inside the
+        # same compiled call (one dispatch per update call).
+        self._keyed_update = jax.jit(with_key_split(algo.update))
+        self._new_state: Any = None
 
-    # --- hooks -------------------------------------------------------------------------------
+    # --- the hooks of a run ---------------------------------------------------------------------
     @abc.abstractmethod
-    def _env_step(self) -> list[tuple[float, int]]:
-        """Act in every env of `self.pool` once and store the data; returns the finished episodes."""
+    def env_step(self) -> list[tuple[float, int]]:
+        """Act in every env of `self.pool` once and store the data; returns the finished episodes
+        (return, length)."""
 
     @abc.abstractmethod
-    def _update_due(self) -> bool:
+    def update_due(self) -> bool:
         """Whether an update call follows the env step just taken."""
 
     @abc.abstractmethod
-    def _update_input(self) -> Any:
+    def update_input(self) -> Any:
         """What `algo.update(state, input, key)` consumes (drawn before the update's key is split)."""
 
     @abc.abstractmethod
-    def _grad_steps_per_update(self) -> int:
+    def grad_steps_per_update(self) -> int:
         """Gradient steps one update call takes (for the cost figures of summary.json)."""
 
-    def _after_update(self) -> None:
+    def after_update(self) -> None:
         """Called once an update's new state has been kept."""
 
     def _recent_obs(self) -> np.ndarray:
@@ -188,53 +141,91 @@ class BaseTrainer(abc.ABC):
         out = self._spread(actor_params, np.asarray(self._recent_obs(), np.float32), key)
         return {name: float(v) for name, v in jax.device_get(out).items()}
 
-    def _save_extra(self) -> dict[str, Any]:
+    def save_extra(self) -> dict[str, Any]:
         """Arrays of the subclass's own data (replay buffer, rollout) for the checkpoint."""
         return {}
 
-    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
-        """Inverse of `_save_extra`."""
+    def load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+        """Inverse of `save_extra`."""
 
-    # --- the loop ----------------------------------------------------------------------------
-    def _before_learn(self, until_step: int) -> None:
-        """Checks of a subclass before a `learn` call."""
+    # --- the engine of this run alone (`wppg.schedule.Engine`) -------------------------------------
+    def train_until(
+        self, until_step: int, callback: BaseCallback | None = None, eval_at_end: bool = True
+    ) -> dict[str, Any]:
+        """Interact and learn until `until_step` env steps in total (`Agent.learn(n)` counts n more
+        instead); returns the cost figures of the call (those of summary.json).
 
-    def learn(self, until_step: int) -> dict[str, float]:
-        """Interact and learn until `until_step` env steps in total; returns the last evaluation.
-
-        The schedule is `wppg.schedule.learn`'s: with a run directory, the directory is locked
-        against a second writer for the call (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the
-        loop after the current env step and update: a checkpoint is written at that consistent
-        point and `TrainingInterrupted` (a KeyboardInterrupt) is raised.
+        The schedule is `wppg.schedule.run`'s, with its `callback` and `eval_at_end`: with a run
+        directory, the directory is locked against a second writer for the call
+        (`wppg.rundir.RunLock`). SIGINT / SIGTERM stop the loop after the current env step and
+        update: a checkpoint is written at that consistent point and `TrainingInterrupted` (a
+        KeyboardInterrupt) is raised.
         """
-        schedule.learn(_OneRun(self), until_step, self.progress)
-        return self.last_eval
+        return schedule.run(self, until_step, self.progress, callback=callback, eval_at_end=eval_at_end)
 
-    def _open(self) -> None:
-        """The envs and the run logger, made on the first `learn` call."""
+    @property
+    def runs(self) -> Sequence[BaseTrainer]:
+        return [self]
+
+    def begin(self) -> None:
+        pass
+
+    def step_envs(self) -> list[list[tuple[float, int]]]:
+        return [self.env_step()]
+
+    def update(self, inputs: Any) -> list[dict[str, float]]:
+        self._new_state, metrics, self.key = self._keyed_update(self.state, inputs, self.key)
+        return [{name: float(v) for name, v in jax.device_get(metrics).items()}]
+
+    def keep(self, metrics: list[dict[str, float]]) -> None:
+        self.check_finite(metrics[0])
+        self.state, self._new_state = self._new_state, None
+        self.after_update()
+
+    def policy_params(self, i: int = 0) -> Any:
+        return self.algo.policy_params(self.state)
+
+    def sync(self) -> None:
+        pass
+
+    def extra_costs(self) -> dict[str, Any]:
+        return {}
+
+    # --- what the engine asks of a run (`wppg.schedule.Run`) -----------------------------------------
+    def check_target(self, until_step: int) -> None:
+        """Warn about a target this run's config makes pointless; nothing by default."""
+
+    def in_warmup(self) -> bool:
+        """Whether the next env step is one of a random warm-up; none by default."""
+        return False
+
+    def open(self) -> None:
+        """The envs and the run logger, made on the first training call."""
         if self.pool is None:
             self.pool = EnvPool([self.make_env() for _ in range(self.config.n_envs)], seed=self.config.seed)
         if self.run_dir is not None and self.logger is None:
             from wppg.logger import RunLogger
 
-            self.logger = RunLogger(self.run_dir, resume_step=self.env_steps if self.env_steps else None)
+            # Rows after the checkpoint's step are cut (a resume); a replaced run keeps none.
+            resume_step = self.env_steps if self.env_steps else (0 if self.fresh_logs else None)
+            self.logger = RunLogger(self.run_dir, resume_step=resume_step)
 
     @contextlib.contextmanager
-    def _env_errors(self, prefix: str = "") -> Iterator[None]:
-        """An `EnvOutputError` of this trainer's envs, with the env step (and `prefix`) added."""
+    def env_errors(self) -> Iterator[None]:
+        """An `EnvOutputError` of this trainer's envs, with the env step (and `label`) added."""
         try:
             yield
         except EnvOutputError as e:
             raise EnvOutputError(
-                f"{prefix}{e}, at env step {self.env_steps + self.config.n_envs}; training stopped and nothing of this "
-                f"step was stored{self._last_good()}"
+                f"{self.label}{e}, at env step {self.env_steps + self.config.n_envs}; training stopped and nothing of "
+                f"this step was stored{self._last_good()}"
             ) from None
 
     def _last_good(self) -> str:
         path = self.run_dir / "checkpoints" / "last.npz" if self.run_dir is not None else None
         return f"; the last good checkpoint is {path}" if path is not None and path.exists() else ""
 
-    def _write_summary(self, costs: dict[str, float]) -> None:
+    def write_summary(self, costs: dict[str, Any]) -> None:
         """summary.json: the run's meta, counters, cost figures of the last learn call, final eval."""
         summary = {
             **self.meta,
@@ -271,7 +262,8 @@ class BaseTrainer(abc.ABC):
         finally:
             env.close()
 
-    def _check_finite(self, metrics: dict[str, float]) -> None:
+    def check_finite(self, metrics: dict[str, float]) -> None:
+        """Raise `TrainingDivergedError` if a metric of the update just made is not finite."""
         bad = [name for name, v in metrics.items() if not np.isfinite(v)]
         if bad:
             where = self._last_good()
@@ -291,12 +283,15 @@ class BaseTrainer(abc.ABC):
             self.run_warnings.append(f"{self.algo.name} at env step {self.env_steps}: {message}")
             warnings.warn(self.run_warnings[-1], stacklevel=2)
 
-    def _log(self, kind: str, row: dict[str, float]) -> None:
+    def log(self, kind: str, row: dict[str, float]) -> None:
+        """Append `row` to the run's `kind` log ('train', 'eval') at the current env step."""
         if self.logger is not None:
             self.logger.log(kind, self.env_steps, row)
 
-    def _eval_str(self) -> str:
-        return f"{self.last_eval['return_mode']:.1f}" if self.last_eval else "-"
+    def flush(self) -> None:
+        """Flush the TensorBoard events (the CSV logs are written row by row)."""
+        if self.logger is not None:
+            self.logger.tb.flush()
 
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate(self, episodes: int, deterministic: bool, env: gym.Env | None = None) -> np.ndarray:
@@ -329,7 +324,7 @@ class BaseTrainer(abc.ABC):
         stoch, mode = self.evaluate(n, False), self.evaluate(n, True)
         self.n_evals += 1
         self.last_eval = evaluation.eval_row(self.env_steps, stoch, mode)
-        self._log("eval", {k: v for k, v in self.last_eval.items() if k != "step"})
+        self.log("eval", {k: v for k, v in self.last_eval.items() if k != "step"})
         return self.last_eval
 
     # --- checkpoints ---------------------------------------------------------------------------
@@ -351,7 +346,7 @@ class BaseTrainer(abc.ABC):
             "log_window": {"metrics": self.log_metrics, "returns": list(self.recent_returns)},
             "warnings": self.run_warnings,
         }
-        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self._save_extra()}
+        tree: dict[str, Any] = {"agent": self.state, "key": np.asarray(self.key), **self.save_extra()}
         if pool is not None:
             tree["pool"] = {
                 "obs": pool["obs"],
@@ -388,7 +383,7 @@ class BaseTrainer(abc.ABC):
                 expected = f"{self.key.shape} {self.key.dtype}"
                 raise ValueError(f"'key' has shape {key.shape} and dtype {key.dtype}, expected {expected}")
             self.key = jax.numpy.asarray(key)
-            self._load_extra(meta, tree)
+            self.load_extra(meta, tree)
             self.np_rng.bit_generator.state = meta["np_rng"]
             self.env_steps, self.iterations = int(meta["env_steps"]), int(meta["iterations"])
             self.n_evals = int(meta["n_evals"])
@@ -420,56 +415,6 @@ class BaseTrainer(abc.ABC):
                 )
 
 
-def episode_step_limit(env: gym.Env) -> int:
-    """The env's own episode length limit, else `EVAL_MAX_EPISODE_STEPS` (`wppg.evaluation`)."""
-    return evaluation.episode_step_limit(env, EVAL_MAX_EPISODE_STEPS)
-
-
-class _OneRun:
-    """The `wppg.schedule.Engine` of one trainer: its own hooks, one update call at a time."""
-
-    def __init__(self, trainer: BaseTrainer):
-        self.trainer = trainer
-        self.trainers = [trainer]
-        self._new_state: Any = None
-
-    def begin(self) -> None:
-        pass
-
-    def step_envs(self) -> list[list[tuple[float, int]]]:
-        with self.trainer._env_errors():
-            return [self.trainer._env_step()]
-
-    def update_due(self) -> bool:
-        return self.trainer._update_due()
-
-    def update_input(self) -> Any:
-        return self.trainer._update_input()
-
-    def update(self, inputs: Any) -> list[dict[str, float]]:
-        t = self.trainer
-        self._new_state, metrics, t.key = t.algo.keyed_update(t.state, inputs, t.key)
-        return [{name: float(v) for name, v in jax.device_get(metrics).items()}]
-
-    def keep(self, metrics: list[dict[str, float]]) -> None:
-        t = self.trainer
-        t._check_finite(metrics[0])
-        t.state, self._new_state = self._new_state, None
-        t._after_update()
-
-    def grad_steps_per_update(self) -> int:
-        return self.trainer._grad_steps_per_update()
-
-    def policy_params(self, i: int) -> Any:
-        return self.trainer.algo.policy_params(self.trainer.state)
-
-    def sync(self) -> None:
-        pass
-
-    def extra_costs(self) -> dict[str, Any]:
-        return {}
-
-
 class Trainer(BaseTrainer):
     """The off-policy loop: uniform random actions until `learning_starts`, then the policy; every
     `train_freq` env steps, `train_freq * n_envs * utd` gradient steps on minibatches drawn
@@ -488,7 +433,7 @@ class Trainer(BaseTrainer):
         self.buffer = ReplayBuffer(config.buffer_size, algo.obs_dim, algo.act_dim)
         self._low, self._high = algo.bounds.bias - algo.bounds.scale, algo.bounds.bias + algo.bounds.scale
 
-    def _before_learn(self, until_step: int) -> None:
+    def check_target(self, until_step: int) -> None:
         c = self.config
         if self.env_steps < until_step < max(c.learning_starts, c.batch_size):
             which = [f"{k} ({v})" for k, v in (("learning_starts", c.learning_starts), ("batch_size", c.batch_size))]
@@ -496,22 +441,36 @@ class Trainer(BaseTrainer):
             warnings.warn(
                 f"{' and '.join(which)} {'exceed' if len(which) > 1 else 'exceeds'} the {until_step} env steps of "
                 "this run: it will take zero gradient steps; lower it or train longer",
-                stacklevel=4,
+                stacklevel=5,
             )
 
-    def _env_step(self) -> list[tuple[float, int]]:
-        c, obs = self.config, self.pool.obs
-        if self.env_steps < c.learning_starts:
-            actions = self.np_rng.uniform(self._low, self._high, size=(c.n_envs, self.algo.act_dim)).astype(np.float32)
+    def in_warmup(self) -> bool:
+        """Whether the next env step takes uniform random actions (before `learning_starts`)."""
+        return self.env_steps < self.config.learning_starts
+
+    def random_actions(self) -> np.ndarray:
+        """Uniform random actions [n_envs, d] in the action box, from the run's NumPy generator."""
+        c = self.config
+        return self.np_rng.uniform(self._low, self._high, size=(c.n_envs, self.algo.act_dim)).astype(np.float32)
+
+    def env_step(self) -> list[tuple[float, int]]:
+        if self.in_warmup():
+            actions = self.random_actions()
         else:
-            _, out, self.key = self.algo.explore(self.state, obs, self.key)
+            _, out, self.key = self.algo.explore(self.state, self.pool.obs, self.key)
             actions = np.asarray(out["action"])
-        obs = obs.copy()
-        next_obs, reward, terminated, _, finished = self.pool.step(actions)
+        return self.step_with(actions)
+
+    def step_with(self, actions: np.ndarray) -> list[tuple[float, int]]:
+        """Step every env with `actions` [n_envs, d] and store the transitions; returns the finished
+        episodes. Nothing of the step is stored if an env's output is bad (`EnvOutputError`)."""
+        obs = self.pool.obs.copy()
+        with self.env_errors():
+            next_obs, reward, terminated, _, finished = self.pool.step(actions)
         self.buffer.add(obs=obs, action=actions, reward=reward, next_obs=next_obs, terminated=terminated)
         return finished
 
-    def _update_due(self) -> bool:
+    def update_due(self) -> bool:
         c = self.config
         return (
             self.env_steps >= c.learning_starts
@@ -519,10 +478,10 @@ class Trainer(BaseTrainer):
             and self.iterations % c.train_freq == 0
         )
 
-    def _update_input(self) -> dict[str, np.ndarray]:
-        return self.buffer.sample(self.np_rng, self._grad_steps_per_update(), self.config.batch_size)
+    def update_input(self) -> dict[str, np.ndarray]:
+        return self.buffer.sample(self.np_rng, self.grad_steps_per_update(), self.config.batch_size)
 
-    def _grad_steps_per_update(self) -> int:
+    def grad_steps_per_update(self) -> int:
         c = self.config
         return c.train_freq * c.n_envs * c.utd
 
@@ -530,8 +489,8 @@ class Trainer(BaseTrainer):
         n = min(STATES, self.buffer.size)
         return self.buffer.data["obs"][(self.buffer.ptr - 1 - np.arange(n)) % self.buffer.capacity]
 
-    def _save_extra(self) -> dict[str, Any]:
+    def save_extra(self) -> dict[str, Any]:
         return {"buffer": self.buffer.state()}
 
-    def _load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
+    def load_extra(self, meta: dict[str, Any], tree: dict[str, Any]) -> None:
         self.buffer.load_state(tree["buffer"])

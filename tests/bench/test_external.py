@@ -15,7 +15,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from wppg.algorithms.base import ConfigError
 from wppg.bench import external
 from wppg.bench.external import (
     ProtocolEvaluator,
@@ -23,6 +22,7 @@ from wppg.bench.external import (
     ProtocolSettings,
     map_hyperparameters,
 )
+from wppg.config import ConfigError
 from wppg.logger import RunLogger
 
 EVAL_COLUMNS = ["step", "return_stochastic", "return_stochastic_std", "return_mode", "return_mode_std"]

@@ -10,7 +10,6 @@ import types
 
 import pytest
 
-from wppg.agent import VARIANTS
 from wppg.bench.spec import (
     ALIASES,
     EXTERNAL,
@@ -22,6 +21,7 @@ from wppg.bench.spec import (
     suite_names,
 )
 from wppg.cli import main
+from wppg.registry import REGISTRY
 
 BASE = {
     "common": {"learning_starts": 100, "preset": "cpu"},
@@ -167,7 +167,7 @@ def test_spec_file_path_and_bad_toml(tmp_path):
 def test_shipped_suites_validate_or_name_the_missing_algorithms(name):
     assert name in suite_names()
     raw, _, _ = read_raw(name)
-    available = set(VARIANTS) | set(ALIASES) | set(EXTERNAL)
+    available = set(REGISTRY) | set(ALIASES) | set(EXTERNAL)
     missing = [a for a in raw["algos"] if a not in available]
     if missing:  # an algorithm not registered in this installation: the error names it
         with pytest.raises(SpecError, match=f"unknown algorithm '{missing[0]}'"):
@@ -232,13 +232,13 @@ def _wppg_configs(run):
     """The WPPGConfig and TrainConfig `make_agent` would build for a run (no env is made)."""
     from wppg.agent import split_hyperparameters
     from wppg.algorithms import PRESETS, WPPGConfig
-    from wppg.trainer import TrainConfig
+    from wppg.config import TrainConfig
 
     variant, kwargs = run.agent_arguments()
     kwargs = {k: v for k, v in kwargs.items() if k != "seed"}
     preset = kwargs.pop("preset", "default")
     algo_kw, train_kw = split_hyperparameters("wppg", {**PRESETS[preset], **kwargs})
-    return WPPGConfig(**{**VARIANTS[variant].fixed, **algo_kw}), TrainConfig(**train_kw)
+    return WPPGConfig(**{**REGISTRY[variant].fixed, **algo_kw}), TrainConfig(**train_kw)
 
 
 def test_wppg_i_paper_is_the_papers_algorithm_with_settable_k():

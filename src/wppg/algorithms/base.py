@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
-import numbers
-import types
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -20,9 +16,9 @@ from typing import Any, ClassVar
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from wppg.config import check_field_types, require
 from wppg.envs import ActionBounds
 from wppg.networks import PRECISIONS, TwinQ
 from wppg.noise import standard_normal
@@ -40,95 +36,6 @@ def with_key_split(update: Callable) -> Callable:
         return state, metrics, key
 
     return keyed
-
-
-class ConfigError(ValueError):
-    """An invalid hyperparameter; raised when the config is built, before any training."""
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise `ConfigError(message)` unless `condition`."""
-    if not condition:
-        raise ConfigError(message)
-
-
-class _Mismatch(Exception):
-    """A value that does not fit a type annotation (internal to `check_field_types`)."""
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """`value` as the annotation `hint` wants it (an integral float as int, an int as float), or
-    `_Mismatch` with what was expected. Annotations it does not know are accepted as they are."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arm in sorted(args, key=lambda a: a is not type(value)):  # the exact type first
-            try:
-                return _coerce(value, arm)
-            except _Mismatch:
-                pass
-        raise _Mismatch(" or ".join(_name(a) for a in args))
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _Mismatch("None")
-    if hint is bool:
-        if isinstance(value, bool) or type(value).__name__ == "bool_":
-            return bool(value)
-        raise _Mismatch("a bool (True or False)")
-    if hint is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if real and math.isfinite(value) and float(value).is_integer():
-            return int(value)  # 1e6 steps
-        raise _Mismatch("an int")
-    if hint is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise _Mismatch("a finite float")
-            return float(value)
-        raise _Mismatch("a float")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch("a str")
-    if origin in (Sequence, tuple, list, typing.Sequence) and args:
-        item = args[0]
-        expected = f"a sequence of {_name(item)}, e.g. (64, 64)"
-        if isinstance(value, np.ndarray) and value.ndim == 1:
-            value = value.tolist()
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise _Mismatch(expected)
-        try:
-            return tuple(_coerce(x, item) for x in value)
-        except _Mismatch:
-            raise _Mismatch(expected) from None
-    return value
-
-
-def _name(hint: Any) -> str:
-    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def check_field_types(config: Any) -> None:
-    """Check (and normalise) every field of a config dataclass against its annotation, or raise
-    `ConfigError` naming the field. Generic, so it covers fields added later: `int` refuses
-    bools, strings and fractional floats; `float` accepts ints and refuses inf and NaN; `X | Y`
-    accepts either; `Sequence[int]` wants a list or tuple of ints (not the string "64")."""
-    cls = type(config)
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        try:
-            fixed = _coerce(value, _HINTS[cls].get(f.name, Any))
-        except _Mismatch as e:
-            raise ConfigError(f"{f.name} must be {e}, got {value!r} ({type(value).__name__})") from None
-        if fixed is not value:
-            object.__setattr__(config, f.name, fixed)
 
 
 @dataclass(frozen=True)
@@ -257,9 +164,10 @@ class OffPolicyAlgorithm(abc.ABC):
         self.actor_tx = optax.adam(config.actor_lr)
         self.critic_tx = optax.adam(config.critic_lr)
         self.update = jax.jit(self._update)
-        self.keyed_update = jax.jit(with_key_split(self._update))
         self.act = jax.jit(self._act, static_argnames="deterministic")
-        self._explore_jit = jax.jit(self._explore)
+        self.explore_actions = jax.jit(self._explore)
+        """`(actor_params, obs, key) -> (actions, next key)`, jitted: exploration after the warm-up,
+        the key split inside the compiled call; a pure function, so it maps over seeds."""
         self._init_jit = jax.jit(self.fresh_state)
 
     @classmethod
@@ -354,7 +262,7 @@ class OffPolicyAlgorithm(abc.ABC):
     ) -> tuple[AgentState, dict[str, jax.Array], jax.Array]:
         """Exploration actions after the warm-up (`wppg.algorithms.protocol.Algorithm.explore`):
         acting changes no state; only the policy's parameters enter the compiled call."""
-        actions, key = self._explore_jit(state.actor_params, obs, key)
+        actions, key = self.explore_actions(state.actor_params, obs, key)
         return state, {"action": actions}, key
 
     def _explore(self, actor_params: Any, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jax.Array]:

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wppg.algorithms.base import check_field_types, require, with_key_split
+from wppg.algorithms.base import check_field_types, require
 from wppg.envs import ActionBounds
 
 NORM_EPS = 1e-8
@@ -315,7 +315,6 @@ class PPOAlgorithm:
         self.grad_steps_per_update = config.n_epochs * config.n_minibatches
         self.n_iterations = max(1, total_steps // rollout_size)
         self.update = jax.jit(self._update)
-        self.keyed_update = jax.jit(with_key_split(self._update))
         self.act = jax.jit(self._act, static_argnames="deterministic")
         self._explore = jax.jit(self._explore_fn)
         self._value = jax.jit(self._value_fn)

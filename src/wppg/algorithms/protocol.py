@@ -7,14 +7,13 @@ the jitted functions built from it), so one algorithm object can serve several s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import numpy as np
 
-if TYPE_CHECKING:
-    from wppg.envs import ActionBounds
-    from wppg.trainer import TrainConfig
+from wppg.config import TrainConfig
+from wppg.envs import ActionBounds
 
 __all__ = ["Algorithm", "ExploreOutput"]
 
@@ -48,9 +47,9 @@ class Algorithm(Protocol):
         changes only where acting updates it (running observation statistics)."""
         ...
 
-    def keyed_update(self, state: Any, inputs: Any, key: jax.Array) -> tuple[Any, Any, jax.Array]:
-        """One update call on what the trainer hands it (minibatches, a rollout): (state, metrics,
-        next key), with the key split inside the compiled call."""
+    def update(self, state: Any, inputs: Any, key: jax.Array) -> tuple[Any, Any]:
+        """One update call on what the trainer hands it (minibatches, a rollout): (state, metrics),
+        jitted whole, pure (the trainer splits its key inside its own compiled call around it)."""
         ...
 
     def policy_params(self, state: Any) -> Any:

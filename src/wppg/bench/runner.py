@@ -55,7 +55,7 @@ def resolved_configs(run: Run) -> dict[str, dict[str, Any]]:
     them to config.json): the spec's hyperparameters over the preset over the config defaults."""
     from wppg import registry
     from wppg.agent import split_hyperparameters
-    from wppg.trainer import TrainConfig
+    from wppg.config import TrainConfig
 
     variant, kwargs = run.agent_arguments()
     kwargs = dict(kwargs)

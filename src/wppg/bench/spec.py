@@ -259,8 +259,8 @@ def accepted_hyperparameters(algo: str) -> set[str] | None:
         names = getattr(external, "accepted_hyperparameters", None)
         return None if names is None else set(names(algo)) - set(RESERVED)
     from wppg import registry
+    from wppg.config import TrainConfig
     from wppg.onpolicy import OFF_POLICY_FIELDS
-    from wppg.trainer import TrainConfig
 
     variant, fixed, _ = ALIASES.get(algo, (algo, {}, {}))
     entry = registry.get(variant)

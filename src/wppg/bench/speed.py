@@ -123,8 +123,8 @@ def _algorithm(
     """`name` built for these shapes; `settings` (coupling, entropy_estimator, boundary, precision)
     go to its config where it has the field, else the config's defaults hold."""
     from wppg import registry
+    from wppg.config import TrainConfig
     from wppg.envs import ActionBounds
-    from wppg.trainer import TrainConfig
 
     bounds = ActionBounds(np.ones(act_dim, np.float32), np.zeros(act_dim, np.float32))
     entry = registry.get(name)

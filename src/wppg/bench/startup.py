@@ -41,7 +41,7 @@ if hasattr(agent.trainer, "buffer"):
     n = c.train_freq * c.n_envs * c.utd
     batches = random_batches(n, c.batch_size, agent.env_info.obs_dim, agent.env_info.bounds.dim)
     t3 = time.perf_counter()
-    jax.block_until_ready(agent.algorithm.keyed_update(agent.trainer.state, batches, jax.random.PRNGKey(0)))
+    jax.block_until_ready(agent.algorithm.update(agent.trainer.state, batches, jax.random.PRNGKey(0)))
     out["first_update_s"] = time.perf_counter() - t3
 print("STARTUP " + json.dumps(out))
 """

@@ -157,7 +157,7 @@ def _execute(run_dir: Path, run: Run, info: dict[str, Any]) -> dict[str, Any]:
         print(f"resuming {run.name} from {agent.num_timesteps} env steps", flush=True)
     else:
         variant, kwargs = run.agent_arguments()
-        agent = make_agent(variant, run.env_id, run_dir=run_dir, progress=False, **kwargs)
+        agent = make_agent(variant, run.env_id, run_dir=run_dir, progress=False, overwrite=True, **kwargs)
     # The algorithm's name in the suite (sac-fixed is the variant sac): summary.json carries it.
     agent.trainer.meta.update(bench_algo=run.algo, bench_budget=run.steps)
     if state == "new":
@@ -173,7 +173,7 @@ def _execute(run_dir: Path, run: Run, info: dict[str, Any]) -> dict[str, Any]:
     elif summary_steps(run_dir) is None:
         # Finished, but its summary.json was lost or cut: write it again from the final checkpoint
         # (whose last evaluation is the final one). The cost figures of the learn calls are lost.
-        agent.trainer._write_summary({"costs_lost": True})
+        agent.trainer.write_summary({"costs_lost": True})
     return read_json(run_dir / "summary.json") or {}
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from wppg.algorithms.base import require
 from wppg.algorithms.ppo import PPOConfig
 from wppg.algorithms.sac import SACConfig
+from wppg.config import TrainConfig
 from wppg.onpolicy import OFF_POLICY_FIELDS
-from wppg.trainer import TrainConfig
 
 EXTERNAL_ALGOS: dict[str, tuple[str, str]] = {
     "sb3-sac": ("stable-baselines3", "stable_baselines3"),
