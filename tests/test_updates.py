@@ -141,7 +141,7 @@ def test_update_runs_steps_in_scan_and_changes_parameters():
         assert all(jax.tree.leaves(changed))
 
 
-def test_sac_fixed_alpha_stays_fixed_and_autotune_moves():
+def test_sac_fixed_alpha_stays_fixed_and_auto_alpha_moves():
     rng = np.random.default_rng(0)
     batches = {
         "obs": rng.normal(size=(5, 16, 3)).astype(np.float32),
@@ -150,11 +150,11 @@ def test_sac_fixed_alpha_stays_fixed_and_autotune_moves():
         "next_obs": rng.normal(size=(5, 16, 3)).astype(np.float32),
         "terminated": np.zeros((5, 16), np.float32),
     }
-    for autotune in (False, True):
-        algo = SACAlgorithm(SACConfig(hidden=(32,), alpha=0.3, autotune=autotune), 3, BOUNDS)
+    for alpha in (0.3, "auto"):
+        algo = SACAlgorithm(SACConfig(hidden=(32,), alpha=alpha, alpha_init=0.3), 3, BOUNDS)
         state, _ = algo.update(algo.init(jax.random.PRNGKey(0)), batches, jax.random.PRNGKey(1))
         moved = abs(float(jnp.exp(state.extra["log_alpha"])) - 0.3) > 1e-6
-        assert moved == autotune
+        assert moved == (alpha == "auto")
 
 
 def test_auto_tau_warns_only_when_it_has_lost_control_of_the_spread():

@@ -121,7 +121,7 @@ def temperature_target(agent: wppg.Agent) -> float | None:
     algo = agent.trainer.algo
     if getattr(algo, "entropy_target", None) is not None:
         return float(algo.entropy_target)
-    if getattr(algo.config, "autotune", False):
+    if getattr(algo.config, "alpha", None) == "auto":
         return float(algo.target_entropy)
     return None
 

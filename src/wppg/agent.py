@@ -57,19 +57,27 @@ class Agent:
         env: EnvSpec,
         *,
         variant: str | None = None,
-        preset: str = "default",
+        preset: str | None = None,
         seed: int = 0,
         run_dir: str | Path | None = None,
         progress: bool = True,
         overwrite: bool = False,
         **hyperparameters: Any,
     ):
-        """`run_dir`: where the run writes its logs, checkpoint and summary (None: nothing is
+        """`preset`: a named config of the algorithm (`wppg.registry.AlgorithmEntry.resolve_preset`), the
+        hyperparameters given beside it winning; None (default): for WPPG / WPPG-I the backend's
+        (`wppg.algorithms.wppg.backend_preset`: 'gpu' on a GPU or TPU, 'default' on a CPU), for the
+        others none. The run records the preset it used (`self.preset`).
+
+        `run_dir`: where the run writes its logs, checkpoint and summary (None: nothing is
         written). A directory that already holds a run is refused unless `overwrite=True`, which
         replaces it (continue a run with `Agent.load(path, run_dir=...)` instead)."""
         self.variant = variant or type(self).variant
         entry = registry.get(self.variant)
-        algo_kwargs, train_kwargs = split_hyperparameters(self.variant, {**entry.preset(preset), **hyperparameters})
+        self.preset = entry.resolve_preset(preset)
+        algo_kwargs, train_kwargs = split_hyperparameters(
+            self.variant, {**entry.preset(self.preset or "default"), **hyperparameters}
+        )
         self.algo_config = entry.make_config(**algo_kwargs)
         self.env_info = describe_env(env)
         if self.env_info.n_envs is not None:  # a vector env: its sub-envs are the run's n_envs envs
@@ -85,6 +93,7 @@ class Agent:
         meta = {
             "algo": entry.algo,
             "variant": self.variant,
+            "preset": self.preset,
             "algo_config": self.algo_config.to_dict(),
             "env_id": self.env_info.env_id,
         }
@@ -264,14 +273,16 @@ class Agent:
         algo_cfg = dict(meta["algo_config"])
         for k in registry.get(variant).fixed:
             algo_cfg.pop(k, None)
+        # The recorded preset (a header without one: 'default'); the saved fields override its values.
+        preset = meta.get("preset", "default")
         # Continuing the run in its own directory is a resume; another directory's run is replaced
         # only with overwrite=True.
         source = Path(path).resolve()
         resumes = run_dir is not None and Path(run_dir).resolve() in {source, *source.parents}
         try:
             agent = make_agent(
-                variant, env, seed=seed, run_dir=run_dir, progress=progress, overwrite=overwrite or resumes, **train,
-                **algo_cfg,
+                variant, env, seed=seed, preset=preset, run_dir=run_dir, progress=progress,
+                overwrite=overwrite or resumes, **train, **algo_cfg,
             )  # fmt: skip
         except TypeError as e:
             raise ckpt.CheckpointError(f"checkpoint {path} is incompatible with this version of wppg: {e}") from e
@@ -329,8 +340,9 @@ def _expected_arrays(trainer: BaseTrainer, meta: dict[str, Any]) -> dict[str, ck
 class WPPG(Agent):
     """WPPG (policy='gaussian') or WPPG-I (policy='implicit'). Hyperparameters: `WPPGConfig` and
     `TrainConfig` fields, for example `WPPG("Pendulum-v1", policy="implicit", K=8, eta=0.1)`.
-    `preset='cpu'` applies a cheaper documented preset, `preset='paper'` the paper's exact algorithm
-    (shared-latent projection); see `wppg.algorithms.wppg.PRESETS`."""
+    `preset=None` (default) picks the backend's preset ('gpu' on a GPU or TPU, else 'default'), `preset='cpu'`
+    the published runs' configuration, `preset='paper'` the paper's exact algorithm (shared-latent
+    projection); see `wppg.algorithms.wppg.PRESETS`."""
 
     variants = ("wppg", "wppg-i")
 
@@ -346,7 +358,8 @@ class WPPG(Agent):
 
 
 class SAC(Agent):
-    """SAC with a tanh-Gaussian policy; `autotune=False` fixes alpha (the WPPG paper's baseline)."""
+    """SAC with a tanh-Gaussian policy; `alpha='auto'` (default) learns the temperature, a number fixes it (the
+    WPPG paper's baseline); see `SACConfig`."""
 
     variant = "sac"
 

@@ -213,6 +213,7 @@ def _warnings(v: Any) -> str | None:
 HEADER_SCHEMA: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
     "format": (True, _string()),
     "variant": (True, _string(100)),
+    "preset": (False, _string(100, optional=True)),
     "algo": (False, _string(100)),
     "algo_config": (True, _algo_config),
     "train_config": (True, _train_config),

@@ -60,10 +60,9 @@ def _train_args_type(algo_cfg_cls: type) -> type:
         """Run directory: config.json, train.csv, eval.csv, tb/, checkpoints/last.npz, summary.json."""
         algo: ALGO_CHOICES = "wppg"  # type: ignore[valid-type]
         """Algorithm (`wppg.registry`): wppg (Gaussian pushforward), wppg-i (implicit), sac, wpo, ppo (on-policy)."""
-        preset: PRESET_CHOICES = "default"  # type: ignore[valid-type]
-        """WPPG hyperparameter preset applied before the flags: default (K=32, 'energy' projection, 'knn' entropy,
-        reflected action box), paper (the paper's algorithm: K=32, 'shared-latent' projection, plug-in entropy,
-        unbounded particles) or cpu (the default with K=8, entropy M=L=8)."""
+        preset: PRESET_CHOICES | None = None  # type: ignore[valid-type]
+        """WPPG / WPPG-I preset applied before the flags: default, gpu, cpu or paper (docs/guide/choosing.md).
+        Default: gpu on a GPU or TPU, default on a CPU; other algorithms have none."""
         overwrite: bool = False
         """Replace an existing run in --out (otherwise refuse, to never lose saved work)."""
         progress: bool = True
@@ -182,12 +181,13 @@ def _env_arg(spec: str | None) -> Any:
 def cmd_train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo", default="wppg", choices=sorted(registry.names()))
-    pre.add_argument("--preset", default="default", choices=registry.preset_names())
+    pre.add_argument("--preset", default=None, choices=registry.preset_names())
     known, _ = pre.parse_known_args(argv)
     entry = registry.get(known.algo)
     fixed, cfg_cls = entry.fixed, entry.config_cls
-    # --preset is WPPG's; other algorithms keep their defaults whatever it says.
-    preset = entry.preset(known.preset) if entry.presets else {}
+    # As the API: the registry resolves the preset (None: the backend's) and refuses one the algorithm lacks.
+    chosen = entry.resolve_preset(known.preset)
+    preset = entry.preset(chosen or "default")
     args_type = _train_args_type(cfg_cls)
     if "--policy" in argv:
         return _fail("--policy is set by --algo: use --algo wppg (Gaussian) or --algo wppg-i (implicit)")
@@ -195,7 +195,7 @@ def cmd_train(argv: list[str]) -> int:
         env=tyro.MISSING,
         out=tyro.MISSING,
         algo=known.algo,
-        preset=known.preset,
+        preset=chosen,
         algorithm=cfg_cls(**{**fixed, **preset}),
     )
     if any(not v.strip() for v in _flag_values(argv, "--out")):
@@ -232,16 +232,25 @@ def cmd_train(argv: list[str]) -> int:
         hyper.pop(k)
     seed = hyper.pop("seed")
     command = "wppg train " + " ".join(argv)
-    _header("train", args.algo, args.env, args.out, args.preset if entry.presets else None)
+    _header("train", args.algo, args.env, args.out, chosen)
     # Everything is validated (env, spaces, configs) before the directory is touched, so that a
     # bad flag never costs an --overwrite'd run.
     if seeds:
         total = hyper.pop("total_steps")
-        agents = make_seed_agents(args.algo, env, seeds, args.out, total_steps=total, overwrite=args.overwrite, **hyper)
+        agents = make_seed_agents(
+            args.algo, env, seeds, args.out, total_steps=total, overwrite=args.overwrite, preset=chosen, **hyper
+        )
     else:
         agents = [
             make_agent(
-                args.algo, env, seed=seed, run_dir=args.out, progress=args.progress, overwrite=args.overwrite, **hyper
+                args.algo,
+                env,
+                seed=seed,
+                preset=chosen,
+                run_dir=args.out,
+                progress=args.progress,
+                overwrite=args.overwrite,
+                **hyper,
             )
         ]
     locks = [RunLock(check_writable(out)) for out in outs]
@@ -302,7 +311,7 @@ def cmd_resume(argv: list[str]) -> int:
     if agent.num_timesteps >= until:
         print(f"{args.run_dir} is already at {agent.num_timesteps} >= {until} steps; pass --total-steps to extend it")
         return 0
-    _header("resume", agent.variant, args.env or agent.env_info.env_id, args.run_dir, None)
+    _header("resume", agent.variant, args.env or agent.env_info.env_id, args.run_dir, agent.preset)
     agent.trainer.train_until(until)
     print(_summary_line(args.run_dir, agent.trainer.last_eval))
     return 0

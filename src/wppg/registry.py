@@ -11,7 +11,7 @@ writing its module under `wppg.algorithms` (a config dataclass and a class that 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from wppg.algorithms.ppo import PPOAlgorithm, PPOConfig
 from wppg.algorithms.protocol import Algorithm
 from wppg.algorithms.sac import SACAlgorithm, SACConfig
 from wppg.algorithms.wpo import WPOAlgorithm, WPOConfig
-from wppg.algorithms.wppg import PRESETS, WPPGAlgorithm, WPPGConfig
+from wppg.algorithms.wppg import PRESETS, WPPGAlgorithm, WPPGConfig, backend_preset
 
 __all__ = ["REGISTRY", "AlgorithmEntry", "flop_models", "get", "names", "preset_names", "register"]
 
@@ -43,6 +43,8 @@ class AlgorithmEntry:
     """Its name in `wppg.flops.gradient_step_products`, or None without a FLOP model."""
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Named config presets (`preset=` of the agent, `--preset` of the CLI); none when empty."""
+    default_preset: Callable[[], str] | None = None
+    """The preset a run gets when none is named (called then), e.g. `backend_preset`; None: 'default'."""
 
     @property
     def algo(self) -> str:
@@ -68,13 +70,24 @@ class AlgorithmEntry:
         """Its config: the preset's values, then `kwargs`, then the fixed fields."""
         return self.config_cls(**{**self.preset(preset), **kwargs, **self.fixed})
 
-    def preset(self, name: str) -> dict[str, Any]:
-        """The values of a preset; 'default' (no change) exists for every entry."""
+    def resolve_preset(self, name: str | None = None) -> str | None:
+        """The preset a run uses (what the agent and `wppg train` record): `name`, or for None the
+        entry's `default_preset()`; None for an entry without presets, which accepts only 'default'."""
         if not self.presets:
-            require(name == "default", f"{self.name} has no presets, got preset={name!r}")
-            return {}
+            require(
+                name in (None, "default"),
+                f"{self.name} has no presets, got preset={name!r}: leave preset out (or use a WPPG variant)",
+            )
+            return None
+        if name is None:
+            name = self.default_preset() if self.default_preset is not None else "default"
         require(name in self.presets, f"unknown preset {name!r}; available: {sorted(self.presets)}")
-        return dict(self.presets[name])
+        return name
+
+    def preset(self, name: str | None) -> dict[str, Any]:
+        """The values of a preset (`resolve_preset(name)`'s); {} for 'default' and for an entry without presets."""
+        resolved = self.resolve_preset(name)
+        return {} if resolved is None else dict(self.presets[resolved])
 
 
 REGISTRY: dict[str, AlgorithmEntry] = {}
@@ -109,8 +122,28 @@ def flop_models() -> list[str]:
     return [name for name, e in REGISTRY.items() if e.flops is not None]
 
 
-register(AlgorithmEntry("wppg", WPPGConfig, WPPGAlgorithm, {"policy": "gaussian"}, flops="wppg", presets=PRESETS))
-register(AlgorithmEntry("wppg-i", WPPGConfig, WPPGAlgorithm, {"policy": "implicit"}, flops="wppg-i", presets=PRESETS))
+register(
+    AlgorithmEntry(
+        "wppg",
+        WPPGConfig,
+        WPPGAlgorithm,
+        {"policy": "gaussian"},
+        flops="wppg",
+        presets=PRESETS,
+        default_preset=backend_preset,
+    )
+)
+register(
+    AlgorithmEntry(
+        "wppg-i",
+        WPPGConfig,
+        WPPGAlgorithm,
+        {"policy": "implicit"},
+        flops="wppg-i",
+        presets=PRESETS,
+        default_preset=backend_preset,
+    )
+)
 register(AlgorithmEntry("sac", SACConfig, SACAlgorithm, flops="sac"))
 register(AlgorithmEntry("wpo", WPOConfig, WPOAlgorithm))
 register(AlgorithmEntry("ppo", PPOConfig, PPOAlgorithm, on_policy=True))

@@ -49,6 +49,7 @@ def test_sac_defaults_are_ours():
     assert kw["batch_size"] == 256 and kw["buffer_size"] == 1_000_000 and kw["learning_starts"] == 10_000
     assert kw["train_freq"] == 1 and kw["gradient_steps"] == 1
     assert kw["ent_coef"] == "auto_0.2" and kw["target_entropy"] == "auto"
+    assert map_hyperparameters("sb3-sac", {"alpha_init": 0.5}).kwargs["ent_coef"] == "auto_0.5"
     assert kw["policy_kwargs"] == {"net_arch": [256, 256], "activation_fn": "relu", "n_critics": 2}
     assert "qf_learning_rate" not in kw
 
@@ -56,7 +57,7 @@ def test_sac_defaults_are_ours():
 def test_sac_mapping_of_our_keys():
     setup = map_hyperparameters(
         "sbx-sac",
-        {"utd": 2, "train_freq": 4, "critic_lr": 1e-3, "autotune": False, "alpha": 0.05, "hidden": (32, 16),
+        {"utd": 2, "train_freq": 4, "critic_lr": 1e-3, "alpha": 0.05, "hidden": (32, 16),
          "polyak": 0.01, "gamma": 0.9, "eval_every": 500, "eval_episodes": 3, "log_every": 50, "checkpoint_every": 0},
     )  # fmt: skip
     kw = setup.kwargs

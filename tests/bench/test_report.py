@@ -36,7 +36,7 @@ def write_run(root: Path, env: str, algo: str, seed: int, final: float, *, steps
             "resources": {"cpus": 1, "gpus": 0},
         }
         (d / "bench.json").write_text(json.dumps({"run": run, "command": "wppg bench run test.toml --out runs"}))
-    config = {"variant": "sac" if algo.startswith("sac") else algo, "env_id": env, "algo_config": {"autotune": algo != "sac-fixed"},
+    config = {"variant": "sac" if algo.startswith("sac") else algo, "env_id": env, "algo_config": {"alpha": 0.2 if algo == "sac-fixed" else "auto"},
               "train_config": {"seed": seed, "total_steps": BUDGET, "eval_episodes": 4, "eval_every": 500}}  # fmt: skip
     (d / "config.json").write_text(json.dumps(config))
     rows = [(500, final / 2), (steps, final)] if steps > 500 else [(steps, final)]
@@ -85,7 +85,7 @@ def report(tmp_path_factory):
     summary_path.write_text(
         json.dumps({**summary, "warnings": ["wppg at env step 600: the learned temperature tau fell"]})
     )
-    # a `wppg train` run without bench.json: its label comes from config.json (sac with autotune off)
+    # a `wppg train` run without bench.json: its label comes from config.json (sac with a fixed alpha)
     plain = write_run(root / "plain", "EnvC-v0", "sac-fixed", 0, 1.0, bench=False)
     out = tmp_path_factory.mktemp("docs") / "bench.md"
     buf = io.StringIO()

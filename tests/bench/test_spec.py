@@ -115,12 +115,20 @@ def test_off_policy_fields_do_not_go_to_ppo():
 def test_sac_fixed_is_sac_with_a_fixed_temperature():
     spec = spec_with(algos={"sac-fixed": {"seeds": 1}}, common={})
     variant, kwargs = spec.runs()[0].agent_arguments()
-    assert variant == "sac" and kwargs["autotune"] is False and kwargs["alpha"] == 0.2
+    assert variant == "sac" and kwargs["alpha"] == 0.2
     assert kwargs["seed"] == 0 and kwargs["total_steps"] == 300
     spec = spec_with(algos={"sac-fixed": {"seeds": 1, "hyperparameters": {"alpha": 0.05}}}, common={})
     assert spec.runs()[0].agent_arguments()[1]["alpha"] == 0.05
-    with pytest.raises(SpecError, match="autotune"):
-        spec_with(algos={"sac-fixed": {"seeds": 1, "hyperparameters": {"autotune": True}}}, common={})
+    # alpha = "auto" would make it plain sac: refused from its table, [common] and --set.
+    with pytest.raises(SpecError, match="sac-fixed refuses alpha = 'auto'"):
+        spec_with(algos={"sac-fixed": {"seeds": 1, "hyperparameters": {"alpha": "auto"}}}, common={})
+    with pytest.raises(SpecError, match="sac-fixed refuses alpha = 'auto'"):
+        spec_with(algos={"sac-fixed": {"seeds": 1}}, common={"alpha": "auto"})
+    both = spec_with(algos={"sac-fixed": {"seeds": 1}, "sac": {"seeds": 1}}, common={})
+    with pytest.raises(SpecError, match="sac-fixed refuses alpha = 'auto'"):
+        both.override(set_values={"alpha": "auto"})
+    fixed = both.override(set_values={"alpha": 0.5})  # a number fixes sac's alpha too
+    assert {r.algo: r.agent_arguments()[1]["alpha"] for r in fixed.runs()} == {"sac-fixed": 0.5, "sac": 0.5}
 
 
 def test_override_filters_budgets_and_set_values():

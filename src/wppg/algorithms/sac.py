@@ -1,4 +1,4 @@
-"""SAC (Haarnoja et al. 2018) with a tanh-Gaussian policy, fixed or self-tuned temperature alpha.
+"""SAC (Haarnoja et al. 2018) with a tanh-Gaussian policy, fixed or learned temperature alpha (alpha='auto').
 
 It shares the networks, twin critics, buffer and trainer with WPPG, so a WPPG-vs-SAC comparison
 differs only in the actor update and in the entropy term of the soft target.
@@ -27,19 +27,28 @@ class SACConfig(OffPolicyConfig):
     box. The density of a in env units is lower by sum(log scale): the two agree on boxes of scale 1.
     """
 
-    alpha: float = 0.2
-    """Entropy temperature alpha; with autotune, its initial value."""
-    autotune: bool = True
-    """Self-tune alpha towards `target_entropy`; --no-autotune gives the WPPG paper's fixed-alpha SAC."""
+    alpha: float | str = "auto"
+    """Entropy temperature alpha. Default 'auto' (learned towards `target_entropy` from `alpha_init`, as SB3);
+    valid: > 0 (fixed: the WPPG paper's SAC baseline), or 'auto'."""
+    alpha_init: float = 0.2
+    """Initial temperature when alpha='auto'. Default 0.2 (as SB3's `ent_coef='auto_0.2'`); valid: > 0."""
     target_entropy: float | None = None
-    """Target policy entropy for autotune, in nats on the unit box (as SB3); None means -act_dim."""
+    """Target policy entropy for alpha='auto', in nats on the unit box (as SB3); None means -act_dim."""
     alpha_lr: float = 3e-4
-    """Adam learning rate of log(alpha)."""
+    """Adam learning rate of log(alpha) when alpha='auto'. Default 3e-4; valid: > 0."""
 
     def validate(self) -> None:
         super().validate()
-        require(self.alpha > 0, f"alpha must be > 0, got {self.alpha}")
+        if isinstance(self.alpha, str):
+            require(self.alpha == "auto", f"alpha must be a number > 0 or 'auto', got {self.alpha!r}")
+        else:
+            require(self.alpha > 0, f"alpha must be > 0 or 'auto', got {self.alpha}")
+        require(self.alpha_init > 0, f"alpha_init must be > 0, got {self.alpha_init}")
         require(self.alpha_lr > 0, f"alpha_lr must be > 0, got {self.alpha_lr}")
+
+    @property
+    def auto_alpha(self) -> bool:
+        return self.alpha == "auto"
 
 
 class SACAlgorithm(OffPolicyAlgorithm):
@@ -54,7 +63,8 @@ class SACAlgorithm(OffPolicyAlgorithm):
         super().__init__(config, obs_dim, bounds)
 
     def init_extra(self) -> dict:
-        log_alpha = jnp.log(jnp.asarray(self.config.alpha, jnp.float32))
+        alpha = self.config.alpha_init if self.config.auto_alpha else self.config.alpha
+        log_alpha = jnp.log(jnp.asarray(alpha, jnp.float32))
         return {"log_alpha": log_alpha, "alpha_opt": self.alpha_tx.init(log_alpha)}
 
     def sample(self, actor_params, obs: jnp.ndarray, key: jax.Array) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -80,7 +90,7 @@ class SACAlgorithm(OffPolicyAlgorithm):
         (loss, log_p), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
         actor_params, actor_opt = adam_step(self.actor_tx, grads, state.actor_opt, state.actor_params)
         extra = state.extra
-        if self.config.autotune:
+        if self.config.auto_alpha:
             gap = jax.lax.stop_gradient(jnp.mean(log_p) + self.target_entropy)
             g = jax.grad(lambda la: -la * gap)(extra["log_alpha"])
             log_alpha, alpha_opt = adam_step(self.alpha_tx, g, extra["alpha_opt"], extra["log_alpha"])

@@ -82,7 +82,9 @@ def _algo_label(summary: dict[str, Any], config: dict[str, Any]) -> str | None:
             return source["bench_algo"]
     variant = summary.get("variant") or config.get("variant") or summary.get("algo") or config.get("algo")
     algo_cfg = summary.get("algo_config") or config.get("algo_config") or {}
-    if variant == "sac" and algo_cfg.get("autotune") is False:
+    # A fixed temperature: alpha a number, or (configs written before alpha took 'auto') autotune false.
+    fixed = algo_cfg["autotune"] is False if "autotune" in algo_cfg else algo_cfg.get("alpha", "auto") != "auto"
+    if variant == "sac" and fixed:
         return "sac-fixed"
     return variant
 

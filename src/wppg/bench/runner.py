@@ -59,7 +59,7 @@ def resolved_configs(run: Run) -> dict[str, dict[str, Any]]:
 
     variant, kwargs = run.agent_arguments()
     kwargs = dict(kwargs)
-    preset, seed = kwargs.pop("preset", "default"), kwargs.pop("seed")
+    preset, seed = kwargs.pop("preset", None), kwargs.pop("seed")  # None: the backend's, as the agent
     entry = registry.get(variant)
     algo_kwargs, train_kwargs = split_hyperparameters(variant, {**entry.preset(preset), **kwargs})
     algo = entry.make_config(**algo_kwargs).to_dict()

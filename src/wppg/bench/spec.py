@@ -35,7 +35,7 @@ from typing import Any
 
 # Names in specs that are not agent variants of `wppg.agent`: (variant, fixed fields, defaults).
 ALIASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "sac-fixed": ("sac", {"autotune": False}, {"alpha": 0.2}),
+    "sac-fixed": ("sac", {}, {"alpha": 0.2}),
     # The paper's WPPG-I exactly (`preset="paper"`: shared-latent projection, plug-in entropy, no box);
     # K and the rest stay settable.
     "wppg-i-paper": ("wppg-i", {"preset": "paper"}, {}),
@@ -43,6 +43,8 @@ ALIASES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "wppg-i-ot": ("wppg-i", {"coupling": "ot"}, {}),
     "wppg-ot": ("wppg", {"coupling": "ot"}, {}),
 }
+# Values an alias refuses, from any table or --set: sac-fixed is SAC with a fixed temperature.
+ALIAS_REFUSED: dict[str, dict[str, Any]] = {"sac-fixed": {"alpha": "auto"}}
 # Reference implementations run by `wppg.bench.external.run_external`.
 EXTERNAL = ("sb3-sac", "sb3-ppo", "sbx-sac")
 # Hyperparameters the harness sets itself, from `steps` and `seeds`.
@@ -225,7 +227,16 @@ class Spec:
             new_envs[env_id] = EnvSpec(n, e.hyperparameters)
         spec = dataclasses.replace(self, algos=new_algos, envs=new_envs, common={**self.common, **set_values})
         _check_spread(spec.common, "--set/[common]", list(new_algos))
+        _check_aliases(spec, "--set/[common]")
         return spec
+
+
+def _check_aliases(spec: Spec, where: str) -> None:
+    """Each run of an alias keeps what the alias means (`ALIAS_REFUSED`)."""
+    for run in spec.runs():
+        for key, value in ALIAS_REFUSED.get(run.algo, {}).items():
+            if run.hyperparameters.get(key) == value:
+                raise SpecError(f"{where}: {run.algo} refuses {key} = {value!r}; use {ALIASES[run.algo][0]} for that")
 
 
 def _check_hyperparameter_values(hp: dict[str, Any], where: str) -> None:
@@ -388,7 +399,9 @@ def parse_spec(raw: dict[str, Any], name: str, source: str = "") -> Spec:
         _check_env_id(env_id, w)
         envs[env_id] = EnvSpec(steps, hp)
     _check_spread(common, f"{where} [common]", list(algos))
-    return Spec(name, str(raw.get("description", "")), common, algos, envs, source)
+    spec = Spec(name, str(raw.get("description", "")), common, algos, envs, source)
+    _check_aliases(spec, where)
+    return spec
 
 
 # --- finding specs --------------------------------------------------------------------------------

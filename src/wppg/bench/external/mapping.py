@@ -107,7 +107,7 @@ def _map_sac(algo: str, hp: dict[str, Any]) -> ReferenceSetup:
         "gamma": sc.gamma,
         "train_freq": tc.train_freq,
         "gradient_steps": tc.train_freq * tc.utd,
-        "ent_coef": f"auto_{sc.alpha}" if sc.autotune else float(sc.alpha),
+        "ent_coef": f"auto_{sc.alpha_init}" if sc.auto_alpha else float(sc.alpha),
         "target_entropy": "auto" if sc.target_entropy is None else float(sc.target_entropy),
         "policy_kwargs": {"net_arch": list(sc.hidden), "activation_fn": "relu", "n_critics": 2},
     }
