@@ -257,3 +257,17 @@ def test_conflicting_policy_flag_is_not_ignored(tmp_path, run_cli):
         assert config["algo_config"]["policy"] == "implicit", (
             "--policy implicit was silently ignored: trained a Gaussian policy"
         )
+
+
+def test_alpha_takes_a_number_or_auto():
+    """`--alpha auto` learns SAC's temperature, `--alpha 0.2` fixes it (as `--tau` for WPPG)."""
+    import tyro
+
+    from wppg.algorithms import SACConfig
+    from wppg.cli import _train_args_type
+
+    def parsed(*flags):
+        return tyro.cli(_train_args_type(SACConfig), args=["--env", "E", "--out", "o", *flags]).algorithm
+
+    assert parsed().alpha == "auto" and parsed("--alpha", "auto", "--alpha-init", "0.5").alpha_init == 0.5
+    assert parsed("--alpha", "0.2").alpha == 0.2
