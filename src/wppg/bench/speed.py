@@ -314,7 +314,8 @@ def _ours_steps_per_s(
 
     with tempfile.TemporaryDirectory() as tmp:
         agent = make_agent(variant, env_id, seed=seed, run_dir=tmp, progress=False, learning_starts=learning_starts,
-                           train_freq=train_freq, eval_every=10**9, eval_episodes=1, checkpoint_every=0, log_every=10**9, **hp)  # fmt: skip
+                           train_freq=train_freq, eval_every=10**9, eval_episodes=1, checkpoint_every=0, log_every=10**9,
+                           **{**hp, "preset": hp.get("preset", "default")})  # a case without one: 'default', as case_config  # fmt: skip
         agent.learn(learning_starts + 2 * train_freq)  # random warm-up, then two update calls: compiled
         t0 = time.perf_counter()
         agent.learn(steps)
