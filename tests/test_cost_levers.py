@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from wppg.algorithms import WPPGAlgorithm, WPPGConfig
-from wppg.algorithms.base import ConfigError, min_q
+from wppg.algorithms.base import min_q
 from wppg.algorithms.wppg import PAPER_COST, PRESETS, backend_preset
 from wppg.bench.speed import random_batches
+from wppg.config import ConfigError
 from wppg.envs import ActionBounds
 from wppg.networks import LateSampleMLP, StateSampleMLP
 from wppg.policies import make_policy, sample_latents
