@@ -366,12 +366,12 @@ def _loop(
         if callback is not None:
             callback.on_training_end()
         if stop.signum is not None:
-            name, steps = signal.Signals(stop.signum).name, lead.env_steps
+            name, at_step = signal.Signals(stop.signum).name, lead.env_steps
             raise TrainingInterrupted(
-                f"{name} during the end of the run: it is complete at env step {steps}, its checkpoint and summary "
-                "written",
+                f"{name} during the end of the run: it is complete at env step {at_step}, its checkpoint and "
+                "summary written",
                 stop.signum,
-                steps,
+                at_step,
             )
     return costs
 
