@@ -40,7 +40,7 @@ def _train_and_measure(task: str, coupling: str, steps: int, budget: dict) -> di
 @pytest.mark.parametrize(
     "task, steps, budget, coupling",
     [
-        ("wppg/BanditQuadratic-v0", 900, SMALL, "ot"),
+        pytest.param("wppg/BanditQuadratic-v0", 900, SMALL, "ot", marks=pytest.mark.slow),
         ("wppg/BanditQuadratic-v0", 900, SMALL, "energy"),
         pytest.param("wppg/BanditDoubleWell-v0", 2000, CPU_PRESET, "ot", marks=pytest.mark.slow),
         pytest.param("wppg/BanditDoubleWell-v0", 2000, CPU_PRESET, "energy", marks=pytest.mark.slow),

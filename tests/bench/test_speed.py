@@ -57,6 +57,7 @@ def test_cli_refuses_zero_rounds():
         speed.main(["--sections", "training", "--rounds", "0"])
 
 
+@pytest.mark.slow  # times whole benchmark sections: `make test-learning`
 def test_coupling_section_times_each_coupling_and_the_papers_algorithm():
     rows = speed.coupling_section(3, 1, (8,), 8, 2, 2, reps=1, cases=[("wppg", 2)], log=lambda s: None)
     variants = [(r["coupling"], r["entropy_estimator"], r["boundary"]) for r in rows]
@@ -66,6 +67,7 @@ def test_coupling_section_times_each_coupling_and_the_papers_algorithm():
     assert rows[-1]["ratio_to_paper"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # times whole benchmark sections: `make test-learning`
 def test_precision_section_times_both_precisions():
     out = speed.precision_section(
         3, 1, (16, 16), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg-i", 2)], log=lambda s: None
