@@ -130,6 +130,29 @@ def load_benchmark():
 
 
 @pytest.fixture(scope="session")
+def hold_lock():
+    """`hold_lock(run_dir) -> Popen`: a second process that takes the run directory's lock and holds it
+    until its stdin closes. It loads rundir.py alone (no JAX import), so it starts in well under a second."""
+    import subprocess
+
+    import wppg.rundir
+
+    def hold(run_dir: Path) -> subprocess.Popen:
+        script = (
+            "import importlib.util, sys\n"
+            f"spec = importlib.util.spec_from_file_location('rundir', {wppg.rundir.__file__!r})\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            f"m.RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"
+        )
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+        holder = subprocess.Popen([sys.executable, "-c", script], text=True, **pipes)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        return holder
+
+    return hold
+
+
+@pytest.fixture(scope="session")
 def run_cli():
     """`run_cli(argv) -> (code, stdout, stderr)`: `wppg` main(argv) with its output captured; a
     SystemExit (from argument parsing) becomes its code."""

@@ -196,19 +196,11 @@ def test_stale_temp_files_are_removed(saved_run, tmp_path):
 
 
 # --- 3. one writer per run directory ----------------------------------------------------------------
-def test_second_writer_gets_a_named_error(saved_run, tmp_path, run_cli):
+def test_second_writer_gets_a_named_error(saved_run, tmp_path, run_cli, hold_lock):
     """A real second process holds the lock; training into the run and `wppg train` both refuse."""
     run = copy_of(saved_run, tmp_path)
-    # The holder loads rundir.py alone (no JAX import): a second process in well under a second.
-    script = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('rundir', {SRC + '/wppg/rundir.py'!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        f"m.RunLock({str(run)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(run)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         agent = Agent.load(run, run_dir=run, progress=False)
         with pytest.raises(RunLockedError, match=rf"pid {holder.pid} on {socket.gethostname()}"):
             agent.learn(5)

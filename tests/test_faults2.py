@@ -258,16 +258,9 @@ def test_taking_over_a_stale_lock_gives_one_holder(tmp_path):
     assert lines.count("held") >= trials, "some trial had no holder at all"
 
 
-def test_lock_of_a_live_process_is_respected_and_released_by_its_death(tmp_path):
-    script = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('rundir', {SRC + '/wppg/rundir.py'!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        f"m.RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def test_lock_of_a_live_process_is_respected_and_released_by_its_death(tmp_path, hold_lock):
+    holder = hold_lock(tmp_path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         # 12. whatever the lock file holds, a refused writer gets a named error
         bad = ["5", "[1, 2]", '{"pid": 7, "host": "h", "time": "x"}', '{"pid": 7, "host": "h", "time": 1e300}']
         for content in bad:
@@ -557,19 +550,7 @@ def test_disk_full_while_logging_names_the_file(saved_run, tmp_path, monkeypatch
 
 
 # --- also noted: bench drivers --------------------------------------------------------------------------
-def hold_lock(run_dir: Path) -> subprocess.Popen:
-    script = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('rundir', {SRC + '/wppg/rundir.py'!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        f"m.RunLock({str(run_dir)!r}).acquire(); print('locked', flush=True); sys.stdin.read()"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
-def test_a_run_of_another_driver_is_skipped_untouched(tmp_path):
+def test_a_run_of_another_driver_is_skipped_untouched(tmp_path, hold_lock):
     """Two drivers on one --out: the second one's worker finds the run locked, writes nothing
     into it and is reported as skipped, not failed."""
     from wppg.bench.outcomes import Pending, finish
