@@ -192,9 +192,7 @@ class Agent:
         """
         algo = self.algorithm
         if noise_input:
-            net = getattr(algo, "policy", None)
-            if net is None or not hasattr(net, "latent_dim"):
-                raise ValueError(f"noise_input=True needs a pushforward policy; {self.variant} has none")
+            net = self._pushforward()
 
             def noise_fn(params: Any, obs: jax.Array, noise: jax.Array) -> jax.Array:
                 obs, noise = jnp.asarray(obs, jnp.float32), jnp.asarray(noise, jnp.float32)
@@ -217,10 +215,14 @@ class Agent:
     @property
     def noise_dim(self) -> int:
         """Size of the standard-normal latent of the policy (`policy(noise_input=True)`)."""
+        return int(self._pushforward().latent_dim)
+
+    def _pushforward(self) -> Any:
+        """The policy network g(s, noise) of an off-policy algorithm, or a ValueError naming the agent."""
         net = getattr(self.algorithm, "policy", None)
         if net is None or not hasattr(net, "latent_dim"):
-            raise ValueError(f"{self.variant} has no pushforward latent")
-        return int(net.latent_dim)
+            raise ValueError(f"{self.variant} has no pushforward policy g(s, noise): noise_input needs one")
+        return net
 
     def save(self, path: str | Path) -> Path:
         """Save everything needed to resume exactly: parameters, optimisers, buffer, RNGs, envs."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import os
@@ -494,10 +495,9 @@ class EnvPool:
         pickles = {}
         for i, (e, s) in enumerate(zip(self.envs, states)):
             if not s["complete"]:
-                try:
+                # Not picklable either (a lambda in a wrapper): no snapshot, a resumed run starts new episodes.
+                with contextlib.suppress(pickle.PicklingError, AttributeError, TypeError):
                     pickles[i] = snapshot(e)
-                except (pickle.PicklingError, AttributeError, TypeError):
-                    pass  # not picklable either (a lambda in a wrapper): a resumed run starts new episodes
         return {
             "env_states": states,
             "pickles": pickles,

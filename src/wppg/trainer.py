@@ -436,8 +436,8 @@ class Trainer(BaseTrainer):
     def check_target(self, until_step: int) -> None:
         c = self.config
         if self.env_steps < until_step < max(c.learning_starts, c.batch_size):
-            which = [f"{k} ({v})" for k, v in (("learning_starts", c.learning_starts), ("batch_size", c.batch_size))]
-            which = [w for w, v in zip(which, (c.learning_starts, c.batch_size)) if v > until_step]
+            limits = (("learning_starts", c.learning_starts), ("batch_size", c.batch_size))
+            which = [f"{k} ({v})" for k, v in limits if v > until_step]
             warnings.warn(
                 f"{' and '.join(which)} {'exceed' if len(which) > 1 else 'exceeds'} the {until_step} env steps of "
                 "this run: it will take zero gradient steps; lower it or train longer",
