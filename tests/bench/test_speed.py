@@ -92,3 +92,15 @@ def test_cost_section_ratios_to_sac_per_round():
     assert cpu["model_ratio"] > cheap["model_ratio"] > 1.0
     for r in out["rows"]:
         assert r["ms_per_env_step"] == pytest.approx(1e3 / r["steps_per_s"])
+
+
+def test_cost_section_baselines_without_flop_model():
+    """WPO and PPO get a measured ratio and no model ratio; PPO times whole rollouts (16 env steps
+    asked, one rollout of 32 timed)."""
+    cases = [("sac", {"hidden": (16,), "batch_size": 16}), ("wpo", {"hidden": (16,), "batch_size": 16, "K": 2}),
+             ("ppo", {"hidden": (16,), "n_steps": 32, "n_minibatches": 2, "n_epochs": 1})]  # fmt: skip
+    out = speed.cost_section("Pendulum-v1", 16, 32, rounds=1, cases=cases, external=False, log=lambda s: None)
+    assert [r["env_steps"] for r in out["rows"]] == [16, 16, 32]
+    for c in cases[1:]:
+        row = out["summary"][speed.case_label(*c)]
+        assert row["median_ratio"] > 0 and "model_ratio" not in row

@@ -10,9 +10,9 @@ Six sections, each printing measured figures and ratios as it goes:
   same settings; SBX runs right before and right after ours, `--rounds R` times over, and each
   round's ratios are taken against that round's faster SBX figure (their median is printed);
 - cost: cost per env step relative to SAC, training loop on one env (Hopper-v5 by default) at
-  train_freq 1, SAC and every WPPG variant at its defaults and presets (and SBX SAC, if installed),
-  each round's ratio to that round's SAC and the median over `--cost-rounds` rounds, beside the
-  FLOP model's ratio;
+  train_freq 1, SAC and every WPPG variant at its defaults and presets, WPO, PPO (whole rollouts) and,
+  if installed, SBX SAC, each round's ratio to that round's SAC and the median over `--cost-rounds`
+  rounds, beside the FLOP model's ratio;
 - coupling: ms per gradient step of wppg and wppg-i with each projection coupling (`wppg.coupling`)
   and for the paper's algorithm (shared-latent, plug-in entropy estimator), timed in alternation, and
   the ratio to the paper's;
@@ -58,9 +58,11 @@ COST_CASES = [
     ("wppg-i", {}),
     ("wppg-i", {"preset": "cpu"}),
     ("wppg-i", {"preset": "gpu"}),
+    ("wpo", {}),
+    ("ppo", {}),
 ]
-"""The cost section's cases: SAC and each WPPG variant at its defaults and at each preset but 'paper'
-(which costs what 'gpu' costs)."""
+"""The cost section's cases: SAC, each WPPG variant at its defaults and at each preset but 'paper'
+(which costs what 'gpu' costs), and the baselines WPO and PPO at their defaults."""
 
 
 def _variants() -> list[str]:
@@ -310,13 +312,19 @@ def _ours_steps_per_s(
     """Env steps/s of our training loop after warm-up and compilation, without evaluation time."""
     import tempfile
 
+    from wppg import registry
     from wppg.agent import make_agent
 
+    common = dict(seed=seed, progress=False, eval_every=10**9, eval_episodes=1, checkpoint_every=0, log_every=10**9)
+    if registry.get(variant).on_policy:  # no buffer: a warm-up rollout and update, then whole rollouts
+        rollout = case_config(variant, hp).n_steps
+        warmup, steps = rollout, -(-steps // rollout) * rollout
+    else:
+        common.update(learning_starts=learning_starts, train_freq=train_freq)
+        warmup = learning_starts + 2 * train_freq  # random warm-up, then two update calls: compiled
     with tempfile.TemporaryDirectory() as tmp:
-        agent = make_agent(variant, env_id, seed=seed, run_dir=tmp, progress=False, learning_starts=learning_starts,
-                           train_freq=train_freq, eval_every=10**9, eval_episodes=1, checkpoint_every=0, log_every=10**9,
-                           **{**hp, "preset": hp.get("preset", "default")})  # a case without one: 'default', as case_config  # fmt: skip
-        agent.learn(learning_starts + 2 * train_freq)  # random warm-up, then two update calls: compiled
+        agent = make_agent(variant, env_id, run_dir=tmp, **common, **{**hp, "preset": hp.get("preset", "default")})
+        agent.learn(warmup)
         t0 = time.perf_counter()
         agent.learn(steps)
         total = time.perf_counter() - t0
@@ -326,6 +334,7 @@ def _ours_steps_per_s(
         summary = json.loads((Path(tmp) / "summary.json").read_text())
     elapsed = max(total - eval_s, 1e-9)
     return {
+        "env_steps": steps,
         "steps_per_s": steps / elapsed,
         "wall_time_s": elapsed,
         "ms_per_gradient_step": summary.get("ms_per_gradient_step"),
@@ -536,15 +545,17 @@ def cost_section(
     """Cost per env step relative to SAC (the first case): whole training runs at train_freq = 1 (env,
     buffer, updates; no evaluation), every case once per round in turn, `rounds` rounds; each case's ms per env step
     over that round's SAC's, and the median over the rounds. Cases with K >= 32 run `steps` // 4 env
-    steps. SBX SAC joins each round when installed (skipped otherwise). The FLOP model's ratio per
-    gradient step (`case_flops`) is printed beside it."""
+    steps; an on-policy case (PPO) runs whole rollouts, at least one. SBX SAC joins each round when
+    installed (skipped otherwise). The FLOP model's ratio per gradient step (`case_flops`) is printed
+    beside it where there is a model."""
     import gymnasium as gym
 
     env = gym.make(env_id)
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     env.close()
     labels = [case_label(v, hp) for v, hp in cases]
-    model = {lab: case_flops(v, hp, obs_dim, act_dim) for lab, (v, hp) in zip(labels, cases)}
+    with_model = set(_variants())
+    model = {lab: case_flops(v, hp, obs_dim, act_dim) for lab, (v, hp) in zip(labels, cases) if v in with_model}
     rows: list[dict[str, Any]] = []
     have_sbx = external
     for rnd in range(1, rounds + 1):
@@ -716,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     if "cost" in args.sections:
         print(f"cost per env step relative to SAC on {args.env}: {args.cost_steps} timed env steps per run "
               f"(a quarter for K >= 32) after {args.learning_starts} random ones, {args.cost_rounds} rounds", flush=True)  # fmt: skip
-        cases = [c for c in COST_CASES if c[0] == "sac"
+        cases = [c for c in COST_CASES if c[0] not in _variants() or c[0] == "sac"
                  or (c[0] in args.variants and c[1].get("preset", "default") in args.cost_presets)]  # fmt: skip
         result["cost"] = cost_section(args.env, args.cost_steps, args.learning_starts, args.cost_rounds, cases,
                                       external=not args.no_external, log=lambda s: print(s, flush=True))  # fmt: skip
