@@ -9,7 +9,9 @@ the same label in two outputs (float32 against bf16) and two labels in one outpu
 projection against the default) both work. Only finished runs present on both sides for an (env,
 seed) are paired. Per env it prints each pair's final return and mean of the last evaluations, then
 the mean paired difference B - A with its 95% percentile-bootstrap CI and the number of pairs where
-B is ahead, and the wall time and ms per gradient step of each side (summary.json) with their ratio.
+B is ahead, and the wall time and ms per gradient step of each side (summary.json) with their ratio;
+then rliable's probability of improvement P(B > A) on each env and over all envs, with 95% stratified
+bootstrap CIs.
 
 With --unpaired (two implementations, whose seeds do not pair), every finished run of each side on
 an env counts: the difference of the two means with a 95% bootstrap CI (each side resampled on its
@@ -68,6 +70,35 @@ def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
                 "mean_diff": mean, "ci": [lo, hi], "b_ahead": int(np.sum(diff > 0)), "n": len(rows),
             }  # fmt: skip
         out[env] = {"rows": rows, "stats": stats}
+    return out
+
+
+def probability_of_improvement(a: list[np.ndarray], b: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> dict:
+    """P(B > A) as rliable defines it: per env, the share of (A run, B run) pairs where B's run is ahead
+    (ties count half), averaged over envs; its 95% CI by the stratified bootstrap (each side's runs
+    resampled within each env on their own). a, b: one array of scores per env."""
+
+    def poi(xs: list[np.ndarray], ys: list[np.ndarray]) -> float:
+        per_env = [np.mean((y[None, :] > x[:, None]) + 0.5 * (y[None, :] == x[:, None])) for x, y in zip(xs, ys)]
+        return float(np.mean(per_env))
+
+    rng = np.random.default_rng(seed)
+    boot = [poi([rng.choice(x, len(x)) for x in a], [rng.choice(y, len(y)) for y in b]) for _ in range(n_boot)]
+    return {"p": poi(a, b), "ci": np.percentile(boot, [2.5, 97.5]).tolist(), "n": [len(x) for x in a]}
+
+
+def improvement(table: dict[str, dict]) -> dict[str, dict]:
+    """P(B > A) of the paired table's runs, on each env and over all envs, for the final return and
+    the mean of the last evaluations."""
+    out: dict[str, dict] = {}
+    for key in ("final", "last"):
+        scores = {
+            env: [np.array([r[f"{side_}_{key}"] for r in t["rows"]], float) for side_ in "ab"]
+            for env, t in table.items()
+        }
+        out[key] = {env: probability_of_improvement([a], [b]) for env, (a, b) in scores.items()}
+        if len(scores) > 1:
+            out[key]["all envs"] = probability_of_improvement(*(list(x) for x in zip(*scores.values())))
     return out
 
 
@@ -142,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"A = {args.a}, B = {args.b}; {args.metric}; last = mean of the last {args.last} evaluations")
     show(table)
+    poi = None if args.unpaired else improvement(table)
+    if poi:
+        print("\nprobability of improvement P(B > A) over the paired runs (rliable's; 95% stratified bootstrap CI):")
+        for key, envs in poi.items():
+            for env, v in envs.items():
+                print(
+                    f"  {key:5s} {env:16s} {v['p']:.2f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]  (runs per env: {v['n']})"
+                )
     if args.json:
-        args.json.write_text(json.dumps({"a": args.a, "b": args.b, "metric": args.metric, "envs": table}, indent=2))
+        doc = {"a": args.a, "b": args.b, "metric": args.metric, "envs": table, "improvement": poi}
+        args.json.write_text(json.dumps(doc, indent=2))
     print(f"\nlabels: A = {la}, B = {lb}")
     return 0
 
