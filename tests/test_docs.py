@@ -91,3 +91,19 @@ def test_every_campaign_folder_is_in_the_experiments_index():
     folders = [p.name for p in (ROOT / "experiments").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
     missing = [f for f in folders if f"{f}/" not in index and f"`{f}/`" not in index]
     assert folders and not missing, f"experiments/README.md does not list {missing}"
+
+
+def test_cheap_default_page_tables_are_the_generated_ones():
+    """docs/results/cheap-default.md holds the tables compare.py makes from the exported runs and the
+    cost run's JSON (a results page's table is generated, not typed)."""
+    import importlib.util
+    import sys
+
+    path = ROOT / "experiments" / "cheap-default" / "compare.py"
+    spec = importlib.util.spec_from_file_location("cheap_default_compare", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("cheap_default_compare", module)
+    spec.loader.exec_module(module)
+    generated = module.tables()
+    assert module.page_tables(module.PAGE.read_text()) == generated, f"run python {path.relative_to(ROOT)} --write-page"
+    assert "| Hopper-v5 |" in generated and "| SAC |" in generated
