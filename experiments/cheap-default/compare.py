@@ -72,7 +72,8 @@ def tables(new: Path = HERE / "runs") -> str:
         for key in ("final", "last"):
             p = poi[key][env]
             diff = _ci([r[f"b_{key}"] - r[f"a_{key}"] for r in vs_suite[env]["rows"]]) if env in vs_suite else "-"
-            cells += [diff, f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"]
+            ci = f" [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]" if p["ci"] else " (no CI)"
+            cells += [diff, f"{p['p']:.2f}{ci}"]
         pairs = sum(poi["final"][env]["n"])
         lines.append(f"| {env} | {pairs} | " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", cost_table()])

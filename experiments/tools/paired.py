@@ -76,15 +76,19 @@ def paired_table(a: dict, b: dict, metric: str, last: int) -> dict[str, dict]:
 def probability_of_improvement(a: list[np.ndarray], b: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> dict:
     """P(B > A) as rliable defines it: per env, the share of (A run, B run) pairs where B's run is ahead
     (ties count half), averaged over envs; its 95% CI by the stratified bootstrap (each side's runs
-    resampled within each env on their own). a, b: one array of scores per env."""
+    resampled within each env on their own; None when an env has a single run on a side). a, b: one
+    array of scores per env."""
 
     def poi(xs: list[np.ndarray], ys: list[np.ndarray]) -> float:
         per_env = [np.mean((y[None, :] > x[:, None]) + 0.5 * (y[None, :] == x[:, None])) for x, y in zip(xs, ys)]
         return float(np.mean(per_env))
 
+    n = [len(x) for x in a]
+    if min(n + [len(y) for y in b]) < 2:  # a bootstrap of one run redraws it every time: no measure of spread
+        return {"p": poi(a, b), "ci": None, "n": n}
     rng = np.random.default_rng(seed)
     boot = [poi([rng.choice(x, len(x)) for x in a], [rng.choice(y, len(y)) for y in b]) for _ in range(n_boot)]
-    return {"p": poi(a, b), "ci": np.percentile(boot, [2.5, 97.5]).tolist(), "n": [len(x) for x in a]}
+    return {"p": poi(a, b), "ci": np.percentile(boot, [2.5, 97.5]).tolist(), "n": n}
 
 
 def improvement(table: dict[str, dict]) -> dict[str, dict]:
@@ -178,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nprobability of improvement P(B > A) over the paired runs (rliable's; 95% stratified bootstrap CI):")
         for key, envs in poi.items():
             for env, v in envs.items():
-                print(
-                    f"  {key:5s} {env:16s} {v['p']:.2f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]  (runs per env: {v['n']})"
-                )
+                ci = f"[{v['ci'][0]:.2f}, {v['ci'][1]:.2f}]" if v["ci"] else "(no CI: an env with one run)"
+                print(f"  {key:5s} {env:16s} {v['p']:.2f} {ci}  (runs per env: {v['n']})")
     if args.json:
         doc = {"a": args.a, "b": args.b, "metric": args.metric, "envs": table, "improvement": poi}
         args.json.write_text(json.dumps(doc, indent=2))
