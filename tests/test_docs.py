@@ -93,17 +93,12 @@ def test_every_campaign_folder_is_in_the_experiments_index():
     assert folders and not missing, f"experiments/README.md does not list {missing}"
 
 
-def test_cheap_default_page_tables_are_the_generated_ones():
+def test_cheap_default_page_tables_are_the_generated_ones(load_benchmark):
     """docs/results/cheap-default.md holds the tables compare.py makes from the exported runs and the
     cost run's JSON (a results page's table is generated, not typed)."""
-    import importlib.util
-    import sys
-
-    path = ROOT / "experiments" / "cheap-default" / "compare.py"
-    spec = importlib.util.spec_from_file_location("cheap_default_compare", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("cheap_default_compare", module)
-    spec.loader.exec_module(module)
+    module = load_benchmark("compare")
     generated = module.tables()
-    assert module.page_tables(module.PAGE.read_text()) == generated, f"run python {path.relative_to(ROOT)} --write-page"
+    assert module.page_tables(module.PAGE.read_text()) == generated, (
+        "run experiments/cheap-default/compare.py --write-page"
+    )
     assert "| Hopper-v5 |" in generated and "| SAC |" in generated

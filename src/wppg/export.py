@@ -66,16 +66,16 @@ def onnx_difference(agent: Agent, path: str | Path, n: int = 64, seed: int = 0) 
         import onnxruntime as ort
     except ImportError as e:
         raise ExportError("checking an ONNX file needs onnxruntime: pip install 'wppg[export]'") from e
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runtime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     obs = rng.standard_normal((n, agent.env_info.obs_dim)).astype(np.float32)
     params = agent.policy_params()
-    if len(sess.get_inputs()) == 2:
+    if len(runtime.get_inputs()) == 2:
         noise = rng.standard_normal((n, agent.noise_dim)).astype(np.float32)
-        got = sess.run([ACTION], {OBS: obs, NOISE: noise})[0]
+        got = runtime.run([ACTION], {OBS: obs, NOISE: noise})[0]
         want = np.asarray(agent.policy(noise_input=True)(params, obs, noise))
     else:
-        got = sess.run([ACTION], {OBS: obs})[0]
+        got = runtime.run([ACTION], {OBS: obs})[0]
         want = np.asarray(agent.policy(deterministic=True)(params, obs))
     return float(np.max(np.abs(got - want)))
 
