@@ -4,12 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-learning lint docs install clean
+.PHONY: demo test test-learning test-all lint docs install clean
 
+# uv resolves and installs the same versions as pip, several times faster (most of a fresh CI run was pip).
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,ray,bench,docs,export,dmc]"
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[test,ray,bench,docs,export,dmc]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -42,6 +43,10 @@ docs: $(STAMP)
 ## Longer learning checks and the Ray backend end-to-end test (tens of minutes on CPU)
 test-learning: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## Every test: the default run, the checks it makes once repeated on the other parameters (`full`) and `test-learning`
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(TEST_PROCS) -m "slow or not slow"
 
 clean:
 	rm -rf $(VENV) runs site

@@ -67,7 +67,7 @@ def _check_exact_resume(variant: str, env_id: str, tiny, tmp_path, seed: int = 0
     assert_same_training_state(straight, resumed)
 
 
-@pytest.mark.parametrize("variant", ["wppg", "wppg-i", "sac"])
+@pytest.mark.parametrize("variant", ["wppg"] + [pytest.param(v, marks=pytest.mark.full) for v in ("wppg-i", "sac")])
 def test_exact_resume_pendulum(variant, tiny, tmp_path):
     """learn(2N) == learn(N); save; load; learn(N), bit for bit, for each algorithm."""
     _check_exact_resume(variant, "Pendulum-v1", tiny, tmp_path)

@@ -37,7 +37,7 @@ def assert_same(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("policy", ["gaussian", "implicit"])
+@pytest.mark.parametrize("policy", [pytest.param("gaussian", marks=pytest.mark.full), "implicit"])
 def test_target_samples_k_is_the_paper_target(policy):
     """target_samples = K and None (the paper's: the K actions of the actor step) give the same update."""
     a, s = make(policy=policy, target_samples=None, policy_delay=1)
@@ -59,7 +59,7 @@ def test_soft_target_averages_target_samples_actions():
     np.testing.assert_allclose(v, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("auto", [False, True])
+@pytest.mark.parametrize("auto", [pytest.param(False, marks=pytest.mark.full), True])
 def test_policy_delay_skips_the_actor_step_and_nothing_else(auto):
     """d = 2: the first gradient step is the d = 1 step bit for bit; the second moves the critics as d = 1
     does and leaves the policy, reporting the first step's actor metrics."""

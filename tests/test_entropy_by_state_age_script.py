@@ -32,6 +32,7 @@ def test_rows_come_oldest_first_before_and_after_the_ring_wraps(script, n):
     np.testing.assert_array_equal(stored, np.arange(max(0, n - 5), n))
 
 
+@pytest.mark.full
 def test_table_of_a_saved_agent_has_one_row_per_age_group_and_the_whole_buffer(script, saved_tiny_agent):
     loaded = wppg.Agent.load(saved_tiny_agent("wppg-i"), progress=False)
     rows = script.entropy_by_age(loaded, groups=3, states=4, samples=32)

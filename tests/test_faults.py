@@ -364,7 +364,7 @@ def test_load_with_another_env_trains_on_it(saved_run, monkeypatch):
 gym.register("WppgTestSignal-v0", entry_point=Hostile, kwargs={"how": "", "at": 10**9}, max_episode_steps=40)
 
 
-@pytest.mark.parametrize(("how", "code"), [("sigint", 130), ("sigterm", 143)])
+@pytest.mark.parametrize(("how", "code"), [("sigint", 130), pytest.param("sigterm", 143, marks=pytest.mark.full)])
 def test_signal_checkpoints_and_resume_goes_on_to_the_target(how, code, tiny, tmp_path, monkeypatch, run_cli):
     """The signal arrives inside the env step of step 23: that step and its update finish, the
     checkpoint is at 23, and a resume without --total-steps continues to the interrupted target."""
@@ -428,6 +428,7 @@ def test_sigint_from_outside_stops_a_cli_run_with_a_checkpoint(tmp_path):
 
 
 # --- 12. logs ---------------------------------------------------------------------------------------
+@pytest.mark.full
 def test_train_csv_is_exact_across_a_resume(tiny, tmp_path):
     """Rows of a run saved at 270 and resumed equal those of a straight run, train_return included
     (it first appears at step 200, after rows without it)."""

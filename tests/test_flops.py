@@ -25,10 +25,10 @@ def batches(n: int) -> dict:
 CASES = [
     ("sac", {}),
     ("wppg", {"K": 8, "entropy_M": 4, "entropy_L": 6}),
-    ("wppg", {"K": 1, "entropy_M": 3, "entropy_L": 2}),
+    pytest.param("wppg", {"K": 1, "entropy_M": 3, "entropy_L": 2}, marks=pytest.mark.full),
     ("wppg-i", {"K": 8, "entropy_M": 4, "entropy_L": 12, "latent_dim": 4}),
-    ("wppg-i", {"K": 5, "entropy_M": 2, "entropy_L": 3, "latent_dim": 2}),
-    ("wppg", {"K": 8, "entropy_M": 4, "entropy_L": 6, "target_samples": 1}),
+    pytest.param("wppg-i", {"K": 5, "entropy_M": 2, "entropy_L": 3, "latent_dim": 2}, marks=pytest.mark.full),
+    pytest.param("wppg", {"K": 8, "entropy_M": 4, "entropy_L": 6, "target_samples": 1}, marks=pytest.mark.full),
     ("wppg-i", {"K": 8, "entropy_M": 4, "entropy_L": 12, "latent_dim": 4, "target_samples": 3, "latent_input": "last"}),
     ("wppg-i", {"K": 5, "entropy_M": 2, "entropy_L": 3, "latent_dim": 2, "latent_input": "first"}),
 ]

@@ -51,6 +51,7 @@ def test_full_sizes_are_refused_on_a_cpu(script, tmp_path):
     assert "no accelerator" in err.getvalue() and not any(tmp_path.iterdir())
 
 
+@pytest.mark.full
 def test_tiny_vmapped_run_writes_runs_and_results(script, tmp_path):
     env = {
         **os.environ, "JAX_PLATFORMS": "cpu",

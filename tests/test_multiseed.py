@@ -73,7 +73,9 @@ def assert_close_evals(a: dict, b: dict):
         np.testing.assert_allclose(b[k], a[k], rtol=RTOL)
 
 
-@pytest.mark.parametrize("variant,batching", [("sac", "vmap"), ("wppg-i", "vmap"), ("sac", "map")])
+@pytest.mark.parametrize(
+    "variant,batching", [pytest.param("sac", "vmap", marks=pytest.mark.full), ("wppg-i", "vmap"), ("sac", "map")]
+)
 def test_each_seed_equals_a_separate_run(variant, batching, tiny, tmp_path):
     hp = tiny(variant)
     results = train_seeds(variant, ENV, [0, 3], 200, tmp_path, batching=batching, **hp)

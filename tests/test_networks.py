@@ -60,7 +60,7 @@ def test_invalid_precision_is_refused():
         dense(4, "fp8")
 
 
-@pytest.mark.parametrize("name, obs_dim", [("sac", 96), ("wppg-i", 3)])
+@pytest.mark.parametrize("name, obs_dim", [pytest.param("sac", 96, marks=pytest.mark.full), ("wppg-i", 3)])
 def test_off_policy_updates_in_bf16(name, obs_dim):
     """A few gradient steps with bf16 products give finite metrics and move the parameters. sac: the
     Gaussian policy's MLP and the twin critic (as in wppg and wpo, which build the same networks), at

@@ -69,9 +69,9 @@ def unfused_actor_update(algo, state, obs, key):
     "policy, coupling, step_rule",
     [
         ("gaussian", "shared-latent", "explicit"),
-        ("implicit", "ot", "implicit"),
-        ("gaussian", "score", "explicit"),
-        ("implicit", "shared-latent", "explicit"),
+        pytest.param("implicit", "ot", "implicit", marks=pytest.mark.full),
+        pytest.param("gaussian", "score", "explicit", marks=pytest.mark.full),
+        pytest.param("implicit", "shared-latent", "explicit", marks=pytest.mark.full),
         ("implicit", "energy", "explicit"),
     ],
 )
@@ -90,7 +90,14 @@ def test_actor_step_gradient_equals_projection_loss_gradient(policy, coupling, s
 
 
 @pytest.mark.parametrize(
-    "K, L, estimator", [(8, 8, "plug-in"), (8, 4, "plug-in"), (4, 8, "plug-in"), (8, 8, "knn"), (4, 8, "knn")]
+    "K, L, estimator",
+    [
+        (8, 8, "plug-in"),
+        pytest.param(8, 4, "plug-in", marks=pytest.mark.full),
+        pytest.param(4, 8, "plug-in", marks=pytest.mark.full),
+        pytest.param(8, 8, "knn", marks=pytest.mark.full),
+        (4, 8, "knn"),
+    ],
 )
 def test_entropy_with_reused_bootstrap_samples_has_the_same_distribution(K, L, estimator):
     """H_hat(s') inside soft_value (baselines = bootstrap actions) against the estimator with its

@@ -53,7 +53,9 @@ def test_termination_is_stored():
     assert np.all(np.abs(buf.data["next_obs"][: buf.size][~term, 0]) < 1.0)
 
 
-@pytest.mark.parametrize("cls,kw", [(wppg.SAC, {}), (wppg.WPPG, {"policy": "implicit", **TINY_WPPG})])
+@pytest.mark.parametrize(
+    "cls,kw", [pytest.param(wppg.SAC, {}, marks=pytest.mark.full), (wppg.WPPG, {"policy": "implicit", **TINY_WPPG})]
+)
 def test_same_seed_same_parameters(cls, kw):
     a = cls("Pendulum-v1", seed=3, **TINY, **kw).learn(120)
     b = cls("Pendulum-v1", seed=3, **TINY, **kw).learn(120)

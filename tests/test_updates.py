@@ -201,6 +201,7 @@ def first_tau_warning(run: Path) -> int | None:
     return None
 
 
+@pytest.mark.full
 def test_the_tau_warning_on_the_campaign_runs():
     # Measured: on Hopper both energy variants' tau fell steadily (1e-4 near 40k steps, 4e-9 and
     # 3e-12 at 100k) with the entropy estimate above its target; elsewhere tau held (>= 1.4e-3 from 20k).

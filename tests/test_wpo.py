@@ -153,6 +153,7 @@ def leaves_equal(x, y) -> bool:
     return all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
 
 
+@pytest.mark.full
 def test_target_policy_is_copied_every_target_period_steps():
     algo, state = make_algo(target_period=3)
     assert leaves_equal(state.extra["target_actor_params"], state.actor_params)
@@ -191,6 +192,7 @@ def test_kl_penalty_pulls_towards_the_target():
     assert 0.0 < float(penalty(back)) < float(penalty(away))
 
 
+@pytest.mark.full
 def test_fixed_multipliers_stay_fixed_and_adaptive_ones_follow_the_kl():
     algo, state = make_algo()
     s, info = algo.update(state, batches(2), jax.random.PRNGKey(1))

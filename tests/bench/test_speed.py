@@ -8,6 +8,7 @@ from wppg.bench import speed
 from wppg.flops import gradient_step_flops
 
 
+@pytest.mark.full
 def test_roofline_rows_are_consistent():
     rows = speed.roofline(
         3, 1, (16,), 8, 2, 2, reps=1, cases=[("sac", 1), ("wppg", 2), ("wppg-i", 2)], log=lambda s: None
@@ -94,6 +95,7 @@ def test_cost_section_ratios_to_sac_per_round():
         assert r["ms_per_env_step"] == pytest.approx(1e3 / r["steps_per_s"])
 
 
+@pytest.mark.full
 def test_cost_section_baselines_without_flop_model():
     """WPO and PPO get a measured ratio and no model ratio; PPO times whole rollouts (16 env steps
     asked, one rollout of 32 timed)."""
