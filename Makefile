@@ -44,7 +44,7 @@ docs: $(STAMP)
 test-learning: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-## Every test: the default run, the checks it makes once repeated on the other parameters (`full`) and `test-learning`
+## Every test: the default run, the `full` tests (repeated checks, experiment scripts) and `test-learning`'s
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_PROCS) -m "slow or not slow"
 

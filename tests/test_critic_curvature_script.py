@@ -29,7 +29,7 @@ def test_kurtosis_of_two_clusters_is_one_and_of_a_gaussian_about_three(script):
     assert script.pc1_kurtosis(rng.normal(size=(1, 20000, 3)) * [3.0, 1.0, 1.0])[0] == pytest.approx(3.0, abs=0.15)
 
 
-@pytest.mark.parametrize("variant", ["wppg-i", pytest.param("sac", marks=pytest.mark.full)])
+@pytest.mark.parametrize("variant", [pytest.param(v, marks=pytest.mark.full) for v in ("wppg-i", "sac")])
 def test_measure_of_a_saved_agent(script, saved_tiny_agent, variant):
     agent = wppg.Agent.load(saved_tiny_agent(variant), progress=False)
     c = script.measure(agent, states=8, samples=16, eta=0.1)

@@ -74,7 +74,12 @@ def assert_close_evals(a: dict, b: dict):
 
 
 @pytest.mark.parametrize(
-    "variant,batching", [pytest.param("sac", "vmap", marks=pytest.mark.full), ("wppg-i", "vmap"), ("sac", "map")]
+    "variant,batching",
+    [
+        pytest.param("sac", "vmap", marks=pytest.mark.full),
+        ("wppg-i", "vmap"),
+        pytest.param("sac", "map", marks=pytest.mark.full),
+    ],
 )
 def test_each_seed_equals_a_separate_run(variant, batching, tiny, tmp_path):
     hp = tiny(variant)
@@ -186,6 +191,7 @@ def test_divergence_names_the_seed_and_keeps_the_good_state(tiny):
         MultiSeedTrainer(nan, progress=False).train_until(200)
 
 
+@pytest.mark.full
 def test_resume_of_a_multi_seed_folder_keeps_the_seeds_vmapped(tiny, tmp_path):
     hp = tiny("sac", eval_every=10**6)
     train_seeds("sac", ENV, [0, 3], 100, tmp_path / "split", **hp)

@@ -68,7 +68,7 @@ def unfused_actor_update(algo, state, obs, key):
 @pytest.mark.parametrize(
     "policy, coupling, step_rule",
     [
-        ("gaussian", "shared-latent", "explicit"),
+        pytest.param("gaussian", "shared-latent", "explicit", marks=pytest.mark.full),
         pytest.param("implicit", "ot", "implicit", marks=pytest.mark.full),
         pytest.param("gaussian", "score", "explicit", marks=pytest.mark.full),
         pytest.param("implicit", "shared-latent", "explicit", marks=pytest.mark.full),

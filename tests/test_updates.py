@@ -109,7 +109,7 @@ def constant_critic(params, value):
     return jax.tree_util.tree_map_with_path(f, params)
 
 
-@pytest.mark.parametrize("terminated", [0.0, 1.0])
+@pytest.mark.parametrize("terminated", [0.0, pytest.param(1.0, marks=pytest.mark.full)])
 def test_critic_step_regresses_on_soft_target(terminated):
     """With Q == 2 online and Qbar == 5 target, tau = 0: y = r + gamma (1 - d) 5, loss = 2 mean((2 - y)^2)."""
     algo, state = make(tau=0.0, gamma=0.9)

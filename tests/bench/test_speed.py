@@ -80,6 +80,7 @@ def test_precision_section_times_both_precisions():
     assert out["product"] == [64, 16, 16] and out["product_gflops_bf16"] > 0
 
 
+@pytest.mark.full
 def test_cost_section_ratios_to_sac_per_round():
     """Each case's ms per env step over the same round's SAC's, the median over rounds, and the FLOP
     model's ratio; SBX is skipped here (external=False)."""
