@@ -1,7 +1,9 @@
 """Paired by seed: the cheap default's WPPG-I runs (experiments/cheap-default/runs, or a campaign's
 --out) against the mujoco-cpu suite's WPPG-I (preset "cpu") and SAC of the same seeds, on every env
 both have: final return and mean of the last 5 evaluations (policy's mode), paired differences with
-bootstrap CIs, and the probability of improvement (experiments/tools/paired.py).
+bootstrap CIs, and the probability of improvement (experiments/tools/paired.py); then the cost per env
+step (speed_cost.json) and the returns at equal compute (the curves read at the env steps that each
+configuration's measured cost buys in SAC's time).
 
     python experiments/cheap-default/compare.py [NEW_DIR]            # print, and write paired-*.json
     python experiments/cheap-default/compare.py --write-page         # also rewrite the results page's tables
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wppg.bench.report import mean_ci
+from wppg.bench.report import RunRecord, mean_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments" / "tools"))
@@ -76,7 +78,7 @@ def tables(new: Path = HERE / "runs") -> str:
             cells += [diff, f"{p['p']:.2f}{ci}"]
         pairs = sum(poi["final"][env]["n"])
         lines.append(f"| {env} | {pairs} | " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", cost_table()])
+    return "\n".join(lines + ["", cost_table(), "", equal_compute_table(vs_suite, cheap, suite, sac)])
 
 
 NAMES = {
@@ -108,6 +110,38 @@ def cost_table(path: Path = HERE / "speed_cost.json") -> str:
         lines.append(
             f"| {NAMES.get(name, name)} | {v['median_ms_per_env_step']:.1f} | {rounds} | **{v['median_ratio']:.2f}** | {model} |"
         )
+    return "\n".join(lines)
+
+
+def return_at(record: RunRecord, step: float) -> float:
+    """The evaluation return (mode) at the last evaluation at or before `step`."""
+    curve = [(s, v) for s, v in zip(record.curve["step"], record.curve[METRIC], strict=True) if s <= step]
+    return float(curve[-1][1]) if curve else float("nan")
+
+
+def equal_compute_table(
+    vs_suite: dict, cheap: dict, suite: dict, sac: dict, path: Path = HERE / "speed_cost.json"
+) -> str:
+    """At the CPU time SAC's training loop spends on its budget, each WPPG-I configuration has taken
+    budget / (its median cost ratio) env steps: the return there, mean over the paired seeds. The ratio
+    is the cost run's (training loop only, evaluation left out), so this is the runs' curves read at
+    the env steps that the measured cost buys, not a timed race."""
+    import json
+
+    summary = json.loads(path.read_text())["cost"]["summary"]
+    sides = [("WPPG-I, default", cheap, summary["wppg-i"]["median_ratio"]),
+             ('WPPG-I, `preset="cpu"`', suite, summary["wppg-i preset=cpu"]["median_ratio"])]  # fmt: skip
+    head = " | ".join(f"{name}: env steps, return" for name, _, _ in sides)
+    lines = [f"| env | seeds | SAC at its budget | {head} |", "|---|---|---:|" + "---:|" * len(sides)]
+    for env, t in vs_suite.items():
+        seeds = [r["seed"] for r in t["rows"]]
+        budget = sac[(env, seeds[0])].budget
+        cells = [f"{np.mean([sac[(env, s)].final[METRIC] for s in seeds]):.0f}"]
+        for _, runs, ratio in sides:
+            steps = budget / ratio
+            done = max(x for x in runs[(env, seeds[0])].curve["step"] if x <= steps)
+            cells.append(f"{done / 1e3:.0f}k, {np.mean([return_at(runs[(env, s)], steps) for s in seeds]):.0f}")
+        lines.append(f"| {env} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
