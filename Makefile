@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-learning test-all lint docs install clean
 
-# uv resolves and installs the same versions as pip, several times faster (most of a fresh CI run was pip).
+# uv resolves and installs the same versions as pip in a fraction of the time.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q uv
