@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from wppg.bench.ray_backend import mirror, pack
-from wppg.bench.runner import _other_workers_cores, _pick_cores, prepare, run_suite
+from wppg.bench.runner import _other_workers_cores, _pick_cores, prepare, record_spec, run_suite
 from wppg.bench.spec import Resources, Run, load_spec, parse_set
 from wppg.bench.worker import execute, run_state, worker_environment
 from wppg.cli import main
@@ -389,3 +389,22 @@ def test_a_run_made_under_other_defaults_is_refused_and_a_field_added_later_is_n
     (d / "config.json").write_text(json.dumps(older))
     with pytest.raises(RunConflictError, match="entropy_estimator was 'plug-in', now 'knn'"):
         prepare(run, tmp_path, "c")
+
+
+def test_a_campaign_run_piecewise_is_recorded_whole(tmp_path):
+    """Invocations of one spec with other --seeds keep each other's runs in bench_spec.json and list
+    every command; another spec into the same folder replaces the record."""
+    smoke = load_spec("smoke")
+    first, second = smoke.override(seeds=[0]), smoke.override(seeds=[1])
+    record_spec(tmp_path, first, first.runs(), "wppg bench run smoke --seeds 0")
+    record_spec(tmp_path, second, second.runs(), "wppg bench run smoke --seeds 1")
+    record_spec(tmp_path, second, second.runs(), "wppg bench run smoke --seeds 1")  # a resume adds no run twice
+    doc = json.loads((tmp_path / "bench_spec.json").read_text())
+    names = sorted(Run.from_dict(r).name for r in doc["runs"])
+    assert names == sorted(r.name for r in first.runs() + second.runs()) and len(set(names)) == len(names)
+    assert doc["commands"] == ["wppg bench run smoke --seeds 0"] + ["wppg bench run smoke --seeds 1"] * 2
+    assert doc["command"] == "wppg bench run smoke --seeds 1"
+    other = load_spec("classic")
+    record_spec(tmp_path, other, other.runs(), "wppg bench run classic")
+    doc = json.loads((tmp_path / "bench_spec.json").read_text())
+    assert doc["commands"] == ["wppg bench run classic"] and len(doc["runs"]) == len(other.runs())

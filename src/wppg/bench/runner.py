@@ -1,7 +1,7 @@
 """The benchmark driver: prepare each run's directory, run the unfinished ones in parallel
 worker processes (local backend) or Ray tasks, report progress, and summarise.
 
-Layout of OUT: `bench_spec.json` (the resolved spec, its runs and the command), `machine.json`
+Layout of OUT: `bench_spec.json` (the resolved spec, its runs and the command; see `record_spec`), `machine.json`
 (the driver's machine) and one directory per run, `OUT/<env>/<algo>/seed<k>/`, as written by
 `wppg train`, plus `bench.json` (the run), `machine.json` (where it ran), `worker.log` and, if it
 failed, `error.txt`. A second invocation skips finished runs and resumes interrupted ones.
@@ -293,6 +293,28 @@ def run_local(pending: list[Pending], workers: int, progress: Progress, pin: boo
 
 
 # --- the driver -----------------------------------------------------------------------------------
+def record_spec(out: Path, spec: Spec, runs: list[Run], command: str) -> None:
+    """Write OUT/bench_spec.json: `spec`, `source` and `command` of this invocation, and `runs`. An
+    invocation of the same spec file (same name and source) into an OUT that has a record keeps the
+    earlier invocations' runs (a run of the same name takes this invocation's entry) and lists every
+    invocation's command in `commands`, so a campaign run piecewise (--envs, --seeds) is recorded whole."""
+    path = out / "bench_spec.json"
+    record: dict[str, Any] = {"command": command, "commands": [command], "spec": spec.to_dict(), "source": spec.source}
+    entries = [r.to_dict() for r in runs]
+    old = read_json(path)
+    if old and old.get("source") == spec.source and (old.get("spec") or {}).get("name") == spec.name:
+        names = {r.name for r in runs}
+        kept = []
+        for e in old.get("runs", []):
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                if Run.from_dict(e).name not in names:
+                    kept.append(e)
+        entries = kept + entries
+        earlier = old.get("commands") or [old.get("command", "")]
+        record["commands"] = [*earlier, command]
+    write_json(path, {**record, "runs": entries})
+
+
 def run_suite(
     spec: Spec,
     out: str | Path,
@@ -315,10 +337,7 @@ def run_suite(
     out.mkdir(parents=True, exist_ok=True)
     runs = spec.runs()
     check_configs(spec)
-    write_json(
-        out / "bench_spec.json",
-        {"command": command, "spec": spec.to_dict(), "source": spec.source, "runs": [r.to_dict() for r in runs]},
-    )
+    record_spec(out, spec, runs, command)
     write_json(out / "machine.json", describe_machine())
 
     start = time.perf_counter()
