@@ -78,7 +78,7 @@ def assert_close_evals(a: dict, b: dict):
     [
         pytest.param("sac", "vmap", marks=pytest.mark.full),
         ("wppg-i", "vmap"),
-        pytest.param("sac", "map", marks=pytest.mark.full),
+        ("sac", "map"),
     ],
 )
 def test_each_seed_equals_a_separate_run(variant, batching, tiny, tmp_path):
