@@ -21,10 +21,7 @@ from wppg import compile_cache
         pytest.param(lambda: wppg.SAC("Pendulum-v1", hidden=(16, 16), progress=False), marks=pytest.mark.full),
         lambda: wppg.WPPG("Pendulum-v1", policy="implicit", hidden=(16, 16), K=2, progress=False),
         pytest.param(lambda: wppg.WPO("Pendulum-v1", hidden=(16, 16), progress=False), marks=pytest.mark.full),
-        pytest.param(
-            lambda: wppg.PPO("Pendulum-v1", hidden=(16, 16), n_steps=64, n_minibatches=2, progress=False),
-            marks=pytest.mark.full,
-        ),
+        lambda: wppg.PPO("Pendulum-v1", hidden=(16, 16), n_steps=64, n_minibatches=2, progress=False),
     ],
 )
 def test_init_in_one_call_equals_the_op_by_op_state(make):
