@@ -16,6 +16,7 @@ checks that it is the generated one.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -97,8 +98,6 @@ NAMES = {
 
 def cost_table(path: Path = HERE / "speed_cost.json") -> str:
     """The cost section of `wppg bench speed` (its --out JSON): ms per env step and x SAC's per round."""
-    import json
-
     doc = json.loads(path.read_text())
     lines = [
         "| configuration | ms per env step (median) | x SAC's, per round | x SAC's, median | FLOP model, x SAC's |",
@@ -126,8 +125,6 @@ def equal_compute_table(
     budget / (its median cost ratio) env steps: the return there, mean over the paired seeds. The ratio
     is the cost run's (training loop only, evaluation left out), so this is the runs' curves read at
     the env steps that the measured cost buys, not a timed race."""
-    import json
-
     summary = json.loads(path.read_text())["cost"]["summary"]
     sides = [("WPPG-I, default", cheap, summary["wppg-i"]["median_ratio"]),
              ('WPPG-I, `preset="cpu"`', suite, summary["wppg-i preset=cpu"]["median_ratio"])]  # fmt: skip

@@ -302,7 +302,8 @@ def record_spec(out: Path, spec: Spec, runs: list[Run], command: str) -> None:
     record: dict[str, Any] = {"command": command, "commands": [command], "spec": spec.to_dict(), "source": spec.source}
     entries = [r.to_dict() for r in runs]
     old = read_json(path)
-    if old and old.get("source") == spec.source and (old.get("spec") or {}).get("name") == spec.name:
+    same = old and old.get("source") == spec.source and isinstance(old.get("spec"), dict)
+    if same and old["spec"].get("name") == spec.name:
         names = {r.name for r in runs}
         kept = []
         for e in old.get("runs", []):
