@@ -112,10 +112,10 @@ def cost_table(path: Path = HERE / "speed_cost.json") -> str:
     return "\n".join(lines)
 
 
-def return_at(record: RunRecord, step: float) -> float:
-    """The evaluation return (mode) at the last evaluation at or before `step`."""
-    curve = [(s, v) for s, v in zip(record.curve["step"], record.curve[METRIC], strict=True) if s <= step]
-    return float(curve[-1][1]) if curve else float("nan")
+def last_evaluation(record: RunRecord, step: float) -> tuple[int, float]:
+    """(env steps, return of the mode) of the run's last evaluation at or before `step`."""
+    s, v = [(s, v) for s, v in zip(record.curve["step"], record.curve[METRIC], strict=True) if s <= step][-1]
+    return int(s), float(v)
 
 
 def equal_compute_table(
@@ -135,9 +135,8 @@ def equal_compute_table(
         budget = sac[(env, seeds[0])].budget
         cells = [f"{np.mean([sac[(env, s)].final[METRIC] for s in seeds]):.0f}"]
         for _, runs, ratio in sides:
-            steps = budget / ratio
-            done = max(x for x in runs[(env, seeds[0])].curve["step"] if x <= steps)
-            cells.append(f"{done / 1e3:.0f}k, {np.mean([return_at(runs[(env, s)], steps) for s in seeds]):.0f}")
+            done, values = zip(*(last_evaluation(runs[(env, s)], budget / ratio) for s in seeds), strict=True)
+            cells.append(f"{max(done) / 1e3:.0f}k, {np.mean(values):.0f}")
         lines.append(f"| {env} | {', '.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -301,19 +301,21 @@ def record_spec(out: Path, spec: Spec, runs: list[Run], command: str) -> None:
     path = out / "bench_spec.json"
     record: dict[str, Any] = {"command": command, "commands": [command], "spec": spec.to_dict(), "source": spec.source}
     entries = [r.to_dict() for r in runs]
-    old = read_json(path)
-    same = old and old.get("source") == spec.source and isinstance(old.get("spec"), dict)
-    if same and old["spec"].get("name") == spec.name:
-        names = {r.name for r in runs}
-        kept = []
-        for e in old.get("runs", []):
-            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-                if Run.from_dict(e).name not in names:
-                    kept.append(e)
-        entries = kept + entries
-        earlier = old.get("commands") or [old.get("command", "")]
-        record["commands"] = [*earlier, command]
+    old = read_json(path) or {}
+    before = old.get("spec") if isinstance(old.get("spec"), dict) else {}
+    if old.get("source") == spec.source and before.get("name") == spec.name:
+        replaced = {r.name for r in runs} | {None}  # None: an entry that no longer parses is dropped
+        entries = [e for e in old.get("runs", []) if _entry_name(e) not in replaced] + entries
+        record["commands"] = [*(old.get("commands") or [old.get("command", "")]), command]
     write_json(path, {**record, "runs": entries})
+
+
+def _entry_name(entry: Any) -> str | None:
+    """A recorded run's name, or None for an entry that is not a run."""
+    try:
+        return Run.from_dict(entry).name
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def run_suite(
